@@ -1,0 +1,169 @@
+//! Middleware for every request: request ids and the one log line per request, security
+//! headers, and the request body limit.
+//!
+//! The log line carries method, path (never the query string, where tokens could ride),
+//! status and duration; no header or body is ever logged.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use futures_util::StreamExt;
+use poem::http::{HeaderValue, StatusCode, header};
+use poem::{Body, Endpoint, Error, IntoResponse, Request, Response};
+use rand::Rng;
+
+/// The id of the request being served, echoed in `X-Request-Id` and in error bodies.
+#[derive(Clone, Debug)]
+pub struct RequestId(pub String);
+
+const REQUEST_ID: &str = "x-request-id";
+
+/// A client's own id is kept when it is short and plain, so it can be traced end to end;
+/// anything else is replaced, so ids in the log stay safe to print.
+fn accept_request_id(candidate: &str) -> bool {
+    (1..=64).contains(&candidate.len())
+        && candidate
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.'))
+}
+
+fn new_request_id() -> String {
+    format!("{:032x}", rand::rng().random::<u128>())
+}
+
+/// Middleware: assigns the request id and writes the request's log line.
+pub async fn request_log<E: Endpoint>(
+    endpoint: Arc<E>,
+    mut req: Request,
+) -> poem::Result<Response> {
+    let id = req
+        .header(REQUEST_ID)
+        .filter(|candidate| accept_request_id(candidate))
+        .map_or_else(new_request_id, str::to_owned);
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let version = req.version();
+    let remote = req
+        .remote_addr()
+        .as_socket_addr()
+        .map(|addr| addr.ip().to_string())
+        .unwrap_or_default();
+    let started = Instant::now();
+
+    let mut response = endpoint.get_response(req).await;
+
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(REQUEST_ID, value);
+    }
+    tracing::info!(
+        target: "coffer::request",
+        request_id = %id,
+        method = %method,
+        path = %path,
+        version = ?version,
+        status = response.status().as_u16(),
+        duration_ms = format_args!("{:.3}", started.elapsed().as_secs_f64() * 1000.0),
+        remote = %remote,
+        "request"
+    );
+    Ok(response)
+}
+
+/// Middleware: headers every response carries.
+pub async fn security_headers<E: Endpoint>(
+    endpoint: Arc<E>,
+    req: Request,
+) -> poem::Result<Response> {
+    let secure = req.scheme() == &poem::http::uri::Scheme::HTTPS;
+    let mut response = endpoint.get_response(req).await;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    let policy = match headers
+        .get(header::CONTENT_SECURITY_POLICY)
+        .and_then(|value| value.to_str().ok())
+    {
+        Some(existing) if existing.contains("frame-ancestors") => existing.to_owned(),
+        Some(existing) => format!("{existing}; frame-ancestors 'none'"),
+        None => "frame-ancestors 'none'".to_owned(),
+    };
+    if let Ok(policy) = HeaderValue::from_str(&policy) {
+        headers.insert(header::CONTENT_SECURITY_POLICY, policy);
+    }
+    if secure {
+        headers.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        );
+    }
+    Ok(response)
+}
+
+/// Middleware: refuses request bodies over `limit` bytes with 413, whether the size is
+/// announced in `Content-Length` or only found while reading a chunked body.
+pub async fn body_limit<E: Endpoint>(
+    endpoint: Arc<E>,
+    mut req: Request,
+    limit: u64,
+) -> poem::Result<Response> {
+    let announced = req
+        .header(header::CONTENT_LENGTH)
+        .map(|value| {
+            value.parse::<u64>().map_err(|_| {
+                Error::from_string("Content-Length is not a number", StatusCode::BAD_REQUEST)
+            })
+        })
+        .transpose()?;
+    if announced.is_some_and(|length| length > limit) {
+        return Err(too_large(limit));
+    }
+    let exceeded = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&exceeded);
+    let mut seen = 0u64;
+    let limited = req.take_body().into_bytes_stream().map(move |chunk| {
+        let chunk = chunk?;
+        seen += chunk.len() as u64;
+        if seen > limit {
+            flag.store(true, Ordering::Relaxed);
+            return Err(std::io::Error::other("request body too large"));
+        }
+        Ok(chunk)
+    });
+    req.set_body(Body::from_bytes_stream(limited));
+    let outcome = endpoint.call(req).await;
+    if exceeded.load(Ordering::Relaxed) {
+        return Err(too_large(limit));
+    }
+    outcome.map(IntoResponse::into_response)
+}
+
+fn too_large(limit: u64) -> Error {
+    Error::from_string(
+        format!("the request body is larger than the limit of {limit} bytes"),
+        StatusCode::PAYLOAD_TOO_LARGE,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_short_request_ids_are_kept() {
+        assert!(accept_request_id("abc-123_X.y"));
+        assert!(!accept_request_id(""));
+        assert!(!accept_request_id(&"a".repeat(65)));
+        assert!(!accept_request_id("has space"));
+        assert!(!accept_request_id("new\nline"));
+        assert_eq!(new_request_id().len(), 32);
+    }
+}

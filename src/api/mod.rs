@@ -1,0 +1,69 @@
+//! The HTTP layer: routes, the OpenAPI document and the middleware stack.
+//!
+//! Handlers parse requests and call plain functions of the modules below; rules live there,
+//! not here. Every response passes through the same stack, outermost first: request id and
+//! log line, security headers, JSON errors, body limit.
+
+mod error;
+mod health;
+mod middleware;
+
+use std::sync::Arc;
+
+use poem::endpoint::BoxEndpoint;
+use poem::{EndpointExt, Response, Route, get};
+use poem_openapi::{OpenApiService, Tags};
+
+pub use error::{AllowTable, ErrorBody, code_for_status, error_response};
+pub use middleware::RequestId;
+
+use crate::readiness::Readiness;
+
+/// Where the versioned JSON API is mounted.
+pub const API_PREFIX: &str = "/api/v1";
+
+#[derive(Tags)]
+pub enum ApiTags {
+    /// Liveness and readiness.
+    Health,
+}
+
+/// What the handlers need from the rest of the application.
+pub struct ApiContext {
+    pub readiness: Arc<Readiness>,
+    pub max_body_size: u64,
+}
+
+fn openapi(context: &ApiContext) -> OpenApiService<health::HealthApi, ()> {
+    OpenApiService::new(health::HealthApi { readiness: Arc::clone(&context.readiness) }, "Coffer", env!("CARGO_PKG_VERSION"))
+        .description("Self-hosted secure file sharing. Errors always have the shape {\"error\": code, \"message\": text}.")
+        .server(API_PREFIX)
+}
+
+/// The OpenAPI document as served at `/api/v1/openapi.json`.
+pub fn openapi_json(context: &ApiContext) -> String {
+    openapi(context).spec()
+}
+
+/// Builds the whole application endpoint.
+pub fn build(context: ApiContext) -> BoxEndpoint<'static, Response> {
+    let service = openapi(&context);
+    let spec_json = service.spec();
+    let mut allow = AllowTable::from_spec(&spec_json, API_PREFIX);
+    allow.add(&format!("{API_PREFIX}/openapi.json"), vec!["GET".into()]);
+    allow.add("/docs", vec!["GET".into()]);
+    let allow = Arc::new(allow);
+    let limit = context.max_body_size;
+
+    let docs = service.swagger_ui();
+    let spec = service.spec_endpoint();
+    Route::new()
+        .at(format!("{API_PREFIX}/openapi.json"), get(spec))
+        .nest(API_PREFIX, service)
+        .nest("/docs", get(docs))
+        .around(move |endpoint, req| middleware::body_limit(endpoint, req, limit))
+        .around(move |endpoint, req| error::json_errors(endpoint, req, Arc::clone(&allow)))
+        .around(middleware::security_headers)
+        .around(middleware::request_log)
+        .boxed()
+}

@@ -1,0 +1,301 @@
+//! Settings: one typed struct, loaded once at start and passed down.
+//!
+//! Layers, lowest to highest: built-in defaults < TOML file (`--config`, else
+//! `/etc/coffer/coffer.toml` when it exists) < `COFFER_*` environment variables (nested keys
+//! joined with `__`) < files in `$CREDENTIALS_DIRECTORY`. Unknown keys and wrong types are
+//! errors that name where the value came from, the key and the problem. Nothing else in the
+//! program reads the environment for settings.
+
+mod credentials;
+mod units;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+pub use credentials::CredentialsDir;
+pub use units::{ByteSize, HumanDuration};
+
+/// Where the config file is looked for when `--config` is not given.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/coffer/coffer.toml";
+/// Prefix of environment variables that override settings.
+pub const ENV_PREFIX: &str = "COFFER_";
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub tls: TlsSettings,
+    pub storage: StorageSettings,
+    pub database: DatabaseSettings,
+    pub log: LogSettings,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSettings {
+    /// Addresses to listen on; port 0 picks a free port (the log says which).
+    pub listen: Vec<SocketAddr>,
+    /// How long in-flight requests may run after SIGTERM/SIGINT before the process exits.
+    pub shutdown_grace: HumanDuration,
+    /// A client must finish the TLS handshake, and then each request's headers, within this.
+    pub header_read_timeout: HumanDuration,
+    /// A connection on which nothing is read or written for this long is closed.
+    pub idle_timeout: HumanDuration,
+    /// Largest request head (request line and headers) accepted.
+    pub max_header_size: ByteSize,
+    /// Connections served at once; further clients wait in the listen backlog.
+    pub max_connections: usize,
+    /// Largest request body for API calls (uploads have their own limit).
+    pub max_body_size: ByteSize,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            listen: vec![SocketAddr::from(([127, 0, 0, 1], 8443))],
+            shutdown_grace: HumanDuration(std::time::Duration::from_secs(30)),
+            header_read_timeout: HumanDuration(std::time::Duration::from_secs(10)),
+            idle_timeout: HumanDuration(std::time::Duration::from_secs(120)),
+            max_header_size: ByteSize(16 << 10),
+            max_connections: 1024,
+            max_body_size: ByteSize(1 << 20),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TlsMode {
+    /// A certificate generated at first start and kept in the state dir.
+    SelfSigned,
+    /// A certificate chain and key from PEM files.
+    Files,
+    /// Plain HTTP, for loopback or behind a reverse proxy.
+    Off,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsSettings {
+    pub mode: TlsMode,
+    /// PEM certificate chain, leaf first (mode "files").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key (mode "files").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<PathBuf>,
+    /// DNS names and IP addresses the self-signed certificate is valid for.
+    pub self_signed_names: Vec<String>,
+}
+
+impl Default for TlsSettings {
+    fn default() -> Self {
+        Self {
+            mode: TlsMode::SelfSigned,
+            cert_file: None,
+            key_file: None,
+            self_signed_names: vec!["localhost".into(), "127.0.0.1".into(), "::1".into()],
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageSettings {
+    /// Database, file contents, keys and certificates live here.
+    pub state_dir: PathBuf,
+    /// Free space to keep on the state dir's file system; below it the server reports not ready.
+    pub disk_reserve: ByteSize,
+}
+
+impl Default for StorageSettings {
+    fn default() -> Self {
+        Self {
+            state_dir: PathBuf::from("./coffer-data"),
+            disk_reserve: ByteSize(1 << 30),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// How long a statement waits for a lock held by another connection before failing.
+    pub busy_timeout: HumanDuration,
+    /// Most SQLite connections open at once (each serves one blocking call at a time).
+    pub max_connections: usize,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self {
+            busy_timeout: HumanDuration(std::time::Duration::from_secs(5)),
+            max_connections: 8,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    /// A tracing filter: `info`, `debug`, or per module like `info,coffer::server=debug`.
+    pub level: String,
+    pub format: LogFormat,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+/// Everything that can be wrong with the settings, each naming where and what.
+#[derive(Debug)]
+pub struct ConfigError {
+    pub problems: Vec<String>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("invalid configuration:")?;
+        for problem in &self.problems {
+            write!(f, "\n  - {problem}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl From<figment::Error> for ConfigError {
+    fn from(error: figment::Error) -> Self {
+        let problems = error
+            .into_iter()
+            .map(|error| {
+                let key = error.path.join(".");
+                let origin = match &error.metadata {
+                    Some(meta) if meta.name.contains("environment") => {
+                        format!(
+                            "environment variable {}",
+                            meta.interpolate(
+                                &error.profile.clone().unwrap_or_default(),
+                                &error.path
+                            )
+                        )
+                    }
+                    Some(meta) => match &meta.source {
+                        Some(source) => format!("{} {source}", meta.name),
+                        None => meta.name.to_string(),
+                    },
+                    None => "settings".to_owned(),
+                };
+                if key.is_empty() {
+                    format!("{origin}: {}", error.kind)
+                } else {
+                    format!("{origin}: key `{key}`: {}", error.kind)
+                }
+            })
+            .collect();
+        Self { problems }
+    }
+}
+
+/// Which config file applies: the explicit one (which must exist), else the system one if any.
+pub fn config_file(explicit: Option<&Path>) -> Result<Option<PathBuf>, ConfigError> {
+    match explicit {
+        Some(path) if path.is_file() => Ok(Some(path.to_owned())),
+        Some(path) => Err(ConfigError {
+            problems: vec![format!(
+                "config file {} does not exist or is not a file",
+                path.display()
+            )],
+        }),
+        None => Ok(Some(PathBuf::from(DEFAULT_CONFIG_PATH)).filter(|path| path.is_file())),
+    }
+}
+
+impl Settings {
+    /// Loads all layers. `credentials_dir` is `$CREDENTIALS_DIRECTORY` when systemd set it.
+    pub fn load(file: Option<&Path>, credentials_dir: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        if let Some(file) = file {
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        figment = figment.merge(Env::prefixed(ENV_PREFIX).split("__"));
+        if let Some(dir) = credentials_dir {
+            figment = figment.merge(CredentialsDir::new(dir));
+        }
+        let settings: Settings = figment.extract()?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Rules that span fields or that types alone cannot express.
+    fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        if self.server.listen.is_empty() {
+            problems.push("key `server.listen`: at least one address is needed".to_owned());
+        }
+        if self.server.max_connections == 0 {
+            problems.push("key `server.max_connections`: must be at least 1".to_owned());
+        }
+        if self.server.max_header_size.0 < 8192 {
+            problems.push("key `server.max_header_size`: must be at least 8 KiB".to_owned());
+        }
+        if self.server.header_read_timeout.0.is_zero() || self.server.idle_timeout.0.is_zero() {
+            problems.push(
+                "keys `server.header_read_timeout` and `server.idle_timeout`: must be above 0s"
+                    .to_owned(),
+            );
+        }
+        if self.database.max_connections == 0 {
+            problems.push("key `database.max_connections`: must be at least 1".to_owned());
+        }
+        if self.tls.mode == TlsMode::Files
+            && (self.tls.cert_file.is_none() || self.tls.key_file.is_none())
+        {
+            problems.push("keys `tls.cert_file` and `tls.key_file`: both are required when `tls.mode` is \"files\"".to_owned());
+        }
+        if self.tls.mode == TlsMode::SelfSigned && self.tls.self_signed_names.is_empty() {
+            problems.push("key `tls.self_signed_names`: at least one name is needed".to_owned());
+        }
+        if self
+            .log
+            .level
+            .parse::<tracing_subscriber::EnvFilter>()
+            .is_err()
+        {
+            problems.push(format!(
+                "key `log.level`: `{}` is not a valid log filter (try info or debug)",
+                self.log.level
+            ));
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError { problems })
+        }
+    }
+
+    /// The effective settings as TOML, for `coffer check-config`. No setting holds a secret
+    /// yet; one that does must serialize as a placeholder so it never reaches this output.
+    pub fn to_redacted_toml(&self) -> String {
+        toml::to_string_pretty(self)
+            .unwrap_or_else(|err| format!("# cannot render settings: {err}\n"))
+    }
+}

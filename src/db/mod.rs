@@ -1,0 +1,134 @@
+//! The SQLite database: connection setup, a small pool, and the only doors to it.
+//!
+//! Every connection runs WAL with `synchronous=FULL`, foreign keys on and a busy timeout.
+//! Async code reaches the database only through [`Db::read`] and [`Db::write`], which run the
+//! closure on the blocking pool, so no SQLite call ever runs on an async worker; writes run in
+//! an IMMEDIATE transaction so they take the write lock up front instead of failing halfway.
+
+mod migrations;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
+use tokio::sync::Semaphore;
+
+pub use migrations::{LATEST_VERSION, MigrationError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error(transparent)]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("database task failed: {0}")]
+    Task(String),
+}
+
+#[derive(Clone)]
+pub struct Db {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    busy_timeout: Duration,
+    idle: Mutex<Vec<Connection>>,
+    /// Bounds open connections and blocking threads busy with the database at once.
+    permits: Semaphore,
+}
+
+/// Opens a connection with the pragmas every connection must have.
+pub fn connect(path: &Path, busy_timeout: Duration) -> rusqlite::Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(busy_timeout)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", true)?;
+    Ok(conn)
+}
+
+impl Db {
+    /// Opens the database, creating it if needed, and brings its schema up to date.
+    /// Blocking: call before the runtime serves requests or from `spawn_blocking`.
+    pub fn open(
+        path: &Path,
+        busy_timeout: Duration,
+        max_connections: usize,
+    ) -> Result<Self, MigrationError> {
+        let mut conn = connect(path, busy_timeout).map_err(MigrationError::Open)?;
+        migrations::apply(&mut conn, path)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                path: path.to_owned(),
+                busy_timeout,
+                idle: Mutex::new(vec![conn]),
+                permits: Semaphore::new(max_connections.max(1)),
+            }),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Runs `f` with a connection on the blocking pool.
+    pub async fn read<T, F>(&self, f: F) -> Result<T, DbError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, DbError> + Send + 'static,
+    {
+        self.with_connection(move |conn| f(conn)).await
+    }
+
+    /// Runs `f` inside an IMMEDIATE transaction on the blocking pool; commits when `f` returns
+    /// `Ok`, rolls back otherwise.
+    pub async fn write<T, F>(&self, f: F) -> Result<T, DbError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> Result<T, DbError> + Send + 'static,
+    {
+        self.with_connection(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let value = f(&tx)?;
+            tx.commit()?;
+            Ok(value)
+        })
+        .await
+    }
+
+    async fn with_connection<T, F>(&self, f: F) -> Result<T, DbError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, DbError> + Send + 'static,
+    {
+        let permit = self
+            .inner
+            .permits
+            .acquire()
+            .await
+            .map_err(|err| DbError::Task(err.to_string()))?;
+        let inner = Arc::clone(&self.inner);
+        let result = tokio::task::spawn_blocking(move || {
+            let pooled = inner.idle.lock().map(|mut idle| idle.pop()).unwrap_or(None);
+            let mut conn = match pooled {
+                Some(conn) => conn,
+                None => connect(&inner.path, inner.busy_timeout)?,
+            };
+            let result = f(&mut conn);
+            // A connection left inside a transaction (a panic mid-way) is not reused.
+            if conn.is_autocommit() {
+                if let Ok(mut idle) = inner.idle.lock() {
+                    idle.push(conn);
+                }
+            }
+            result
+        })
+        .await
+        .map_err(|err| DbError::Task(err.to_string()))?;
+        drop(permit);
+        result
+    }
+}

@@ -1,0 +1,14 @@
+//! Coffer: self-hosted secure file sharing in one binary.
+//!
+//! `startup` builds the application from `config::Settings`; `api` is the HTTP layer over the
+//! plain modules (`db`, `tls`, `readiness`, `state_dir`); `server` owns connections.
+
+pub mod api;
+pub mod config;
+pub mod db;
+pub mod readiness;
+pub mod server;
+pub mod startup;
+pub mod state_dir;
+pub mod telemetry;
+pub mod tls;

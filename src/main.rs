@@ -1,0 +1,129 @@
+//! The `coffer` command line: parses arguments and hands over to the library.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use coffer::config::{self, Settings};
+use coffer::startup::Application;
+use tokio_util::sync::CancellationToken;
+
+/// Coffer: self-hosted secure file sharing in one binary.
+#[derive(Parser)]
+#[command(name = "coffer", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server until SIGTERM or SIGINT.
+    Serve(ConfigArg),
+    /// Validate the settings and print the effective ones (secrets redacted).
+    ///
+    /// Exits non-zero with a message naming the file, key and problem when they are invalid.
+    CheckConfig(ConfigArg),
+    /// Print the version.
+    Version,
+}
+
+#[derive(clap::Args)]
+struct ConfigArg {
+    /// Settings file [default: /etc/coffer/coffer.toml when it exists, else built-in defaults].
+    /// COFFER_* environment variables and $CREDENTIALS_DIRECTORY files override it.
+    #[arg(long, short = 'c', value_name = "PATH")]
+    config: Option<PathBuf>,
+}
+
+/// Exit code for unusable settings, as distinct from a failure while running.
+const EXIT_CONFIG: u8 = 2;
+
+fn load_settings(
+    explicit: Option<&Path>,
+) -> Result<(Option<PathBuf>, Settings), config::ConfigError> {
+    let file = config::config_file(explicit)?;
+    let credentials = std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from);
+    let settings = Settings::load(file.as_deref(), credentials.as_deref())?;
+    Ok((file, settings))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Version => {
+            println!("coffer {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Command::CheckConfig(args) => match load_settings(args.config.as_deref()) {
+            Ok((file, settings)) => {
+                let source = file.map_or_else(
+                    || "built-in defaults".to_owned(),
+                    |file| file.display().to_string(),
+                );
+                println!("# effective settings (from {source}, environment and credentials)");
+                print!("{}", settings.to_redacted_toml());
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                eprintln!("coffer: {err}");
+                ExitCode::from(EXIT_CONFIG)
+            }
+        },
+        Command::Serve(args) => match load_settings(args.config.as_deref()) {
+            Ok((_, settings)) => serve(settings),
+            Err(err) => {
+                eprintln!("coffer: {err}");
+                ExitCode::from(EXIT_CONFIG)
+            }
+        },
+    }
+}
+
+fn serve(settings: Settings) -> ExitCode {
+    coffer::telemetry::init(&settings.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            tracing::error!(error = %err, "cannot start the async runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let app = match Application::build(settings).await {
+            Ok(app) => app,
+            Err(err) => {
+                tracing::error!(error = format!("{err:#}"), "cannot start");
+                return ExitCode::FAILURE;
+            }
+        };
+        let shutdown = CancellationToken::new();
+        tokio::spawn(stop_on_signal(shutdown.clone()));
+        app.run_until_stopped(shutdown).await;
+        tracing::info!("stopped");
+        ExitCode::SUCCESS
+    })
+}
+
+async fn stop_on_signal(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut terminate), Ok(mut interrupt)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop the process with SIGKILL");
+        return;
+    };
+    let name = tokio::select! {
+        _ = terminate.recv() => "SIGTERM",
+        _ = interrupt.recv() => "SIGINT",
+    };
+    tracing::info!(
+        signal = name,
+        "shutting down: refusing new connections, letting requests in flight finish"
+    );
+    shutdown.cancel();
+}

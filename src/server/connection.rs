@@ -1,0 +1,245 @@
+//! One client connection: TLS handshake, HTTP/1.1 or HTTP/2, and the limits that protect the
+//! server from slow or greedy clients.
+//!
+//! The TLS handshake and each request head must arrive within `header_read_timeout`; a
+//! connection on which no byte moves either way for `idle_timeout` is dropped (a stalled
+//! download or a forgotten keep-alive). A request that keeps moving, however slowly, is never
+//! cut off here. On shutdown, requests in flight are allowed to finish.
+
+use std::convert::Infallible;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use poem::http;
+use poem::web::{LocalAddr, RemoteAddr};
+use poem::{Addr, Endpoint, Response};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+
+use super::AppEndpoint;
+
+/// Per-connection limits, from `[server]` settings.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnectionLimits {
+    pub header_read_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_header_size: usize,
+}
+
+/// When bytes last moved on a connection, as milliseconds since it was accepted.
+struct Activity {
+    started: Instant,
+    last_millis: AtomicU64,
+}
+
+impl Activity {
+    fn touch(&self) {
+        let millis = self.started.elapsed().as_millis() as u64;
+        self.last_millis.store(millis, Ordering::Relaxed);
+    }
+
+    fn last(&self) -> Instant {
+        self.started + Duration::from_millis(self.last_millis.load(Ordering::Relaxed))
+    }
+
+    /// Completes once nothing has moved for `idle`.
+    async fn idle_for(&self, idle: Duration) {
+        loop {
+            let deadline = self.last() + idle;
+            if Instant::now() >= deadline {
+                return;
+            }
+            tokio::time::sleep_until(deadline).await;
+        }
+    }
+}
+
+/// An I/O stream that records activity on every read or write that moves bytes.
+struct Tracked<T> {
+    inner: T,
+    activity: Arc<Activity>,
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Tracked<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let result = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.activity.touch();
+        }
+        result
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Tracked<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let result = Pin::new(&mut self.inner).poll_write(cx, data);
+        if matches!(result, Poll::Ready(Ok(written)) if written > 0) {
+            self.activity.touch();
+        }
+        result
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let result = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(result, Poll::Ready(Ok(written)) if written > 0) {
+            self.activity.touch();
+        }
+        result
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Serves one accepted TCP connection until it ends, goes idle, or shutdown has let it finish.
+pub async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    local: SocketAddr,
+    tls: Option<TlsAcceptor>,
+    endpoint: AppEndpoint,
+    limits: ConnectionLimits,
+    shutdown: CancellationToken,
+) {
+    let activity = Arc::new(Activity {
+        started: Instant::now(),
+        last_millis: AtomicU64::new(0),
+    });
+    let stream = Tracked {
+        inner: stream,
+        activity: Arc::clone(&activity),
+    };
+    match tls {
+        Some(acceptor) => {
+            let handshake =
+                tokio::time::timeout(limits.header_read_timeout, acceptor.accept(stream));
+            let tls_stream = tokio::select! {
+                outcome = handshake => match outcome {
+                    Ok(Ok(tls_stream)) => tls_stream,
+                    Ok(Err(err)) => {
+                        tracing::debug!(%peer, error = %err, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%peer, "TLS handshake timed out");
+                        return;
+                    }
+                },
+                () = shutdown.cancelled() => return,
+            };
+            serve_http(
+                tls_stream, peer, local, true, endpoint, limits, shutdown, &activity,
+            )
+            .await;
+        }
+        None => {
+            serve_http(
+                stream, peer, local, false, endpoint, limits, shutdown, &activity,
+            )
+            .await
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn serve_http<Io>(
+    io: Io,
+    peer: SocketAddr,
+    local: SocketAddr,
+    secure: bool,
+    endpoint: AppEndpoint,
+    limits: ConnectionLimits,
+    shutdown: CancellationToken,
+    activity: &Activity,
+) where
+    Io: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let scheme = if secure {
+        http::uri::Scheme::HTTPS
+    } else {
+        http::uri::Scheme::HTTP
+    };
+    let service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
+        let endpoint = Arc::clone(&endpoint);
+        let scheme = scheme.clone();
+        async move {
+            let req = (
+                req,
+                LocalAddr(Addr::SocketAddr(local)),
+                RemoteAddr(Addr::SocketAddr(peer)),
+                scheme,
+            )
+                .into();
+            let response: Response = endpoint.get_response(req).await;
+            Ok::<_, Infallible>(http::Response::from(response))
+        }
+    });
+
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_size);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(limits.max_header_size).unwrap_or(u32::MAX))
+        .max_concurrent_streams(128)
+        .max_pending_accept_reset_streams(64);
+
+    let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    tokio::pin!(connection);
+    let mut draining = false;
+    loop {
+        tokio::select! {
+            outcome = connection.as_mut() => {
+                if let Err(err) = outcome {
+                    tracing::debug!(%peer, error = %err, "connection ended with an error");
+                }
+                return;
+            }
+            () = shutdown.cancelled(), if !draining => {
+                connection.as_mut().graceful_shutdown();
+                draining = true;
+            }
+            () = activity.idle_for(limits.idle_timeout) => {
+                tracing::debug!(%peer, "closing a connection idle for {:?}", limits.idle_timeout);
+                return;
+            }
+        }
+    }
+}

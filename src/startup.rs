@@ -1,0 +1,124 @@
+//! Startup in one place: from [`Settings`] to a bound, ready-to-run application.
+//!
+//! [`Application::build`] prepares the state dir, opens and migrates the database, loads or
+//! makes the certificate and binds the listeners; it fails before serving anything if any of
+//! that fails. Blocking steps run on the blocking pool.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{self, ApiContext};
+use crate::config::{Settings, TlsMode};
+use crate::db::Db;
+use crate::readiness::Readiness;
+use crate::server::{self, ConnectionLimits, HttpServer};
+use crate::state_dir::StateDir;
+use crate::tls::{self, CertResolver};
+
+pub struct Application {
+    server: HttpServer,
+    settings: Settings,
+}
+
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+) -> anyhow::Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .context("a startup task panicked")?
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let state_dir = StateDir::new(&settings.storage.state_dir);
+        let db = {
+            let state_dir = state_dir.clone();
+            let busy_timeout = settings.database.busy_timeout.0;
+            let max_connections = settings.database.max_connections;
+            blocking(move || {
+                state_dir
+                    .create()
+                    .context("cannot prepare the state directory (storage.state_dir)")?;
+                Ok(Db::open(
+                    &state_dir.database(),
+                    busy_timeout,
+                    max_connections,
+                )?)
+            })
+            .await?
+        };
+
+        let tls_config = match settings.tls.mode {
+            TlsMode::Off => None,
+            mode => {
+                let tls_settings = settings.tls.clone();
+                let tls_dir = state_dir.tls_dir();
+                let key = blocking(move || {
+                    match (mode, &tls_settings.cert_file, &tls_settings.key_file) {
+                        (TlsMode::Files, Some(cert), Some(key)) => {
+                            Ok(tls::load_pem_pair(cert, key)?)
+                        }
+                        _ => Ok(tls::ensure_self_signed(
+                            &tls_dir,
+                            &tls_settings.self_signed_names,
+                        )?),
+                    }
+                })
+                .await?;
+                let resolver = Arc::new(CertResolver::new(key));
+                Some(tls::server_config(resolver).context("cannot set up TLS")?)
+            }
+        };
+
+        let listeners = server::bind_all(&settings.server.listen).await?;
+        let readiness = Readiness::new(db, state_dir, settings.storage.disk_reserve.0);
+        let endpoint = api::build(ApiContext {
+            readiness,
+            max_body_size: settings.server.max_body_size.0,
+        });
+        let limits = ConnectionLimits {
+            header_read_timeout: settings.server.header_read_timeout.0,
+            idle_timeout: settings.server.idle_timeout.0,
+            max_header_size: usize::try_from(settings.server.max_header_size.0)
+                .unwrap_or(usize::MAX),
+        };
+        let server = HttpServer::new(
+            listeners,
+            tls_config,
+            Arc::new(endpoint),
+            limits,
+            settings.server.max_connections,
+        );
+        Ok(Self { server, settings })
+    }
+
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.server.local_addrs()
+    }
+
+    fn scheme(&self) -> &'static str {
+        if self.settings.tls.mode == TlsMode::Off {
+            "http"
+        } else {
+            "https"
+        }
+    }
+
+    /// Serves until `shutdown` is cancelled, then lets requests in flight finish within
+    /// `server.shutdown_grace`.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) {
+        for addr in self.local_addrs() {
+            let url = format!("{}://{addr}", self.scheme());
+            tracing::info!(%url, "listening");
+            if self.settings.tls.mode == TlsMode::Off && !addr.ip().is_loopback() {
+                tracing::warn!(%addr, "TLS is off on a non-loopback address: traffic, passwords included, crosses the network unencrypted; use only behind a TLS-terminating proxy");
+            }
+        }
+        self.server
+            .run(shutdown, self.settings.server.shutdown_grace.0)
+            .await;
+    }
+}
