@@ -121,9 +121,9 @@ async fn stop_on_signal(shutdown: CancellationToken) {
         _ = terminate.recv() => "SIGTERM",
         _ = interrupt.recv() => "SIGINT",
     };
+    shutdown.cancel();
     tracing::info!(
         signal = name,
         "shutting down: refusing new connections, letting requests in flight finish"
     );
-    shutdown.cancel();
 }

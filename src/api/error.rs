@@ -28,7 +28,6 @@ pub struct ErrorBody {
 /// The stable code used when a status has no more specific one.
 pub fn code_for_status(status: StatusCode) -> &'static str {
     match status.as_u16() {
-        400 => "bad_request",
         401 => "unauthorized",
         403 => "forbidden",
         404 => "not_found",

@@ -20,16 +20,12 @@ impl CredentialsDir {
         Self { dir: dir.into() }
     }
 
-    fn read_entries(dir: &Path) -> Result<Vec<(String, String)>, Error> {
-        let listing = std::fs::read_dir(dir).map_err(|err| {
-            Error::from(format!(
-                "cannot read credentials directory {}: {err}",
-                dir.display()
-            ))
-        })?;
+    fn read_entries(dir: &Path) -> Result<Vec<(String, String)>, String> {
+        let listing = std::fs::read_dir(dir)
+            .map_err(|err| format!("cannot read credentials directory {}: {err}", dir.display()))?;
         let mut entries = Vec::new();
         for entry in listing {
-            let entry = entry.map_err(|err| Error::from(err.to_string()))?;
+            let entry = entry.map_err(|err| err.to_string())?;
             let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
                 continue;
             };
@@ -41,10 +37,7 @@ impl CredentialsDir {
                 continue;
             }
             let mut text = std::fs::read_to_string(entry.path()).map_err(|err| {
-                Error::from(format!(
-                    "cannot read credential {}: {err}",
-                    entry.path().display()
-                ))
+                format!("cannot read credential {}: {err}", entry.path().display())
             })?;
             if text.ends_with('\n') {
                 text.pop();
@@ -64,7 +57,7 @@ impl Provider for CredentialsDir {
 
     fn data(&self) -> Result<Map<Profile, Dict>, Error> {
         let mut root = Dict::new();
-        for (name, text) in Self::read_entries(&self.dir)? {
+        for (name, text) in Self::read_entries(&self.dir).map_err(Error::from)? {
             insert_dotted(&mut root, &name, Value::from(text));
         }
         Ok(Profile::Default.collect(root))

@@ -189,15 +189,10 @@ impl From<figment::Error> for ConfigError {
             .map(|error| {
                 let key = error.path.join(".");
                 let origin = match &error.metadata {
-                    Some(meta) if meta.name.contains("environment") => {
-                        format!(
-                            "environment variable {}",
-                            meta.interpolate(
-                                &error.profile.clone().unwrap_or_default(),
-                                &error.path
-                            )
-                        )
-                    }
+                    Some(meta) if meta.name.contains("environment") => format!(
+                        "environment variable {ENV_PREFIX}{}",
+                        error.path.join("__").to_uppercase()
+                    ),
                     Some(meta) => match &meta.source {
                         Some(source) => format!("{} {source}", meta.name),
                         None => meta.name.to_string(),

@@ -112,9 +112,9 @@ async fn accept_loop(
         let permit = tokio::select! {
             permit = Arc::clone(&permits).acquire_owned() => match permit {
                 Ok(permit) => permit,
-                Err(_) => return,
+                Err(_) => break,
             },
-            () = shutdown.cancelled() => return,
+            () = shutdown.cancelled() => break,
         };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -126,7 +126,7 @@ async fn accept_loop(
                     continue;
                 }
             },
-            () = shutdown.cancelled() => return,
+            () = shutdown.cancelled() => break,
         };
         let _ = stream.set_nodelay(true);
         let connection = connection::serve(
@@ -143,4 +143,6 @@ async fn accept_loop(
             drop(permit);
         });
     }
+    drop(listener);
+    tracing::info!(%local, "stopped listening");
 }

@@ -1,0 +1,274 @@
+//! Runs the real `coffer` binary on 127.0.0.1:0 with a temp state dir and JSON logs, and gives
+//! tests a client that trusts the certificate that server made for itself.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_coffer");
+/// Bound on waiting for the server to do something it should do promptly.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+/// The server's stderr, one JSON object per line, with a way to wait for a line.
+#[derive(Clone, Default)]
+pub struct Logs {
+    inner: Arc<(Mutex<LogState>, Condvar)>,
+}
+
+#[derive(Default)]
+struct LogState {
+    lines: Vec<String>,
+    ended: bool,
+}
+
+impl Logs {
+    fn collect(&self, stream: impl std::io::Read + Send + 'static) {
+        let logs = self.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines() {
+                let Ok(line) = line else { break };
+                let (lock, changed) = &*logs.inner;
+                lock.lock().unwrap().lines.push(line);
+                changed.notify_all();
+            }
+            let (lock, changed) = &*logs.inner;
+            lock.lock().unwrap().ended = true;
+            changed.notify_all();
+        });
+    }
+
+    /// All lines so far.
+    pub fn text(&self) -> String {
+        self.inner.0.lock().unwrap().lines.join("\n")
+    }
+
+    /// Waits until a JSON line satisfies `matches`; `None` if the stream ended or time ran out.
+    pub fn wait_for(&self, matches: impl Fn(&Value) -> bool) -> Option<Value> {
+        let deadline = Instant::now() + PATIENCE;
+        let (lock, changed) = &*self.inner;
+        let mut state = lock.lock().unwrap();
+        let mut seen = 0;
+        loop {
+            for line in &state.lines[seen..] {
+                if let Ok(value) = serde_json::from_str::<Value>(line) {
+                    if matches(&value) {
+                        return Some(value);
+                    }
+                }
+            }
+            seen = state.lines.len();
+            let now = Instant::now();
+            if state.ended || now >= deadline {
+                return None;
+            }
+            state = changed.wait_timeout(state, deadline - now).unwrap().0;
+        }
+    }
+
+    pub fn wait_for_message(&self, message: &str) -> Option<Value> {
+        self.wait_for(|line| line["message"] == message)
+    }
+}
+
+/// What a test wants to change about the server it starts.
+#[derive(Default, Clone)]
+pub struct Options {
+    /// TOML merged over the test defaults.
+    pub toml: String,
+    pub env: Vec<(String, String)>,
+    /// Reuse a state dir (restarts); a fresh temp dir otherwise.
+    pub state_dir: Option<PathBuf>,
+    /// Run the server bound by file permissions even when the tests run as root, as the
+    /// packaged service (user `coffer`) is.
+    pub obey_permissions: bool,
+}
+
+pub struct TestApp {
+    child: Option<Child>,
+    pub addr: SocketAddr,
+    pub base_url: String,
+    pub state_dir: PathBuf,
+    pub logs: Logs,
+    pub client: reqwest::Client,
+    _temp: Option<tempfile::TempDir>,
+}
+
+/// Deep-merges TOML `overlay` over `base`.
+fn merge(base: &mut toml::Table, overlay: toml::Table) {
+    for (key, value) in overlay {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(inner)), toml::Value::Table(over)) => merge(inner, over),
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
+
+/// Writes the config file a test server runs with.
+pub fn write_config(dir: &Path, state_dir: &Path, extra: &str) -> PathBuf {
+    let mut config: toml::Table = toml::from_str(&format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\n[storage]\nstate_dir = {:?}\ndisk_reserve = \"1 MiB\"\n[log]\nformat = \"json\"\n",
+        state_dir.display().to_string()
+    ))
+    .unwrap();
+    merge(
+        &mut config,
+        toml::from_str(extra).expect("test TOML parses"),
+    );
+    let path = dir.join("coffer.toml");
+    std::fs::write(&path, toml::to_string(&config).unwrap()).unwrap();
+    path
+}
+
+pub fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// A client trusting the PEM certificate at `cert`, or plain HTTP when `cert` is `None`.
+pub fn client_trusting(cert: Option<&Path>) -> reqwest::Client {
+    let mut builder = reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .timeout(PATIENCE);
+    if let Some(cert) = cert {
+        let pem = std::fs::read(cert).expect("the server stored its certificate");
+        builder = builder.add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap());
+    }
+    builder.build().unwrap()
+}
+
+impl TestApp {
+    pub fn self_signed_cert(&self) -> PathBuf {
+        self.state_dir.join("tls/self-signed.crt")
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request reaches the server")
+    }
+
+    pub fn pid(&self) -> rustix::process::Pid {
+        pid(self.child.as_ref().expect("the server is running"))
+    }
+
+    pub fn terminate(&self) {
+        rustix::process::kill_process(self.pid(), rustix::process::Signal::TERM).unwrap();
+    }
+
+    /// Waits (bounded) for the process to exit, while this test's runtime keeps serving its
+    /// clients' connections (a client must be able to answer the server's goodbye).
+    pub async fn wait_exit(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("the server was running");
+        let pid = pid(&child);
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        std::thread::spawn(move || sender.send(child.wait()));
+        match tokio::time::timeout(PATIENCE, receiver).await {
+            Ok(Ok(status)) => status.unwrap(),
+            _ => {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+                panic!("server did not exit in time; log:\n{}", self.logs.text())
+            }
+        }
+    }
+}
+
+pub fn pid(child: &Child) -> rustix::process::Pid {
+    rustix::process::Pid::from_raw(child.id() as i32).unwrap()
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Starts the server as a child process; the command exits or the test fails with its log.
+pub fn start(options: Options) -> Result<TestApp, (ExitStatus, String)> {
+    let temp = tempfile::tempdir().unwrap();
+    let state_dir = options
+        .state_dir
+        .clone()
+        .unwrap_or_else(|| temp.path().join("state"));
+    let config = write_config(temp.path(), &state_dir, &options.toml);
+    let mut command = if options.obey_permissions && is_root() {
+        let mut command = Command::new("setpriv");
+        command
+            .args(["--bounding-set=-dac_override,-dac_read_search", "--"])
+            .arg(BIN);
+        command
+    } else {
+        Command::new(BIN)
+    };
+    command.arg("serve").arg("--config").arg(&config);
+    command
+        .envs(options.env.iter().cloned())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().expect("coffer starts");
+    let logs = Logs::default();
+    logs.collect(child.stderr.take().unwrap());
+    let Some(listening) = logs.wait_for_message("listening") else {
+        let _ = child.kill();
+        let status = child.wait().unwrap();
+        return Err((status, logs.text()));
+    };
+    let base_url = listening["url"].as_str().unwrap().to_owned();
+    let addr: SocketAddr = base_url.rsplit("://").next().unwrap().parse().unwrap();
+    let cert = state_dir.join("tls/self-signed.crt");
+    let trusted = (base_url.starts_with("https") && cert.exists()).then_some(cert.as_path());
+    let client = client_trusting(trusted);
+    Ok(TestApp {
+        child: Some(child),
+        addr,
+        base_url,
+        state_dir,
+        logs,
+        client,
+        _temp: Some(temp),
+    })
+}
+
+/// Starts the server or fails the test with its log.
+pub fn spawn_app(options: Options) -> TestApp {
+    match start(options) {
+        Ok(app) => app,
+        Err((status, log)) => panic!("server did not start ({status}):\n{log}"),
+    }
+}
+
+pub fn spawn_default() -> TestApp {
+    spawn_app(Options::default())
+}
+
+/// Runs `coffer <args>` to completion, returning (exit code, stdout, stderr).
+pub fn run_cli(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let output = Command::new(BIN)
+        .args(args)
+        .env_remove("CREDENTIALS_DIRECTORY")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .expect("coffer runs");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}

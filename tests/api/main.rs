@@ -1,0 +1,11 @@
+//! Black-box tests: the real `coffer` binary on 127.0.0.1:0 with a temp state dir, driven by
+//! real HTTPS clients.
+
+mod config;
+mod connections;
+mod database;
+mod health;
+mod helpers;
+mod http;
+mod shutdown;
+mod tls;
