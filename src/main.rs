@@ -81,6 +81,8 @@ fn main() -> ExitCode {
 }
 
 fn serve(settings: Settings) -> ExitCode {
+    // Everything Coffer writes (database, keys, files) is for its own user only.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     coffer::telemetry::init(&settings.log);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

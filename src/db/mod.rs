@@ -132,3 +132,47 @@ impl Db {
         result
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_connection_gets_wal_full_sync_foreign_keys_and_the_busy_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = connect(&dir.path().join("coffer.db"), Duration::from_millis(4321)).unwrap();
+        let text = |pragma: &str| {
+            conn.pragma_query_value(None, pragma, |row| row.get::<_, String>(0))
+                .unwrap()
+        };
+        let number = |pragma: &str| {
+            conn.pragma_query_value(None, pragma, |row| row.get::<_, i64>(0))
+                .unwrap()
+        };
+        assert_eq!(text("journal_mode"), "wal");
+        assert_eq!(number("synchronous"), 2, "FULL");
+        assert_eq!(number("foreign_keys"), 1);
+        assert_eq!(number("busy_timeout"), 4321);
+    }
+
+    #[tokio::test]
+    async fn failed_write_rolls_back_and_leaves_the_pool_usable() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("coffer.db"), Duration::from_secs(1), 2).unwrap();
+        let failed = db
+            .write(|tx| {
+                tx.execute("UPDATE instance SET instance_id = 'changed'", [])?;
+                tx.execute("INSERT INTO no_such_table VALUES (1)", [])?;
+                Ok(())
+            })
+            .await;
+        assert!(failed.is_err());
+        let id: String = db
+            .read(|conn| {
+                Ok(conn.query_row("SELECT instance_id FROM instance", [], |row| row.get(0))?)
+            })
+            .await
+            .unwrap();
+        assert_ne!(id, "changed", "the failed transaction left nothing behind");
+    }
+}

@@ -7,6 +7,14 @@ async fn database_runs_wal_and_migrations_are_recorded() {
     let mut app = spawn_app(Options::default());
     app.terminate();
     assert!(app.wait_exit().await.success());
+    for file in ["coffer.db", "tls/self-signed.crt"] {
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(app.state_dir.join(file))
+                .unwrap()
+                .permissions(),
+        );
+        assert_eq!(mode & 0o077, 0, "{file} is readable by others: {mode:o}");
+    }
     let conn = rusqlite::Connection::open(app.state_dir.join("coffer.db")).unwrap();
     let mode: String = conn
         .pragma_query_value(None, "journal_mode", |row| row.get(0))
