@@ -4,8 +4,10 @@
 //! plain modules (`db`, `tls`, `readiness`, `state_dir`); `server` owns connections.
 
 pub mod api;
+pub mod auth;
 pub mod config;
 pub mod db;
+pub mod domain;
 pub mod readiness;
 pub mod server;
 pub mod startup;

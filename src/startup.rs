@@ -11,6 +11,9 @@ use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, ApiContext};
+use crate::auth::password::{HashParams, PasswordHasherPool};
+use crate::auth::token::TokenSigner;
+use crate::auth::{self, Auth, Lifetimes};
 use crate::config::{Settings, TlsMode};
 use crate::db::Db;
 use crate::readiness::Readiness;
@@ -29,6 +32,34 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(work)
         .await
         .context("a startup task panicked")?
+}
+
+/// The password hasher, the token key and the first admin account.
+async fn build_auth(
+    settings: &Settings,
+    db: &Db,
+    state_dir: &StateDir,
+) -> anyhow::Result<Arc<Auth>> {
+    let config = &settings.auth;
+    let params = HashParams {
+        memory_kib: config.argon2_memory_kib,
+        iterations: config.argon2_iterations,
+        parallelism: config.argon2_parallelism,
+    };
+    let hasher = PasswordHasherPool::new(params, config.max_concurrent_hashes)
+        .context("settings under [auth]")?;
+    let key_path = state_dir.token_signing_key();
+    let signer = blocking(move || Ok(TokenSigner::load_or_create(&key_path)?)).await?;
+    auth::ensure_initial_admin(db, &hasher, &state_dir.initial_admin_password()).await?;
+    let seconds = |duration: crate::config::HumanDuration| {
+        i64::try_from(duration.0.as_secs()).unwrap_or(i64::MAX)
+    };
+    let lifetimes = Lifetimes {
+        access: seconds(config.access_token_ttl),
+        refresh_idle: seconds(config.refresh_idle_timeout),
+        refresh_absolute: seconds(config.refresh_lifetime),
+    };
+    Ok(Arc::new(Auth::new(db.clone(), hasher, signer, lifetimes)))
 }
 
 impl Application {
@@ -73,10 +104,12 @@ impl Application {
             }
         };
 
+        let auth = build_auth(&settings, &db, &state_dir).await?;
         let listeners = server::bind_all(&settings.server.listen).await?;
         let readiness = Readiness::new(db, state_dir, settings.storage.disk_reserve.0);
         let endpoint = api::build(ApiContext {
             readiness,
+            auth,
             max_body_size: settings.server.max_body_size.0,
         });
         let limits = ConnectionLimits {

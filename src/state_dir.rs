@@ -25,7 +25,12 @@ impl StateDir {
     pub fn create(&self) -> io::Result<()> {
         let mut builder = DirBuilder::new();
         builder.recursive(true).mode(0o700);
-        for dir in [self.root.clone(), self.tmp_dir(), self.tls_dir()] {
+        for dir in [
+            self.root.clone(),
+            self.tmp_dir(),
+            self.tls_dir(),
+            self.keys_dir(),
+        ] {
             builder.create(&dir).map_err(|err| {
                 io::Error::new(
                     err.kind(),
@@ -52,6 +57,20 @@ impl StateDir {
     /// Certificates this instance made or obtained itself.
     pub fn tls_dir(&self) -> PathBuf {
         self.root.join("tls")
+    }
+
+    /// Secret keys this instance made for itself.
+    pub fn keys_dir(&self) -> PathBuf {
+        self.root.join("keys")
+    }
+
+    pub fn token_signing_key(&self) -> PathBuf {
+        self.keys_dir().join("token-signing.key")
+    }
+
+    /// Where the first admin's generated password is left for the operator.
+    pub fn initial_admin_password(&self) -> PathBuf {
+        self.root.join("initial-admin-password")
     }
 
     /// Proves the state dir accepts writes right now, by creating, syncing and removing a file.

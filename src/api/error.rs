@@ -138,8 +138,11 @@ pub async fn json_errors<E: Endpoint>(
             let is_json = response
                 .content_type()
                 .is_some_and(|kind| kind.starts_with("application/json"));
-            if !status.is_client_error() && !status.is_server_error() || is_json {
+            if !status.is_client_error() && !status.is_server_error() {
                 return Ok(response);
+            }
+            if is_json {
+                return Ok(with_request_id(response, request_id).await);
             }
             (
                 status,
@@ -169,7 +172,38 @@ pub async fn json_errors<E: Endpoint>(
     if is_head {
         response.set_body(());
     }
-    Ok(response)
+    Ok(with_bearer_challenge(response))
+}
+
+/// A 401 names the scheme the client should use (RFC 9110).
+fn with_bearer_challenge(mut response: Response) -> Response {
+    if response.status() == StatusCode::UNAUTHORIZED {
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    response
+}
+
+/// Adds the request id to an error body a handler built itself.
+async fn with_request_id(response: Response, request_id: Option<String>) -> Response {
+    let (parts, body) = response.into_parts();
+    let bytes = body.into_vec().await.unwrap_or_default();
+    let body = match (
+        serde_json::from_slice::<serde_json::Value>(&bytes),
+        request_id,
+    ) {
+        (Ok(serde_json::Value::Object(mut object)), Some(id)) if object.contains_key("error") => {
+            object
+                .entry("request_id")
+                .or_insert(serde_json::Value::String(id));
+            serde_json::to_vec(&object).unwrap_or(bytes)
+        }
+        _ => bytes,
+    };
+    let mut response = Response::from_parts(parts, body.into());
+    response.headers_mut().remove(header::CONTENT_LENGTH);
+    with_bearer_challenge(response)
 }
 
 #[cfg(test)]

@@ -4,9 +4,12 @@
 //! not here. Every response passes through the same stack, outermost first: request id and
 //! log line, security headers, JSON errors, body limit.
 
+mod auth;
 mod error;
 mod health;
+mod me;
 mod middleware;
+mod security;
 
 use std::sync::Arc;
 
@@ -17,6 +20,7 @@ use poem_openapi::{OpenApiService, Tags};
 pub use error::{AllowTable, ErrorBody, code_for_status, error_response};
 pub use middleware::RequestId;
 
+use crate::auth::Auth;
 use crate::readiness::Readiness;
 
 /// Where the versioned JSON API is mounted.
@@ -26,16 +30,45 @@ pub const API_PREFIX: &str = "/api/v1";
 pub enum ApiTags {
     /// Liveness and readiness.
     Health,
+    /// Signing in and out, refreshing tokens.
+    Auth,
+    /// The signed-in user's own account.
+    Account,
+}
+
+/// Unix seconds as an RFC 3339 UTC timestamp.
+pub fn rfc3339(seconds: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(seconds)
+        .ok()
+        .and_then(|at| {
+            at.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
 }
 
 /// What the handlers need from the rest of the application.
 pub struct ApiContext {
     pub readiness: Arc<Readiness>,
+    pub auth: Arc<Auth>,
     pub max_body_size: u64,
 }
 
-fn openapi(context: &ApiContext) -> OpenApiService<health::HealthApi, ()> {
-    OpenApiService::new(health::HealthApi { readiness: Arc::clone(&context.readiness) }, "Coffer", env!("CARGO_PKG_VERSION"))
+type Apis = (health::HealthApi, auth::AuthApi, me::MeApi);
+
+fn openapi(context: &ApiContext) -> OpenApiService<Apis, ()> {
+    let apis = (
+        health::HealthApi {
+            readiness: Arc::clone(&context.readiness),
+        },
+        auth::AuthApi {
+            auth: Arc::clone(&context.auth),
+        },
+        me::MeApi {
+            auth: Arc::clone(&context.auth),
+        },
+    );
+    OpenApiService::new(apis, "Coffer", env!("CARGO_PKG_VERSION"))
         .description("Self-hosted secure file sharing. Errors always have the shape {\"error\": code, \"message\": text}.")
         .server(API_PREFIX)
 }
@@ -61,6 +94,7 @@ pub fn build(context: ApiContext) -> BoxEndpoint<'static, Response> {
         .at(format!("{API_PREFIX}/openapi.json"), get(spec))
         .nest(API_PREFIX, service)
         .nest("/docs", get(docs))
+        .data(Arc::clone(&context.auth))
         .around(move |endpoint, req| middleware::body_limit(endpoint, req, limit))
         .around(move |endpoint, req| error::json_errors(endpoint, req, Arc::clone(&allow)))
         .around(middleware::security_headers)

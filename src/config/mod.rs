@@ -32,6 +32,7 @@ pub struct Settings {
     pub tls: TlsSettings,
     pub storage: StorageSettings,
     pub database: DatabaseSettings,
+    pub auth: AuthSettings,
     pub log: LogSettings,
 }
 
@@ -140,6 +141,40 @@ impl Default for DatabaseSettings {
     }
 }
 
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSettings {
+    /// Lifetime of an access token.
+    pub access_token_ttl: HumanDuration,
+    /// A session unused for this long cannot be refreshed any more.
+    pub refresh_idle_timeout: HumanDuration,
+    /// A session ends this long after its login, however active.
+    pub refresh_lifetime: HumanDuration,
+    /// argon2id memory cost in KiB for new password hashes (OWASP: 19456).
+    pub argon2_memory_kib: u32,
+    /// argon2id iterations (OWASP: 2).
+    pub argon2_iterations: u32,
+    /// argon2id lanes (OWASP: 1).
+    pub argon2_parallelism: u32,
+    /// Password hashes computed at once; more wait, so a login flood cannot exhaust memory.
+    pub max_concurrent_hashes: usize,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        let days = |days: u64| HumanDuration(std::time::Duration::from_secs(days * 86_400));
+        Self {
+            access_token_ttl: HumanDuration(std::time::Duration::from_secs(15 * 60)),
+            refresh_idle_timeout: days(7),
+            refresh_lifetime: days(30),
+            argon2_memory_kib: 19_456,
+            argon2_iterations: 2,
+            argon2_parallelism: 1,
+            max_concurrent_hashes: 4,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -194,6 +229,10 @@ impl From<figment::Error> for ConfigError {
                         error.path.join("__").to_uppercase()
                     ),
                     Some(meta) => match &meta.source {
+                        // figment displays file paths relative to the working directory.
+                        Some(figment::Source::File(path)) => {
+                            format!("{} {}", meta.name, path.display())
+                        }
                         Some(source) => format!("{} {source}", meta.name),
                         None => meta.name.to_string(),
                     },
@@ -255,6 +294,17 @@ impl Settings {
         if self.server.header_read_timeout.0.is_zero() || self.server.idle_timeout.0.is_zero() {
             problems.push(
                 "keys `server.header_read_timeout` and `server.idle_timeout`: must be above 0s"
+                    .to_owned(),
+            );
+        }
+        if self.auth.max_concurrent_hashes == 0 {
+            problems.push("key `auth.max_concurrent_hashes`: must be at least 1".to_owned());
+        }
+        if self.auth.access_token_ttl.0.as_secs() == 0
+            || self.auth.refresh_idle_timeout.0.as_secs() == 0
+        {
+            problems.push(
+                "keys `auth.access_token_ttl` and `auth.refresh_idle_timeout`: must be at least 1s"
                     .to_owned(),
             );
         }

@@ -19,6 +19,49 @@ const MIGRATIONS: &[&str] = &[
         created_at  TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
     ) STRICT;
     INSERT INTO instance (id, instance_id) VALUES (1, lower(hex(randomblob(16))));",
+    // 2: accounts, login sessions with their refresh tokens, and the audit log. Times are Unix
+    // seconds (UTC). Refresh tokens are stored only as SHA-256 hashes.
+    "CREATE TABLE users (
+        id            TEXT PRIMARY KEY,
+        username      TEXT NOT NULL,
+        username_key  TEXT NOT NULL UNIQUE,
+        email         TEXT,
+        password_hash TEXT NOT NULL,
+        role          TEXT NOT NULL CHECK (role IN ('admin', 'user')),
+        disabled      INTEGER NOT NULL DEFAULT 0 CHECK (disabled IN (0, 1)),
+        quota_bytes   INTEGER CHECK (quota_bytes IS NULL OR quota_bytes >= 0),
+        created_at    INTEGER NOT NULL,
+        last_login_at INTEGER
+    ) STRICT;
+    CREATE TABLE sessions (
+        id             TEXT PRIMARY KEY,
+        user_id        TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        created_at     INTEGER NOT NULL,
+        last_used_at   INTEGER NOT NULL,
+        expires_at     INTEGER NOT NULL,
+        revoked_at     INTEGER,
+        revoked_reason TEXT,
+        client_ip      TEXT NOT NULL DEFAULT ''
+    ) STRICT;
+    CREATE INDEX sessions_by_user ON sessions (user_id);
+    CREATE TABLE refresh_tokens (
+        token_hash BLOB PRIMARY KEY,
+        session_id TEXT NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+        issued_at  INTEGER NOT NULL,
+        spent_at   INTEGER
+    ) STRICT;
+    CREATE INDEX refresh_tokens_by_session ON refresh_tokens (session_id);
+    CREATE TABLE audit_log (
+        id       INTEGER PRIMARY KEY AUTOINCREMENT,
+        at       INTEGER NOT NULL,
+        event    TEXT NOT NULL,
+        actor_id TEXT,
+        subject  TEXT,
+        ip       TEXT NOT NULL DEFAULT '',
+        detail   TEXT NOT NULL DEFAULT ''
+    ) STRICT;
+    CREATE INDEX audit_by_actor ON audit_log (actor_id, id);
+    CREATE INDEX audit_by_event ON audit_log (event, id);",
 ];
 
 pub const LATEST_VERSION: u32 = MIGRATIONS.len() as u32;

@@ -5,7 +5,10 @@
 //! closure on the blocking pool, so no SQLite call ever runs on an async worker; writes run in
 //! an IMMEDIATE transaction so they take the write lock up front instead of failing halfway.
 
+pub mod audit;
 mod migrations;
+pub mod sessions;
+pub mod users;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};

@@ -14,7 +14,8 @@ fn uncommented_shipped_config() -> String {
         .map(|line| match line.strip_prefix("# ") {
             Some(rest)
                 if rest.split_once(" = ").is_some_and(|(key, _)| {
-                    key.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+                    key.chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
                 }) =>
             {
                 rest

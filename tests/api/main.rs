@@ -1,6 +1,8 @@
 //! Black-box tests: the real `coffer` binary on 127.0.0.1:0 with a temp state dir, driven by
 //! real HTTPS clients.
 
+mod access_tokens;
+mod auth;
 mod config;
 mod connections;
 mod database;

@@ -1,0 +1,366 @@
+//! Authentication: passwords, sessions, access and refresh tokens.
+//!
+//! A login creates a session. The client gets a short-lived access token (a signed JWT naming
+//! the session) and an opaque refresh token (256 random bits, stored only as its SHA-256).
+//! Every request re-checks that the access token's session is live and the user enabled with
+//! the same role, so logout, revocation, disabling and role changes take effect on the very
+//! next request. Each refresh spends its token and issues the next; presenting a spent token
+//! again is taken as theft and revokes the whole session. Refreshes run in IMMEDIATE
+//! transactions, so two racing refreshes with one token cannot both succeed.
+//!
+//! This module knows nothing of HTTP; it never logs a password or a token.
+
+pub mod password;
+pub mod token;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+use crate::db::audit::{self, AuditEvent};
+use crate::db::{Db, DbError, sessions, users};
+use crate::domain::{Password, Role, SessionId, UserId, Username};
+use password::{PasswordHasherPool, Verdict};
+use token::{AccessClaims, TokenSigner};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// Unknown user, wrong password or disabled account: deliberately indistinguishable.
+    #[error("wrong username or password")]
+    InvalidCredentials,
+    #[error("the token is invalid, expired or revoked")]
+    InvalidToken,
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Hash(#[from] password::HashError),
+}
+
+/// Lifetimes, in seconds.
+#[derive(Clone, Copy, Debug)]
+pub struct Lifetimes {
+    pub access: i64,
+    pub refresh_idle: i64,
+    pub refresh_absolute: i64,
+}
+
+/// What a successful login or refresh hands the client.
+pub struct Tokens {
+    pub access_token: String,
+    pub expires_in: i64,
+    pub refresh_token: String,
+    pub refresh_expires_in: i64,
+}
+
+/// The authenticated caller of a request.
+#[derive(Clone, Debug)]
+pub struct Principal {
+    pub user_id: UserId,
+    pub session_id: SessionId,
+    pub role: Role,
+}
+
+pub fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+fn token_hash(token: &str) -> Vec<u8> {
+    ring::digest::digest(&ring::digest::SHA256, token.as_bytes())
+        .as_ref()
+        .to_vec()
+}
+
+fn new_refresh_token() -> String {
+    URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>())
+}
+
+pub struct Auth {
+    db: Db,
+    hasher: PasswordHasherPool,
+    signer: Arc<TokenSigner>,
+    lifetimes: Lifetimes,
+}
+
+enum RefreshOutcome {
+    Issued(Tokens),
+    Refused,
+}
+
+impl Auth {
+    pub fn new(
+        db: Db,
+        hasher: PasswordHasherPool,
+        signer: TokenSigner,
+        lifetimes: Lifetimes,
+    ) -> Self {
+        Self {
+            db,
+            hasher,
+            signer: Arc::new(signer),
+            lifetimes,
+        }
+    }
+
+    pub fn hasher(&self) -> &PasswordHasherPool {
+        &self.hasher
+    }
+
+    fn access_token(&self, user: &UserId, session: &SessionId, role: Role, now: i64) -> String {
+        self.signer.sign(&AccessClaims {
+            sub: user.0.clone(),
+            sid: session.0.clone(),
+            role: role.as_str().to_owned(),
+            iat: now,
+            exp: now + self.lifetimes.access,
+            iss: token::ISSUER.to_owned(),
+            aud: token::AUDIENCE.to_owned(),
+            typ: token::ACCESS_TYPE.to_owned(),
+        })
+    }
+
+    fn tokens(
+        &self,
+        user: &UserId,
+        session: &SessionId,
+        role: Role,
+        refresh_token: String,
+        now: i64,
+        expires_at: i64,
+    ) -> Tokens {
+        Tokens {
+            access_token: self.access_token(user, session, role, now),
+            expires_in: self.lifetimes.access,
+            refresh_token,
+            refresh_expires_in: self.lifetimes.refresh_idle.min(expires_at - now),
+        }
+    }
+
+    pub async fn login(
+        &self,
+        username: &str,
+        password: &str,
+        ip: &str,
+    ) -> Result<Tokens, AuthError> {
+        let user = match Username::parse(username) {
+            Ok(username) => {
+                self.db
+                    .read(move |conn| users::by_username(conn, &username))
+                    .await?
+            }
+            Err(_) => None,
+        };
+        let verdict = self
+            .hasher
+            .verify(
+                password,
+                user.as_ref().map(|user| user.password_hash.clone()),
+            )
+            .await?;
+        let now = now();
+        let ip = ip.to_owned();
+        let accepted = match (&user, &verdict) {
+            (Some(user), Verdict::Match | Verdict::MatchRehashed(_)) if !user.disabled => {
+                Some(user.clone())
+            }
+            _ => None,
+        };
+        let Some(user) = accepted else {
+            let subject = username.chars().take(64).collect::<String>();
+            let actor = user.map(|user| user.id.0);
+            self.db
+                .write(move |tx| {
+                    let event = AuditEvent {
+                        event: "login_failed",
+                        actor_id: actor.as_deref(),
+                        subject: Some(&subject),
+                        ip: &ip,
+                        detail: "",
+                    };
+                    audit::record(tx, now, &event)
+                })
+                .await?;
+            return Err(AuthError::InvalidCredentials);
+        };
+        let session = SessionId::generate();
+        let refresh_token = new_refresh_token();
+        let hash = token_hash(&refresh_token);
+        let expires_at = now + self.lifetimes.refresh_absolute;
+        let (user_id, role) = (user.id.clone(), user.role);
+        let session_id = session.clone();
+        self.db
+            .write(move |tx| {
+                if let Verdict::MatchRehashed(rehashed) = &verdict {
+                    users::set_password_hash(tx, &user.id, rehashed)?;
+                }
+                users::record_login(tx, &user.id, now)?;
+                let new = sessions::NewSession {
+                    id: &session_id,
+                    user_id: &user.id,
+                    now,
+                    expires_at,
+                    client_ip: &ip,
+                };
+                sessions::create(tx, &new)?;
+                sessions::add_refresh_token(tx, &hash, &session_id, now)?;
+                let event = AuditEvent {
+                    event: "login_ok",
+                    actor_id: Some(&user.id.0),
+                    subject: Some(&session_id.0),
+                    ip: &ip,
+                    detail: "",
+                };
+                audit::record(tx, now, &event)
+            })
+            .await?;
+        Ok(self.tokens(&user_id, &session, role, refresh_token, now, expires_at))
+    }
+
+    pub async fn refresh(
+        self: &Arc<Self>,
+        refresh_token: &str,
+        ip: &str,
+    ) -> Result<Tokens, AuthError> {
+        let hash = token_hash(refresh_token);
+        let now = now();
+        let ip = ip.to_owned();
+        let auth = Arc::clone(self);
+        let outcome = self
+            .db
+            .write(move |tx| {
+                let Some(found) = sessions::find_refresh_token(tx, &hash, now)? else {
+                    return Ok(RefreshOutcome::Refused);
+                };
+                let actor = Some(found.user_id.0.as_str());
+                let subject = Some(found.session_id.0.as_str());
+                if found.spent {
+                    sessions::revoke(tx, &found.session_id, now, "refresh_token_reuse")?;
+                    tracing::warn!(session = %found.session_id, user = %found.user_id, %ip, "a spent refresh token was used again; the session is revoked");
+                    audit::record(tx, now, &AuditEvent { event: "refresh_token_reuse", actor_id: actor, subject, ip: &ip, detail: "session revoked" })?;
+                    return Ok(RefreshOutcome::Refused);
+                }
+                if !found.session_usable {
+                    return Ok(RefreshOutcome::Refused);
+                }
+                if now - found.last_used_at > auth.lifetimes.refresh_idle {
+                    sessions::revoke(tx, &found.session_id, now, "idle_timeout")?;
+                    return Ok(RefreshOutcome::Refused);
+                }
+                let next = new_refresh_token();
+                sessions::spend_refresh_token(tx, &hash, &found.session_id, now)?;
+                sessions::add_refresh_token(tx, &token_hash(&next), &found.session_id, now)?;
+                let expires_at: i64 = tx.query_row("SELECT expires_at FROM sessions WHERE id = ?1", [&found.session_id.0], |row| row.get(0))?;
+                Ok(RefreshOutcome::Issued(auth.tokens(&found.user_id, &found.session_id, found.role, next, now, expires_at)))
+            })
+            .await?;
+        match outcome {
+            RefreshOutcome::Issued(tokens) => Ok(tokens),
+            RefreshOutcome::Refused => Err(AuthError::InvalidToken),
+        }
+    }
+
+    /// Ends the caller's session.
+    pub async fn logout(&self, principal: &Principal, ip: &str) -> Result<(), AuthError> {
+        let principal = principal.clone();
+        let ip = ip.to_owned();
+        let now = now();
+        self.db
+            .write(move |tx| {
+                sessions::revoke(tx, &principal.session_id, now, "logout")?;
+                let event = AuditEvent {
+                    event: "logout",
+                    actor_id: Some(&principal.user_id.0),
+                    subject: Some(&principal.session_id.0),
+                    ip: &ip,
+                    detail: "",
+                };
+                audit::record(tx, now, &event)
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Checks a bearer access token and that its session, user and role are still current.
+    pub async fn authenticate(&self, bearer: &str) -> Result<Principal, AuthError> {
+        let now = now();
+        let claims = self
+            .signer
+            .verify(bearer, now)
+            .map_err(|_| AuthError::InvalidToken)?;
+        let session = SessionId(claims.sid);
+        let lookup = session.clone();
+        let live = self
+            .db
+            .read(move |conn| sessions::live_session_user(conn, &lookup, now))
+            .await?;
+        match live {
+            Some((user_id, role)) if user_id.0 == claims.sub && role.as_str() == claims.role => {
+                Ok(Principal {
+                    user_id,
+                    session_id: session,
+                    role,
+                })
+            }
+            _ => Err(AuthError::InvalidToken),
+        }
+    }
+
+    pub async fn user(&self, id: &UserId) -> Result<Option<users::UserRow>, AuthError> {
+        let id = id.clone();
+        Ok(self.db.read(move |conn| users::by_id(conn, &id)).await?)
+    }
+}
+
+/// First start with no users: makes `admin` with a random password, written to
+/// `password_file` (0600) before the account exists, so a crash never leaves an admin whose
+/// password nobody has. Returns whether it made one.
+pub async fn ensure_initial_admin(
+    db: &Db,
+    hasher: &PasswordHasherPool,
+    password_file: &Path,
+) -> Result<bool, anyhow::Error> {
+    if db.read(users::count).await? > 0 {
+        return Ok(false);
+    }
+    let password = Password::trusted(URL_SAFE_NO_PAD.encode(rand::random::<[u8; 18]>()));
+    let hash = hasher.hash(&password).await?;
+    let file = password_file.to_owned();
+    let contents = format!("{}\n", password.expose());
+    tokio::task::spawn_blocking(move || {
+        crate::state_dir::write_file_atomically(&file, contents.as_bytes(), 0o600)
+    })
+    .await??;
+    let now = now();
+    let created = db
+        .write(move |tx| {
+            if users::count(tx)? > 0 {
+                return Ok(false);
+            }
+            let username =
+                Username::parse("admin").map_err(|err| DbError::Task(err.to_string()))?;
+            let new = users::NewUser {
+                username: &username,
+                email: None,
+                password_hash: &hash,
+                role: Role::Admin,
+                quota_bytes: None,
+                now,
+            };
+            let id = users::insert(tx, &new)?;
+            let event = AuditEvent {
+                event: "initial_admin_created",
+                actor_id: None,
+                subject: id.as_ref().map(|id| id.0.as_str()),
+                ip: "",
+                detail: "",
+            };
+            audit::record(tx, now, &event)?;
+            Ok(id.is_some())
+        })
+        .await?;
+    if created {
+        tracing::warn!(file = %password_file.display(), "created the user `admin`; its password is in this file: sign in, change it, then delete the file");
+    }
+    Ok(created)
+}

@@ -1,0 +1,134 @@
+//! The `sessions` and `refresh_tokens` tables.
+//!
+//! A session is one login; each refresh spends its token and issues the next one in the same
+//! session. Spent tokens are kept so that a second use can be recognised as theft.
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::DbError;
+use crate::domain::{Role, SessionId, UserId};
+
+pub struct NewSession<'a> {
+    pub id: &'a SessionId,
+    pub user_id: &'a UserId,
+    pub now: i64,
+    pub expires_at: i64,
+    pub client_ip: &'a str,
+}
+
+pub fn create(conn: &Connection, session: &NewSession<'_>) -> Result<(), DbError> {
+    conn.execute(
+        "INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at, client_ip)
+         VALUES (?1, ?2, ?3, ?3, ?4, ?5)",
+        params![
+            session.id.0,
+            session.user_id.0,
+            session.now,
+            session.expires_at,
+            session.client_ip
+        ],
+    )?;
+    Ok(())
+}
+
+pub fn add_refresh_token(
+    conn: &Connection,
+    hash: &[u8],
+    session: &SessionId,
+    now: i64,
+) -> Result<(), DbError> {
+    conn.execute(
+        "INSERT INTO refresh_tokens (token_hash, session_id, issued_at) VALUES (?1, ?2, ?3)",
+        params![hash, session.0, now],
+    )?;
+    Ok(())
+}
+
+/// A refresh token as found by its hash, with the state of its session and user.
+pub struct RefreshLookup {
+    pub session_id: SessionId,
+    pub user_id: UserId,
+    pub role: Role,
+    pub spent: bool,
+    pub session_usable: bool,
+    pub last_used_at: i64,
+}
+
+/// Looks up a refresh token; `now` decides whether its session is still usable (not revoked,
+/// within its absolute lifetime, user enabled). The idle timeout is the caller's to judge.
+pub fn find_refresh_token(
+    conn: &Connection,
+    hash: &[u8],
+    now: i64,
+) -> Result<Option<RefreshLookup>, DbError> {
+    Ok(conn
+        .query_row(
+            "SELECT s.id, s.user_id, u.role, t.spent_at IS NOT NULL,
+                    s.revoked_at IS NULL AND s.expires_at > ?2 AND u.disabled = 0, s.last_used_at
+             FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id JOIN users u ON u.id = s.user_id
+             WHERE t.token_hash = ?1",
+            params![hash, now],
+            |row| {
+                let role: String = row.get(2)?;
+                Ok(RefreshLookup {
+                    session_id: SessionId(row.get(0)?),
+                    user_id: UserId(row.get(1)?),
+                    role: role.parse().unwrap_or(Role::User),
+                    spent: row.get(3)?,
+                    session_usable: row.get(4)?,
+                    last_used_at: row.get(5)?,
+                })
+            },
+        )
+        .optional()?)
+}
+
+pub fn spend_refresh_token(
+    conn: &Connection,
+    hash: &[u8],
+    session: &SessionId,
+    now: i64,
+) -> Result<(), DbError> {
+    conn.execute(
+        "UPDATE refresh_tokens SET spent_at = ?2 WHERE token_hash = ?1",
+        params![hash, now],
+    )?;
+    conn.execute(
+        "UPDATE sessions SET last_used_at = ?2 WHERE id = ?1",
+        params![session.0, now],
+    )?;
+    Ok(())
+}
+
+/// Ends a session; its access and refresh tokens stop working at once. `true` if it was live.
+pub fn revoke(
+    conn: &Connection,
+    session: &SessionId,
+    now: i64,
+    reason: &str,
+) -> Result<bool, DbError> {
+    let changed = conn.execute(
+        "UPDATE sessions SET revoked_at = ?2, revoked_reason = ?3 WHERE id = ?1 AND revoked_at IS NULL",
+        params![session.0, now, reason],
+    )?;
+    Ok(changed == 1)
+}
+
+/// Who an access token's session belongs to, if the session is still live.
+pub fn live_session_user(
+    conn: &Connection,
+    session: &SessionId,
+    now: i64,
+) -> Result<Option<(UserId, Role)>, DbError> {
+    Ok(conn
+        .query_row(
+            "SELECT u.id, u.role FROM sessions s JOIN users u ON u.id = s.user_id
+             WHERE s.id = ?1 AND s.revoked_at IS NULL AND s.expires_at > ?2 AND u.disabled = 0",
+            params![session.0, now],
+            |row| {
+                let role: String = row.get(1)?;
+                Ok((UserId(row.get(0)?), role.parse().unwrap_or(Role::User)))
+            },
+        )
+        .optional()?)
+}
