@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use coffer::cli::UserCommand;
 use coffer::config::{self, Settings};
 use coffer::startup::Application;
 use tokio_util::sync::CancellationToken;
@@ -24,6 +25,15 @@ enum Command {
     ///
     /// Exits non-zero with a message naming the file, key and problem when they are invalid.
     CheckConfig(ConfigArg),
+    /// Manage accounts on this server's database (safe while the server runs).
+    ///
+    /// Run it as the server's user, e.g. `sudo -u coffer coffer user list`.
+    User {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(subcommand)]
+        command: UserCommand,
+    },
     /// Print the version.
     Version,
 }
@@ -39,9 +49,7 @@ struct ConfigArg {
 /// Exit code for unusable settings, as distinct from a failure while running.
 const EXIT_CONFIG: u8 = 2;
 
-fn load_settings(
-    explicit: Option<&Path>,
-) -> Result<(Option<PathBuf>, Settings), config::ConfigError> {
+fn load_settings(explicit: Option<&Path>) -> Result<(Option<PathBuf>, Settings), config::ConfigError> {
     let file = config::config_file(explicit)?;
     let credentials = std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from);
     let settings = Settings::load(file.as_deref(), credentials.as_deref())?;
@@ -57,14 +65,24 @@ fn main() -> ExitCode {
         }
         Command::CheckConfig(args) => match load_settings(args.config.as_deref()) {
             Ok((file, settings)) => {
-                let source = file.map_or_else(
-                    || "built-in defaults".to_owned(),
-                    |file| file.display().to_string(),
-                );
+                let source = file.map_or_else(|| "built-in defaults".to_owned(), |file| file.display().to_string());
                 println!("# effective settings (from {source}, environment and credentials)");
                 print!("{}", settings.to_redacted_toml());
                 ExitCode::SUCCESS
             }
+            Err(err) => {
+                eprintln!("coffer: {err}");
+                ExitCode::from(EXIT_CONFIG)
+            }
+        },
+        Command::User { config, command } => match load_settings(config.config.as_deref()) {
+            Ok((_, settings)) => match coffer::cli::run(settings, command) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => {
+                    eprintln!("coffer: {err:#}");
+                    ExitCode::FAILURE
+                }
+            },
             Err(err) => {
                 eprintln!("coffer: {err}");
                 ExitCode::from(EXIT_CONFIG)
@@ -84,10 +102,7 @@ fn serve(settings: Settings) -> ExitCode {
     // Everything Coffer writes (database, keys, files) is for its own user only.
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     coffer::telemetry::init(&settings.log);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(err) => {
             tracing::error!(error = %err, "cannot start the async runtime");
@@ -112,10 +127,8 @@ fn serve(settings: Settings) -> ExitCode {
 
 async fn stop_on_signal(shutdown: CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut terminate), Ok(mut interrupt)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
+    let (Ok(mut terminate), Ok(mut interrupt)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+    else {
         tracing::error!("cannot install signal handlers; stop the process with SIGKILL");
         return;
     };
@@ -124,8 +137,5 @@ async fn stop_on_signal(shutdown: CancellationToken) {
         _ = interrupt.recv() => "SIGINT",
     };
     shutdown.cancel();
-    tracing::info!(
-        signal = name,
-        "shutting down: refusing new connections, letting requests in flight finish"
-    );
+    tracing::info!(signal = name, "shutting down: refusing new connections, letting requests in flight finish");
 }

@@ -24,39 +24,22 @@ pub struct Readiness {
 
 impl Readiness {
     pub fn new(db: Db, state_dir: StateDir, disk_reserve: u64) -> Arc<Self> {
-        Arc::new(Self {
-            db,
-            state_dir,
-            disk_reserve,
-        })
+        Arc::new(Self { db, state_dir, disk_reserve })
     }
 
     pub async fn check(&self) -> Vec<CheckResult> {
-        let (database, writable, disk) =
-            tokio::join!(self.database(), self.writable(), self.disk_space());
+        let (database, writable, disk) = tokio::join!(self.database(), self.writable(), self.disk_space());
         vec![database, writable, disk]
     }
 
     async fn database(&self) -> CheckResult {
         let answer = self
             .db
-            .read(|conn| {
-                Ok(conn.query_row("SELECT count(*) FROM instance", [], |row| {
-                    row.get::<_, i64>(0)
-                })?)
-            })
+            .read(|conn| Ok(conn.query_row("SELECT count(*) FROM instance", [], |row| row.get::<_, i64>(0))?))
             .await;
         match answer {
-            Ok(_) => CheckResult {
-                name: "database",
-                ok: true,
-                detail: "answers queries".into(),
-            },
-            Err(err) => CheckResult {
-                name: "database",
-                ok: false,
-                detail: format!("does not answer: {err}"),
-            },
+            Ok(_) => CheckResult { name: "database", ok: true, detail: "answers queries".into() },
+            Err(err) => CheckResult { name: "database", ok: false, detail: format!("does not answer: {err}") },
         }
     }
 
@@ -65,21 +48,15 @@ impl Readiness {
         let outcome = tokio::task::spawn_blocking(move || state_dir.probe_writable()).await;
         let root = self.state_dir.root().display();
         match outcome {
-            Ok(Ok(())) => CheckResult {
-                name: "state_dir_writable",
-                ok: true,
-                detail: format!("{root} accepts writes"),
-            },
+            Ok(Ok(())) => {
+                CheckResult { name: "state_dir_writable", ok: true, detail: format!("{root} accepts writes") }
+            }
             Ok(Err(err)) => CheckResult {
                 name: "state_dir_writable",
                 ok: false,
                 detail: format!("{root} does not accept writes: {err}"),
             },
-            Err(err) => CheckResult {
-                name: "state_dir_writable",
-                ok: false,
-                detail: format!("check failed: {err}"),
-            },
+            Err(err) => CheckResult { name: "state_dir_writable", ok: false, detail: format!("check failed: {err}") },
         }
     }
 
@@ -88,28 +65,18 @@ impl Readiness {
         let reserve = self.disk_reserve;
         let outcome = tokio::task::spawn_blocking(move || state_dir.free_bytes()).await;
         match outcome {
-            Ok(Ok(free)) if free > reserve => CheckResult {
-                name: "disk_space",
-                ok: true,
-                detail: format!("{free} bytes free, reserve is {reserve}"),
-            },
+            Ok(Ok(free)) if free > reserve => {
+                CheckResult { name: "disk_space", ok: true, detail: format!("{free} bytes free, reserve is {reserve}") }
+            }
             Ok(Ok(free)) => CheckResult {
                 name: "disk_space",
                 ok: false,
-                detail: format!(
-                    "only {free} bytes free, at or below the reserve of {reserve} (storage.disk_reserve)"
-                ),
+                detail: format!("only {free} bytes free, at or below the reserve of {reserve} (storage.disk_reserve)"),
             },
-            Ok(Err(err)) => CheckResult {
-                name: "disk_space",
-                ok: false,
-                detail: format!("cannot read free space: {err}"),
-            },
-            Err(err) => CheckResult {
-                name: "disk_space",
-                ok: false,
-                detail: format!("check failed: {err}"),
-            },
+            Ok(Err(err)) => {
+                CheckResult { name: "disk_space", ok: false, detail: format!("cannot read free space: {err}") }
+            }
+            Err(err) => CheckResult { name: "disk_space", ok: false, detail: format!("check failed: {err}") },
         }
     }
 }

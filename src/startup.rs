@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, ApiContext};
 use crate::auth::password::{HashParams, PasswordHasherPool};
+use crate::auth::throttle::ThrottlePolicy;
 use crate::auth::token::TokenSigner;
 use crate::auth::{self, Auth, Lifetimes};
 use crate::config::{Settings, TlsMode};
@@ -26,77 +27,68 @@ pub struct Application {
     settings: Settings,
 }
 
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
-) -> anyhow::Result<T> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .context("a startup task panicked")?
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> anyhow::Result<T> + Send + 'static) -> anyhow::Result<T> {
+    tokio::task::spawn_blocking(work).await.context("a startup task panicked")?
 }
 
 /// The password hasher, the token key and the first admin account.
-async fn build_auth(
-    settings: &Settings,
-    db: &Db,
-    state_dir: &StateDir,
-) -> anyhow::Result<Arc<Auth>> {
+async fn build_auth(settings: &Settings, db: &Db, state_dir: &StateDir) -> anyhow::Result<Arc<Auth>> {
     let config = &settings.auth;
     let params = HashParams {
         memory_kib: config.argon2_memory_kib,
         iterations: config.argon2_iterations,
         parallelism: config.argon2_parallelism,
     };
-    let hasher = PasswordHasherPool::new(params, config.max_concurrent_hashes)
-        .context("settings under [auth]")?;
+    let hasher = PasswordHasherPool::new(params, config.max_concurrent_hashes).context("settings under [auth]")?;
     let key_path = state_dir.token_signing_key();
     let signer = blocking(move || Ok(TokenSigner::load_or_create(&key_path)?)).await?;
-    auth::ensure_initial_admin(db, &hasher, &state_dir.initial_admin_password()).await?;
-    let seconds = |duration: crate::config::HumanDuration| {
-        i64::try_from(duration.0.as_secs()).unwrap_or(i64::MAX)
-    };
+    let seconds = |duration: crate::config::HumanDuration| i64::try_from(duration.0.as_secs()).unwrap_or(i64::MAX);
     let lifetimes = Lifetimes {
         access: seconds(config.access_token_ttl),
         refresh_idle: seconds(config.refresh_idle_timeout),
         refresh_absolute: seconds(config.refresh_lifetime),
     };
-    Ok(Arc::new(Auth::new(db.clone(), hasher, signer, lifetimes)))
+    let throttle = ThrottlePolicy {
+        free_failures: config.login_free_failures,
+        base_delay: std::time::Duration::from_secs(1),
+        max_delay: config.login_max_delay.0,
+    };
+    Ok(Arc::new(Auth::new(db.clone(), hasher, signer, lifetimes, throttle)))
+}
+
+/// Prepares the state directory, opens (creating and migrating) the database and builds the
+/// account service. Shared by the server and the `coffer user` commands.
+pub async fn open_accounts(settings: &Settings) -> anyhow::Result<(Db, Arc<Auth>)> {
+    let state_dir = StateDir::new(&settings.storage.state_dir);
+    let db = {
+        let state_dir = state_dir.clone();
+        let busy_timeout = settings.database.busy_timeout.0;
+        let max_connections = settings.database.max_connections;
+        blocking(move || {
+            state_dir.create().context("cannot prepare the state directory (storage.state_dir)")?;
+            Ok(Db::open(&state_dir.database(), busy_timeout, max_connections)?)
+        })
+        .await?
+    };
+
+    let auth = build_auth(settings, &db, &state_dir).await?;
+    Ok((db, auth))
 }
 
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let state_dir = StateDir::new(&settings.storage.state_dir);
-        let db = {
-            let state_dir = state_dir.clone();
-            let busy_timeout = settings.database.busy_timeout.0;
-            let max_connections = settings.database.max_connections;
-            blocking(move || {
-                state_dir
-                    .create()
-                    .context("cannot prepare the state directory (storage.state_dir)")?;
-                Ok(Db::open(
-                    &state_dir.database(),
-                    busy_timeout,
-                    max_connections,
-                )?)
-            })
-            .await?
-        };
+        let (db, auth) = open_accounts(&settings).await?;
+        auth::ensure_initial_admin(&db, auth.hasher(), &state_dir.initial_admin_password()).await?;
 
         let tls_config = match settings.tls.mode {
             TlsMode::Off => None,
             mode => {
                 let tls_settings = settings.tls.clone();
                 let tls_dir = state_dir.tls_dir();
-                let key = blocking(move || {
-                    match (mode, &tls_settings.cert_file, &tls_settings.key_file) {
-                        (TlsMode::Files, Some(cert), Some(key)) => {
-                            Ok(tls::load_pem_pair(cert, key)?)
-                        }
-                        _ => Ok(tls::ensure_self_signed(
-                            &tls_dir,
-                            &tls_settings.self_signed_names,
-                        )?),
-                    }
+                let key = blocking(move || match (mode, &tls_settings.cert_file, &tls_settings.key_file) {
+                    (TlsMode::Files, Some(cert), Some(key)) => Ok(tls::load_pem_pair(cert, key)?),
+                    _ => Ok(tls::ensure_self_signed(&tls_dir, &tls_settings.self_signed_names)?),
                 })
                 .await?;
                 let resolver = Arc::new(CertResolver::new(key));
@@ -104,27 +96,16 @@ impl Application {
             }
         };
 
-        let auth = build_auth(&settings, &db, &state_dir).await?;
         let listeners = server::bind_all(&settings.server.listen).await?;
         let readiness = Readiness::new(db, state_dir, settings.storage.disk_reserve.0);
-        let endpoint = api::build(ApiContext {
-            readiness,
-            auth,
-            max_body_size: settings.server.max_body_size.0,
-        });
+        let endpoint = api::build(ApiContext { readiness, auth, max_body_size: settings.server.max_body_size.0 });
         let limits = ConnectionLimits {
             header_read_timeout: settings.server.header_read_timeout.0,
             idle_timeout: settings.server.idle_timeout.0,
-            max_header_size: usize::try_from(settings.server.max_header_size.0)
-                .unwrap_or(usize::MAX),
+            max_header_size: usize::try_from(settings.server.max_header_size.0).unwrap_or(usize::MAX),
         };
-        let server = HttpServer::new(
-            listeners,
-            tls_config,
-            Arc::new(endpoint),
-            limits,
-            settings.server.max_connections,
-        );
+        let server =
+            HttpServer::new(listeners, tls_config, Arc::new(endpoint), limits, settings.server.max_connections);
         Ok(Self { server, settings })
     }
 
@@ -133,11 +114,7 @@ impl Application {
     }
 
     fn scheme(&self) -> &'static str {
-        if self.settings.tls.mode == TlsMode::Off {
-            "http"
-        } else {
-            "https"
-        }
+        if self.settings.tls.mode == TlsMode::Off { "http" } else { "https" }
     }
 
     /// Serves until `shutdown` is cancelled, then lets requests in flight finish within
@@ -150,8 +127,6 @@ impl Application {
                 tracing::warn!(%addr, "TLS is off on a non-loopback address: traffic, passwords included, crosses the network unencrypted; use only behind a TLS-terminating proxy");
             }
         }
-        self.server
-            .run(shutdown, self.settings.server.shutdown_grace.0)
-            .await;
+        self.server.run(shutdown, self.settings.server.shutdown_grace.0).await;
     }
 }

@@ -25,18 +25,10 @@ impl StateDir {
     pub fn create(&self) -> io::Result<()> {
         let mut builder = DirBuilder::new();
         builder.recursive(true).mode(0o700);
-        for dir in [
-            self.root.clone(),
-            self.tmp_dir(),
-            self.tls_dir(),
-            self.keys_dir(),
-        ] {
-            builder.create(&dir).map_err(|err| {
-                io::Error::new(
-                    err.kind(),
-                    format!("cannot create {}: {err}", dir.display()),
-                )
-            })?;
+        for dir in [self.root.clone(), self.tmp_dir(), self.tls_dir(), self.keys_dir()] {
+            builder
+                .create(&dir)
+                .map_err(|err| io::Error::new(err.kind(), format!("cannot create {}: {err}", dir.display())))?;
         }
         Ok(())
     }
@@ -77,15 +69,10 @@ impl StateDir {
     pub fn probe_writable(&self) -> io::Result<()> {
         let name = format!(".probe-{:016x}", rand::rng().random::<u64>());
         let path = self.tmp_dir().join(name);
-        let result = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-            .and_then(|mut file| {
-                file.write_all(b"probe")?;
-                file.sync_all()
-            });
+        let result = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path).and_then(|mut file| {
+            file.write_all(b"probe")?;
+            file.sync_all()
+        });
         let removed = fs::remove_file(&path);
         result?;
         removed
@@ -101,17 +88,9 @@ impl StateDir {
 /// Writes `contents` to `path` so that after a crash the file is either absent or complete:
 /// write a temp file beside it, fsync, rename over, fsync the directory.
 pub fn write_file_atomically(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
-    let dir = path
-        .parent()
-        .ok_or_else(|| io::Error::other("path has no parent directory"))?;
-    let file_name = path
-        .file_name()
-        .and_then(|name| name.to_str())
-        .unwrap_or("file");
-    let temp = dir.join(format!(
-        ".{file_name}.{:016x}.tmp",
-        rand::rng().random::<u64>()
-    ));
+    let dir = path.parent().ok_or_else(|| io::Error::other("path has no parent directory"))?;
+    let file_name = path.file_name().and_then(|name| name.to_str()).unwrap_or("file");
+    let temp = dir.join(format!(".{file_name}.{:016x}.tmp", rand::rng().random::<u64>()));
     let written = OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -141,10 +120,7 @@ mod tests {
         write_file_atomically(&path, b"first", 0o600).unwrap();
         write_file_atomically(&path, b"second", 0o600).unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"second");
-        assert_eq!(
-            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-            0o600
-        );
+        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
@@ -153,10 +129,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let state = StateDir::new(dir.path().join("state"));
         state.create().unwrap();
-        assert_eq!(
-            fs::metadata(state.root()).unwrap().permissions().mode() & 0o777,
-            0o700
-        );
+        assert_eq!(fs::metadata(state.root()).unwrap().permissions().mode() & 0o777, 0o700);
         state.probe_writable().unwrap();
         assert_eq!(fs::read_dir(state.tmp_dir()).unwrap().count(), 0);
         assert!(state.free_bytes().unwrap() > 0);

@@ -6,6 +6,7 @@ use poem::Request;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
+use super::failure::ApiFailure;
 use super::security::{BearerAuth, client_ip};
 use super::{ApiTags, ErrorBody};
 use crate::auth::{Auth, AuthError, Tokens};
@@ -28,7 +29,7 @@ struct RefreshRequest {
 }
 
 #[derive(Object)]
-struct TokenResponse {
+pub struct TokenResponse {
     /// Send as `Authorization: Bearer <access_token>`.
     access_token: String,
     /// Always `Bearer`.
@@ -61,6 +62,9 @@ enum TokenResult {
     /// `invalid_credentials` (login) or `invalid_token` (refresh).
     #[oai(status = 401)]
     Unauthorized(Json<ErrorBody>),
+    /// `too_many_requests`: too many failed sign-ins; wait the given seconds.
+    #[oai(status = 429)]
+    TooManyRequests(Json<ErrorBody>, #[oai(header = "Retry-After")] u64),
 }
 
 #[derive(ApiResponse)]
@@ -71,11 +75,7 @@ enum LogoutResult {
 }
 
 fn unauthorized(code: &str, message: &str) -> TokenResult {
-    TokenResult::Unauthorized(Json(ErrorBody {
-        error: code.into(),
-        message: message.into(),
-        request_id: None,
-    }))
+    TokenResult::Unauthorized(Json(ErrorBody { error: code.into(), message: message.into(), request_id: None }))
 }
 
 fn invalid_credentials() -> TokenResult {
@@ -90,13 +90,15 @@ impl AuthApi {
         if body.password.chars().count() > MAX_CHARS {
             return Ok(invalid_credentials());
         }
-        match self
-            .auth
-            .login(&body.username, &body.password, &client_ip(req))
-            .await
-        {
+        match self.auth.login(&body.username, &body.password, &client_ip(req)).await {
             Ok(tokens) => Ok(TokenResult::Ok(Json(tokens.into()))),
             Err(AuthError::InvalidCredentials) => Ok(invalid_credentials()),
+            Err(AuthError::Throttled(wait)) => {
+                let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+                let message = format!("too many failed sign-ins; try again in {seconds} s");
+                let body = ErrorBody { error: "too_many_requests".into(), message, request_id: None };
+                Ok(TokenResult::TooManyRequests(Json(body), seconds.max(1)))
+            }
             Err(err) => Err(internal(err)),
         }
     }
@@ -104,39 +106,27 @@ impl AuthApi {
     /// Exchange a refresh token for new tokens. The token presented is spent; presenting it
     /// again ends the whole session.
     #[oai(path = "/refresh", method = "post")]
-    async fn refresh(
-        &self,
-        req: &Request,
-        body: Json<RefreshRequest>,
-    ) -> poem::Result<TokenResult> {
-        match self
-            .auth
-            .refresh(&body.refresh_token, &client_ip(req))
-            .await
-        {
+    async fn refresh(&self, req: &Request, body: Json<RefreshRequest>) -> poem::Result<TokenResult> {
+        match self.auth.refresh(&body.refresh_token, &client_ip(req)).await {
             Ok(tokens) => Ok(TokenResult::Ok(Json(tokens.into()))),
-            Err(AuthError::InvalidToken) => Ok(unauthorized(
-                "invalid_token",
-                "the refresh token is invalid, spent, expired or revoked",
-            )),
+            Err(AuthError::InvalidToken) => {
+                Ok(unauthorized("invalid_token", "the refresh token is invalid, spent, expired or revoked"))
+            }
             Err(err) => Err(internal(err)),
         }
     }
 
-    /// End the current session.
+    /// End the current session. API tokens have no session: revoke them instead.
     #[oai(path = "/logout", method = "post")]
-    async fn logout(&self, req: &Request, caller: BearerAuth) -> poem::Result<LogoutResult> {
-        self.auth
-            .logout(&caller.0, &client_ip(req))
-            .await
-            .map_err(internal)?;
-        Ok(LogoutResult::Ended)
+    async fn logout(&self, req: &Request, caller: BearerAuth) -> Result<LogoutResult, ApiFailure> {
+        if self.auth.logout(&caller.0, &client_ip(req)).await? {
+            Ok(LogoutResult::Ended)
+        } else {
+            Err(ApiFailure::bad_request("not_a_session", "an API token has no session; revoke it at /api/v1/me/tokens"))
+        }
     }
 }
 
 pub fn internal(err: impl std::fmt::Display) -> poem::Error {
-    poem::Error::from_string(
-        err.to_string(),
-        poem::http::StatusCode::INTERNAL_SERVER_ERROR,
-    )
+    poem::Error::from_string(err.to_string(), poem::http::StatusCode::INTERNAL_SERVER_ERROR)
 }

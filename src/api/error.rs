@@ -59,16 +59,9 @@ pub fn error_response(
     message: impl Into<String>,
     request_id: Option<String>,
 ) -> Response {
-    let body = ErrorBody {
-        error: code.to_owned(),
-        message: message.into(),
-        request_id,
-    };
+    let body = ErrorBody { error: code.to_owned(), message: message.into(), request_id };
     let json = serde_json::to_vec(&body).unwrap_or_default();
-    Response::builder()
-        .status(status)
-        .content_type("application/json; charset=utf-8")
-        .body(json)
+    Response::builder().status(status).content_type("application/json; charset=utf-8").body(json)
 }
 
 /// Which methods each route answers, for the `Allow` header of a 405.
@@ -84,9 +77,7 @@ impl AllowTable {
         let spec: serde_json::Value = serde_json::from_str(spec_json).unwrap_or_default();
         if let Some(paths) = spec.get("paths").and_then(|paths| paths.as_object()) {
             for (path, operations) in paths {
-                let methods = operations
-                    .as_object()
-                    .map(|ops| ops.keys().map(|m| m.to_uppercase()).collect());
+                let methods = operations.as_object().map(|ops| ops.keys().map(|m| m.to_uppercase()).collect());
                 table.add(&format!("{prefix}{path}"), methods.unwrap_or_default());
             }
         }
@@ -94,17 +85,11 @@ impl AllowTable {
     }
 
     pub fn add(&mut self, path: &str, mut methods: Vec<String>) {
-        if methods.iter().any(|method| method == "GET")
-            && !methods.iter().any(|method| method == "HEAD")
-        {
+        if methods.iter().any(|method| method == "GET") && !methods.iter().any(|method| method == "HEAD") {
             methods.push("HEAD".to_owned());
         }
         methods.sort();
-        let segments = path
-            .trim_matches('/')
-            .split('/')
-            .map(str::to_owned)
-            .collect();
+        let segments = path.trim_matches('/').split('/').map(str::to_owned).collect();
         self.routes.push((segments, methods));
     }
 
@@ -113,10 +98,7 @@ impl AllowTable {
         let wanted: Vec<&str> = path.trim_matches('/').split('/').collect();
         self.routes.iter().find_map(|(segments, methods)| {
             let matches = segments.len() == wanted.len()
-                && segments
-                    .iter()
-                    .zip(&wanted)
-                    .all(|(pattern, part)| pattern.starts_with('{') || pattern == part);
+                && segments.iter().zip(&wanted).all(|(pattern, part)| pattern.starts_with('{') || pattern == part);
             matches.then(|| methods.join(", "))
         })
     }
@@ -131,23 +113,23 @@ pub async fn json_errors<E: Endpoint>(
     let request_id = req.extensions().get::<RequestId>().map(|id| id.0.clone());
     let path = req.uri().path().to_owned();
     let is_head = req.method() == Method::HEAD;
-    let (status, message) = match endpoint.call(req).await {
+    let outcome = match endpoint.call(req).await {
+        Ok(response) => Ok(response.into_response()),
+        // A typed error response from a handler: keep its code and body.
+        Err(err) if err.is_from_response() => Ok(err.into_response()),
+        Err(err) => Err(err),
+    };
+    let (status, message) = match outcome {
         Ok(response) => {
-            let response = response.into_response();
             let status = response.status();
-            let is_json = response
-                .content_type()
-                .is_some_and(|kind| kind.starts_with("application/json"));
+            let is_json = response.content_type().is_some_and(|kind| kind.starts_with("application/json"));
             if !status.is_client_error() && !status.is_server_error() {
                 return Ok(response);
             }
             if is_json {
                 return Ok(with_request_id(response, request_id).await);
             }
-            (
-                status,
-                status.canonical_reason().unwrap_or("error").to_owned(),
-            )
+            (status, status.canonical_reason().unwrap_or("error").to_owned())
         }
         Err(err) => (err.status(), err.to_string()),
     };
@@ -162,10 +144,7 @@ pub async fn json_errors<E: Endpoint>(
     };
     let mut response = error_response(status, code_for_status(status), message, request_id);
     if status == StatusCode::METHOD_NOT_ALLOWED {
-        if let Some(methods) = allow
-            .allowed(&path)
-            .and_then(|methods| HeaderValue::from_str(&methods).ok())
-        {
+        if let Some(methods) = allow.allowed(&path).and_then(|methods| HeaderValue::from_str(&methods).ok()) {
             response.headers_mut().insert(header::ALLOW, methods);
         }
     }
@@ -178,9 +157,7 @@ pub async fn json_errors<E: Endpoint>(
 /// A 401 names the scheme the client should use (RFC 9110).
 fn with_bearer_challenge(mut response: Response) -> Response {
     if response.status() == StatusCode::UNAUTHORIZED {
-        response
-            .headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     }
     response
 }
@@ -189,14 +166,9 @@ fn with_bearer_challenge(mut response: Response) -> Response {
 async fn with_request_id(response: Response, request_id: Option<String>) -> Response {
     let (parts, body) = response.into_parts();
     let bytes = body.into_vec().await.unwrap_or_default();
-    let body = match (
-        serde_json::from_slice::<serde_json::Value>(&bytes),
-        request_id,
-    ) {
+    let body = match (serde_json::from_slice::<serde_json::Value>(&bytes), request_id) {
         (Ok(serde_json::Value::Object(mut object)), Some(id)) if object.contains_key("error") => {
-            object
-                .entry("request_id")
-                .or_insert(serde_json::Value::String(id));
+            object.entry("request_id").or_insert(serde_json::Value::String(id));
             serde_json::to_vec(&object).unwrap_or(bytes)
         }
         _ => bytes,
@@ -214,14 +186,8 @@ mod tests {
     fn allow_table_matches_templates_and_adds_head_to_get() {
         let spec = r#"{"paths": {"/health": {"get": {}}, "/files/{id}": {"get": {}, "delete": {}, "patch": {}}}}"#;
         let table = AllowTable::from_spec(spec, "/api/v1");
-        assert_eq!(
-            table.allowed("/api/v1/health").as_deref(),
-            Some("GET, HEAD")
-        );
-        assert_eq!(
-            table.allowed("/api/v1/files/abc").as_deref(),
-            Some("DELETE, GET, HEAD, PATCH")
-        );
+        assert_eq!(table.allowed("/api/v1/health").as_deref(), Some("GET, HEAD"));
+        assert_eq!(table.allowed("/api/v1/files/abc").as_deref(), Some("DELETE, GET, HEAD, PATCH"));
         assert_eq!(table.allowed("/api/v1/files"), None);
         assert_eq!(table.allowed("/api/v1/files/abc/extra"), None);
     }

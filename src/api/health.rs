@@ -59,10 +59,7 @@ impl HealthApi {
     /// Liveness: the process is up and answering.
     #[oai(path = "/health", method = "get")]
     async fn health(&self) -> Json<Health> {
-        Json(Health {
-            status: "ok".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-        })
+        Json(Health { status: "ok".into(), version: env!("CARGO_PKG_VERSION").into() })
     }
 
     /// Readiness: the database answers, the state directory accepts writes and free disk space
@@ -70,31 +67,16 @@ impl HealthApi {
     #[oai(path = "/ready", method = "get")]
     async fn ready(&self) -> ReadyResponse {
         let results = self.readiness.check().await;
-        let failing: Vec<&str> = results
-            .iter()
-            .filter(|check| !check.ok)
-            .map(|check| check.name)
-            .collect();
+        let failing: Vec<&str> = results.iter().filter(|check| !check.ok).map(|check| check.name).collect();
         let checks = results
             .iter()
-            .map(|check| Check {
-                name: check.name.into(),
-                ok: check.ok,
-                detail: check.detail.clone(),
-            })
+            .map(|check| Check { name: check.name.into(), ok: check.ok, detail: check.detail.clone() })
             .collect();
         if failing.is_empty() {
-            ReadyResponse::Ready(Json(Ready {
-                status: "ready".into(),
-                checks,
-            }))
+            ReadyResponse::Ready(Json(Ready { status: "ready".into(), checks }))
         } else {
             let message = format!("not ready: {}", failing.join(", "));
-            ReadyResponse::NotReady(Json(NotReady {
-                error: "not_ready".into(),
-                message,
-                checks,
-            }))
+            ReadyResponse::NotReady(Json(NotReady { error: "not_ready".into(), message, checks }))
         }
     }
 }

@@ -1,14 +1,18 @@
-//! `GET /api/v1/me`: the signed-in user.
+//! The signed-in user's own account: `GET /me`, `PUT /me/password`, `/me/sessions`.
 
 use std::sync::Arc;
 
+use poem::Request;
+use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
-use poem_openapi::{Object, OpenApi};
+use poem_openapi::{ApiResponse, Object, OpenApi};
 
-use super::auth::internal;
-use super::security::BearerAuth;
+use super::auth::TokenResponse;
+use super::failure::ApiFailure;
+use super::security::{BearerAuth, client_ip, require_session};
 use super::{ApiTags, rfc3339};
-use crate::auth::Auth;
+use crate::auth::{Auth, Principal};
+use crate::db::users::UserRow;
 
 pub struct MeApi {
     pub auth: Arc<Auth>,
@@ -31,8 +35,8 @@ pub struct UserView {
     last_login_at: Option<String>,
 }
 
-impl From<crate::db::users::UserRow> for UserView {
-    fn from(user: crate::db::users::UserRow) -> Self {
+impl From<UserRow> for UserView {
+    fn from(user: UserRow) -> Self {
         Self {
             id: user.id.0,
             username: user.username,
@@ -46,14 +50,88 @@ impl From<crate::db::users::UserRow> for UserView {
     }
 }
 
-#[OpenApi(tag = "ApiTags::Account")]
+#[derive(Object)]
+struct PasswordChange {
+    current_password: String,
+    /// 10 to 1024 characters, not a commonly used password.
+    new_password: String,
+}
+
+#[derive(Object)]
+struct SessionView {
+    id: String,
+    created_at: String,
+    last_used_at: String,
+    expires_at: String,
+    client_ip: String,
+    /// The session this request was made with.
+    current: bool,
+}
+
+#[derive(ApiResponse)]
+enum Ended {
+    /// Done.
+    #[oai(status = 204)]
+    Ended,
+}
+
+async fn own_account(auth: &Auth, caller: &Principal) -> Result<UserRow, ApiFailure> {
+    auth.user(&caller.user_id).await?.ok_or_else(|| ApiFailure::not_found("user"))
+}
+
+#[OpenApi(prefix_path = "/me", tag = "ApiTags::Account")]
 impl MeApi {
     /// The signed-in user's account.
-    #[oai(path = "/me", method = "get")]
-    async fn me(&self, caller: BearerAuth) -> poem::Result<Json<UserView>> {
-        let user = self.auth.user(&caller.0.user_id).await.map_err(internal)?;
-        let user =
-            user.ok_or_else(|| poem::Error::from_status(poem::http::StatusCode::UNAUTHORIZED))?;
-        Ok(Json(user.into()))
+    #[oai(path = "/", method = "get")]
+    async fn me(&self, caller: BearerAuth) -> Result<Json<UserView>, ApiFailure> {
+        Ok(Json(own_account(&self.auth, &caller.0).await?.into()))
+    }
+
+    /// Change the password. Every session ends, this one included; the answer carries the
+    /// tokens of a new session. Needs a password sign-in (not an API token).
+    #[oai(path = "/password", method = "put")]
+    async fn change_password(
+        &self,
+        req: &Request,
+        caller: BearerAuth,
+        body: Json<PasswordChange>,
+    ) -> Result<Json<TokenResponse>, ApiFailure> {
+        require_session(&caller.0)?;
+        let body = body.0;
+        let tokens = self
+            .auth
+            .change_own_password(&caller.0, &body.current_password, body.new_password, &client_ip(req))
+            .await?;
+        Ok(Json(tokens.into()))
+    }
+
+    /// The user's live sessions, newest first.
+    #[oai(path = "/sessions", method = "get")]
+    async fn sessions(&self, caller: BearerAuth) -> Result<Json<Vec<SessionView>>, ApiFailure> {
+        let current = caller.0.session().cloned();
+        let sessions = self.auth.own_sessions(&caller.0).await?;
+        Ok(Json(
+            sessions
+                .into_iter()
+                .map(|session| SessionView {
+                    current: current.as_ref() == Some(&session.id),
+                    id: session.id.0,
+                    created_at: rfc3339(session.created_at),
+                    last_used_at: rfc3339(session.last_used_at),
+                    expires_at: rfc3339(session.expires_at),
+                    client_ip: session.client_ip,
+                })
+                .collect(),
+        ))
+    }
+
+    /// End one of the user's sessions (sign out a device).
+    #[oai(path = "/sessions/:id", method = "delete")]
+    async fn end_session(&self, req: &Request, caller: BearerAuth, id: Path<String>) -> Result<Ended, ApiFailure> {
+        if self.auth.end_own_session(&caller.0, &id, &client_ip(req)).await? {
+            Ok(Ended::Ended)
+        } else {
+            Err(ApiFailure::not_found("session"))
+        }
     }
 }

@@ -23,9 +23,7 @@ const REQUEST_ID: &str = "x-request-id";
 /// anything else is replaced, so ids in the log stay safe to print.
 fn accept_request_id(candidate: &str) -> bool {
     (1..=64).contains(&candidate.len())
-        && candidate
-            .bytes()
-            .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.'))
+        && candidate.bytes().all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.'))
 }
 
 fn new_request_id() -> String {
@@ -33,10 +31,7 @@ fn new_request_id() -> String {
 }
 
 /// Middleware: assigns the request id and writes the request's log line.
-pub async fn request_log<E: Endpoint>(
-    endpoint: Arc<E>,
-    mut req: Request,
-) -> poem::Result<Response> {
+pub async fn request_log<E: Endpoint>(endpoint: Arc<E>, mut req: Request) -> poem::Result<Response> {
     let id = req
         .header(REQUEST_ID)
         .filter(|candidate| accept_request_id(candidate))
@@ -45,11 +40,7 @@ pub async fn request_log<E: Endpoint>(
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let version = req.version();
-    let remote = req
-        .remote_addr()
-        .as_socket_addr()
-        .map(|addr| addr.ip().to_string())
-        .unwrap_or_default();
+    let remote = req.remote_addr().as_socket_addr().map(|addr| addr.ip().to_string()).unwrap_or_default();
     let started = Instant::now();
 
     let mut response = endpoint.get_response(req).await;
@@ -72,26 +63,14 @@ pub async fn request_log<E: Endpoint>(
 }
 
 /// Middleware: headers every response carries.
-pub async fn security_headers<E: Endpoint>(
-    endpoint: Arc<E>,
-    req: Request,
-) -> poem::Result<Response> {
+pub async fn security_headers<E: Endpoint>(endpoint: Arc<E>, req: Request) -> poem::Result<Response> {
     let secure = req.scheme() == &poem::http::uri::Scheme::HTTPS;
     let mut response = endpoint.get_response(req).await;
     let headers = response.headers_mut();
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    headers.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    let policy = match headers
-        .get(header::CONTENT_SECURITY_POLICY)
-        .and_then(|value| value.to_str().ok())
-    {
+    let policy = match headers.get(header::CONTENT_SECURITY_POLICY).and_then(|value| value.to_str().ok()) {
         Some(existing) if existing.contains("frame-ancestors") => existing.to_owned(),
         Some(existing) => format!("{existing}; frame-ancestors 'none'"),
         None => "frame-ancestors 'none'".to_owned(),
@@ -100,27 +79,20 @@ pub async fn security_headers<E: Endpoint>(
         headers.insert(header::CONTENT_SECURITY_POLICY, policy);
     }
     if secure {
-        headers.insert(
-            header::STRICT_TRANSPORT_SECURITY,
-            HeaderValue::from_static("max-age=31536000"),
-        );
+        headers.insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=31536000"));
     }
     Ok(response)
 }
 
 /// Middleware: refuses request bodies over `limit` bytes with 413, whether the size is
 /// announced in `Content-Length` or only found while reading a chunked body.
-pub async fn body_limit<E: Endpoint>(
-    endpoint: Arc<E>,
-    mut req: Request,
-    limit: u64,
-) -> poem::Result<Response> {
+pub async fn body_limit<E: Endpoint>(endpoint: Arc<E>, mut req: Request, limit: u64) -> poem::Result<Response> {
     let announced = req
         .header(header::CONTENT_LENGTH)
         .map(|value| {
-            value.parse::<u64>().map_err(|_| {
-                Error::from_string("Content-Length is not a number", StatusCode::BAD_REQUEST)
-            })
+            value
+                .parse::<u64>()
+                .map_err(|_| Error::from_string("Content-Length is not a number", StatusCode::BAD_REQUEST))
         })
         .transpose()?;
     if announced.is_some_and(|length| length > limit) {

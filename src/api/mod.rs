@@ -4,12 +4,16 @@
 //! not here. Every response passes through the same stack, outermost first: request id and
 //! log line, security headers, JSON errors, body limit.
 
+mod audit;
 mod auth;
 mod error;
+mod failure;
 mod health;
 mod me;
 mod middleware;
 mod security;
+mod tokens;
+mod users;
 
 use std::sync::Arc;
 
@@ -32,18 +36,17 @@ pub enum ApiTags {
     Health,
     /// Signing in and out, refreshing tokens.
     Auth,
-    /// The signed-in user's own account.
+    /// The signed-in user's own account, sessions and API tokens.
     Account,
+    /// Managing accounts and reading the audit log (admins only).
+    Users,
 }
 
 /// Unix seconds as an RFC 3339 UTC timestamp.
 pub fn rfc3339(seconds: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(seconds)
         .ok()
-        .and_then(|at| {
-            at.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
+        .and_then(|at| at.format(&time::format_description::well_known::Rfc3339).ok())
         .unwrap_or_default()
 }
 
@@ -54,22 +57,21 @@ pub struct ApiContext {
     pub max_body_size: u64,
 }
 
-type Apis = (health::HealthApi, auth::AuthApi, me::MeApi);
+type Apis = (health::HealthApi, auth::AuthApi, me::MeApi, tokens::TokensApi, users::UsersApi, audit::AuditApi);
 
 fn openapi(context: &ApiContext) -> OpenApiService<Apis, ()> {
     let apis = (
-        health::HealthApi {
-            readiness: Arc::clone(&context.readiness),
-        },
-        auth::AuthApi {
-            auth: Arc::clone(&context.auth),
-        },
-        me::MeApi {
-            auth: Arc::clone(&context.auth),
-        },
+        health::HealthApi { readiness: Arc::clone(&context.readiness) },
+        auth::AuthApi { auth: Arc::clone(&context.auth) },
+        me::MeApi { auth: Arc::clone(&context.auth) },
+        tokens::TokensApi { auth: Arc::clone(&context.auth) },
+        users::UsersApi { auth: Arc::clone(&context.auth) },
+        audit::AuditApi { auth: Arc::clone(&context.auth) },
     );
     OpenApiService::new(apis, "Coffer", env!("CARGO_PKG_VERSION"))
-        .description("Self-hosted secure file sharing. Errors always have the shape {\"error\": code, \"message\": text}.")
+        .description(
+            "Self-hosted secure file sharing. Errors always have the shape {\"error\": code, \"message\": text}.",
+        )
         .server(API_PREFIX)
 }
 

@@ -10,11 +10,15 @@
 //!
 //! This module knows nothing of HTTP; it never logs a password or a token.
 
+mod accounts;
+mod api_tokens;
 pub mod password;
+pub mod throttle;
 pub mod token;
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -22,7 +26,10 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use crate::db::audit::{self, AuditEvent};
 use crate::db::{Db, DbError, sessions, users};
 use crate::domain::{Password, Role, SessionId, UserId, Username};
+pub use accounts::{AccountChanges, AccountError, Actor, NewAccount};
+pub use api_tokens::{API_TOKEN_PREFIX, CreatedApiToken};
 use password::{PasswordHasherPool, Verdict};
+use throttle::{Throttle, ThrottlePolicy};
 use token::{AccessClaims, TokenSigner};
 
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +39,8 @@ pub enum AuthError {
     InvalidCredentials,
     #[error("the token is invalid, expired or revoked")]
     InvalidToken,
+    #[error("too many failed sign-ins; try again in {} s", .0.as_secs().max(1))]
+    Throttled(Duration),
     #[error(transparent)]
     Db(#[from] DbError),
     #[error(transparent)]
@@ -54,12 +63,38 @@ pub struct Tokens {
     pub refresh_expires_in: i64,
 }
 
+/// How the caller of a request proved who they are.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Credential {
+    /// An access token from a password sign-in.
+    Session(SessionId),
+    /// A personal API token.
+    ApiToken { id: String, read_only: bool },
+}
+
 /// The authenticated caller of a request.
 #[derive(Clone, Debug)]
 pub struct Principal {
     pub user_id: UserId,
-    pub session_id: SessionId,
     pub role: Role,
+    pub credential: Credential,
+}
+
+impl Principal {
+    pub fn session(&self) -> Option<&SessionId> {
+        match &self.credential {
+            Credential::Session(session) => Some(session),
+            Credential::ApiToken { .. } => None,
+        }
+    }
+
+    pub fn read_only(&self) -> bool {
+        matches!(self.credential, Credential::ApiToken { read_only: true, .. })
+    }
+
+    pub fn is_admin(&self) -> bool {
+        self.role == Role::Admin
+    }
 }
 
 pub fn now() -> i64 {
@@ -67,9 +102,7 @@ pub fn now() -> i64 {
 }
 
 fn token_hash(token: &str) -> Vec<u8> {
-    ring::digest::digest(&ring::digest::SHA256, token.as_bytes())
-        .as_ref()
-        .to_vec()
+    ring::digest::digest(&ring::digest::SHA256, token.as_bytes()).as_ref().to_vec()
 }
 
 fn new_refresh_token() -> String {
@@ -81,6 +114,23 @@ pub struct Auth {
     hasher: PasswordHasherPool,
     signer: Arc<TokenSigner>,
     lifetimes: Lifetimes,
+    throttle: Throttle,
+}
+
+/// A new session row and the refresh token that opens it; the caller's transaction commits both.
+fn start_session(
+    tx: &rusqlite::Connection,
+    user: &UserId,
+    ip: &str,
+    now: i64,
+    lifetime: i64,
+) -> Result<(SessionId, String, i64), DbError> {
+    let session = SessionId::generate();
+    let refresh_token = new_refresh_token();
+    let expires_at = now + lifetime;
+    sessions::create(tx, &sessions::NewSession { id: &session, user_id: user, now, expires_at, client_ip: ip })?;
+    sessions::add_refresh_token(tx, &token_hash(&refresh_token), &session, now)?;
+    Ok((session, refresh_token, expires_at))
 }
 
 enum RefreshOutcome {
@@ -94,13 +144,9 @@ impl Auth {
         hasher: PasswordHasherPool,
         signer: TokenSigner,
         lifetimes: Lifetimes,
+        throttle: ThrottlePolicy,
     ) -> Self {
-        Self {
-            db,
-            hasher,
-            signer: Arc::new(signer),
-            lifetimes,
-        }
+        Self { db, hasher, signer: Arc::new(signer), lifetimes, throttle: Throttle::new(throttle) }
     }
 
     pub fn hasher(&self) -> &PasswordHasherPool {
@@ -137,91 +183,71 @@ impl Auth {
         }
     }
 
-    pub async fn login(
-        &self,
-        username: &str,
-        password: &str,
-        ip: &str,
-    ) -> Result<Tokens, AuthError> {
+    pub async fn login(&self, username: &str, password: &str, ip: &str) -> Result<Tokens, AuthError> {
+        let keys = throttle::keys(username, ip, self.throttle.policy().free_failures);
+        self.throttle.check(&keys, Instant::now()).map_err(AuthError::Throttled)?;
         let user = match Username::parse(username) {
-            Ok(username) => {
-                self.db
-                    .read(move |conn| users::by_username(conn, &username))
-                    .await?
-            }
+            Ok(username) => self.db.read(move |conn| users::by_username(conn, &username)).await?,
             Err(_) => None,
         };
-        let verdict = self
-            .hasher
-            .verify(
-                password,
-                user.as_ref().map(|user| user.password_hash.clone()),
-            )
-            .await?;
+        let verdict = self.hasher.verify(password, user.as_ref().map(|user| user.password_hash.clone())).await?;
         let now = now();
         let ip = ip.to_owned();
         let accepted = match (&user, &verdict) {
-            (Some(user), Verdict::Match | Verdict::MatchRehashed(_)) if !user.disabled => {
-                Some(user.clone())
-            }
+            (Some(user), Verdict::Match | Verdict::MatchRehashed(_)) if !user.disabled => Some(user.clone()),
             _ => None,
         };
         let Some(user) = accepted else {
+            let started_wait = self.throttle.record_failure(&keys, Instant::now());
             let subject = username.chars().take(64).collect::<String>();
             let actor = user.map(|user| user.id.0);
             self.db
                 .write(move |tx| {
-                    let event = AuditEvent {
+                    let mut event = AuditEvent {
                         event: "login_failed",
                         actor_id: actor.as_deref(),
                         subject: Some(&subject),
                         ip: &ip,
                         detail: "",
                     };
-                    audit::record(tx, now, &event)
+                    audit::record(tx, now, &event)?;
+                    if let Some(wait) = started_wait {
+                        let detail = format!("further sign-ins wait {} s", wait.as_secs().max(1));
+                        event.event = "login_throttled";
+                        event.detail = &detail;
+                        audit::record(tx, now, &event)?;
+                    }
+                    Ok(())
                 })
                 .await?;
             return Err(AuthError::InvalidCredentials);
         };
-        let session = SessionId::generate();
-        let refresh_token = new_refresh_token();
-        let hash = token_hash(&refresh_token);
-        let expires_at = now + self.lifetimes.refresh_absolute;
+        self.throttle.record_success(&keys);
+        let lifetime = self.lifetimes.refresh_absolute;
         let (user_id, role) = (user.id.clone(), user.role);
-        let session_id = session.clone();
-        self.db
+        let (session, refresh_token, expires_at) = self
+            .db
             .write(move |tx| {
                 if let Verdict::MatchRehashed(rehashed) = &verdict {
                     users::set_password_hash(tx, &user.id, rehashed)?;
                 }
                 users::record_login(tx, &user.id, now)?;
-                let new = sessions::NewSession {
-                    id: &session_id,
-                    user_id: &user.id,
-                    now,
-                    expires_at,
-                    client_ip: &ip,
-                };
-                sessions::create(tx, &new)?;
-                sessions::add_refresh_token(tx, &hash, &session_id, now)?;
+                let started = start_session(tx, &user.id, &ip, now, lifetime)?;
                 let event = AuditEvent {
                     event: "login_ok",
                     actor_id: Some(&user.id.0),
-                    subject: Some(&session_id.0),
+                    subject: Some(&started.0.0),
                     ip: &ip,
                     detail: "",
                 };
-                audit::record(tx, now, &event)
+                audit::record(tx, now, &event)?;
+                Ok(started)
             })
             .await?;
         Ok(self.tokens(&user_id, &session, role, refresh_token, now, expires_at))
     }
 
-    pub async fn refresh(
-        self: &Arc<Self>,
-        refresh_token: &str,
-        ip: &str,
-    ) -> Result<Tokens, AuthError> {
+    pub async fn refresh(self: &Arc<Self>, refresh_token: &str, ip: &str) -> Result<Tokens, AuthError> {
         let hash = token_hash(refresh_token);
         let now = now();
         let ip = ip.to_owned();
@@ -260,47 +286,45 @@ impl Auth {
         }
     }
 
-    /// Ends the caller's session.
-    pub async fn logout(&self, principal: &Principal, ip: &str) -> Result<(), AuthError> {
-        let principal = principal.clone();
+    /// Ends the caller's session. `false` when the caller used an API token (no session).
+    pub async fn logout(&self, principal: &Principal, ip: &str) -> Result<bool, AuthError> {
+        let Some(session) = principal.session().cloned() else { return Ok(false) };
+        let user = principal.user_id.clone();
         let ip = ip.to_owned();
         let now = now();
         self.db
             .write(move |tx| {
-                sessions::revoke(tx, &principal.session_id, now, "logout")?;
+                sessions::revoke(tx, &session, now, "logout")?;
                 let event = AuditEvent {
                     event: "logout",
-                    actor_id: Some(&principal.user_id.0),
-                    subject: Some(&principal.session_id.0),
+                    actor_id: Some(&user.0),
+                    subject: Some(&session.0),
                     ip: &ip,
                     detail: "",
                 };
                 audit::record(tx, now, &event)
             })
             .await?;
-        Ok(())
+        Ok(true)
     }
 
-    /// Checks a bearer access token and that its session, user and role are still current.
+    /// Checks a bearer token (an access token or a personal API token) and that the session or
+    /// token, the user and the role are still current.
     pub async fn authenticate(&self, bearer: &str) -> Result<Principal, AuthError> {
         let now = now();
-        let claims = self
-            .signer
-            .verify(bearer, now)
-            .map_err(|_| AuthError::InvalidToken)?;
+        if bearer.starts_with(API_TOKEN_PREFIX) {
+            let hash = token_hash(bearer);
+            let found = self.db.read(move |conn| crate::db::api_tokens::authenticate(conn, &hash, now)).await?;
+            let (id, user_id, role, read_only) = found.ok_or(AuthError::InvalidToken)?;
+            return Ok(Principal { user_id, role, credential: Credential::ApiToken { id, read_only } });
+        }
+        let claims = self.signer.verify(bearer, now).map_err(|_| AuthError::InvalidToken)?;
         let session = SessionId(claims.sid);
         let lookup = session.clone();
-        let live = self
-            .db
-            .read(move |conn| sessions::live_session_user(conn, &lookup, now))
-            .await?;
+        let live = self.db.read(move |conn| sessions::live_session_user(conn, &lookup, now)).await?;
         match live {
             Some((user_id, role)) if user_id.0 == claims.sub && role.as_str() == claims.role => {
-                Ok(Principal {
-                    user_id,
-                    session_id: session,
-                    role,
-                })
+                Ok(Principal { user_id, role, credential: Credential::Session(session) })
             }
             _ => Err(AuthError::InvalidToken),
         }
@@ -327,18 +351,15 @@ pub async fn ensure_initial_admin(
     let hash = hasher.hash(&password).await?;
     let file = password_file.to_owned();
     let contents = format!("{}\n", password.expose());
-    tokio::task::spawn_blocking(move || {
-        crate::state_dir::write_file_atomically(&file, contents.as_bytes(), 0o600)
-    })
-    .await??;
+    tokio::task::spawn_blocking(move || crate::state_dir::write_file_atomically(&file, contents.as_bytes(), 0o600))
+        .await??;
     let now = now();
     let created = db
         .write(move |tx| {
             if users::count(tx)? > 0 {
                 return Ok(false);
             }
-            let username =
-                Username::parse("admin").map_err(|err| DbError::Task(err.to_string()))?;
+            let username = Username::parse("admin").map_err(|err| DbError::Task(err.to_string()))?;
             let new = users::NewUser {
                 username: &username,
                 email: None,

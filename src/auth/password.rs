@@ -48,19 +48,10 @@ pub struct PasswordHasherPool {
 
 impl PasswordHasherPool {
     pub fn new(params: HashParams, max_concurrent: usize) -> Result<Self, HashError> {
-        let argon_params = Params::new(
-            params.memory_kib,
-            params.iterations,
-            params.parallelism,
-            None,
-        )
-        .map_err(|err| HashError::Params(err.to_string()))?;
+        let argon_params = Params::new(params.memory_kib, params.iterations, params.parallelism, None)
+            .map_err(|err| HashError::Params(err.to_string()))?;
         Ok(Self {
-            argon2: Arc::new(Argon2::new(
-                Algorithm::Argon2id,
-                Version::V0x13,
-                argon_params,
-            )),
+            argon2: Arc::new(Argon2::new(Algorithm::Argon2id, Version::V0x13, argon_params)),
             params,
             permits: Arc::new(Semaphore::new(max_concurrent.max(1))),
             decoy: Arc::new(OnceLock::new()),
@@ -71,15 +62,9 @@ impl PasswordHasherPool {
         &self,
         work: impl FnOnce(&Argon2<'static>) -> T + Send + 'static,
     ) -> Result<T, HashError> {
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|err| HashError::Hash(err.to_string()))?;
+        let _permit = self.permits.acquire().await.map_err(|err| HashError::Hash(err.to_string()))?;
         let argon2 = Arc::clone(&self.argon2);
-        tokio::task::spawn_blocking(move || work(&argon2))
-            .await
-            .map_err(|err| HashError::Hash(err.to_string()))
+        tokio::task::spawn_blocking(move || work(&argon2)).await.map_err(|err| HashError::Hash(err.to_string()))
     }
 
     /// A PHC string (`$argon2id$v=19$m=...,t=...,p=...$salt$hash`).
@@ -97,11 +82,7 @@ impl PasswordHasherPool {
 
     /// Checks `password` against `stored`; `stored = None` (no such user) always mismatches
     /// after the same amount of work.
-    pub async fn verify(
-        &self,
-        password: &str,
-        stored: Option<String>,
-    ) -> Result<Verdict, HashError> {
+    pub async fn verify(&self, password: &str, stored: Option<String>) -> Result<Verdict, HashError> {
         let (phc, is_decoy) = match stored {
             Some(stored) => (stored, false),
             None => (self.decoy_hash().await?, true),
@@ -111,8 +92,7 @@ impl PasswordHasherPool {
         let (matches, outdated) = self
             .limited(move |argon2| match PasswordHash::new(&phc) {
                 Ok(parsed) => {
-                    let matches =
-                        argon2.verify_password(secret.as_bytes(), &parsed).is_ok() && !is_decoy;
+                    let matches = argon2.verify_password(secret.as_bytes(), &parsed).is_ok() && !is_decoy;
                     (matches, !uses_params(&parsed, wanted))
                 }
                 Err(_) => (false, false),
@@ -121,9 +101,7 @@ impl PasswordHasherPool {
         match (matches, outdated) {
             (false, _) => Ok(Verdict::Mismatch),
             (true, false) => Ok(Verdict::Match),
-            (true, true) => Ok(Verdict::MatchRehashed(
-                self.hash(&Password::trusted(password.to_owned())).await?,
-            )),
+            (true, true) => Ok(Verdict::MatchRehashed(self.hash(&Password::trusted(password.to_owned())).await?)),
         }
     }
 
@@ -151,70 +129,29 @@ fn uses_params(hash: &PasswordHash<'_>, wanted: HashParams) -> bool {
 mod tests {
     use super::*;
 
-    const CHEAP: HashParams = HashParams {
-        memory_kib: 64,
-        iterations: 1,
-        parallelism: 1,
-    };
+    const CHEAP: HashParams = HashParams { memory_kib: 64, iterations: 1, parallelism: 1 };
 
     #[tokio::test]
     async fn hash_verifies_and_wrong_password_does_not() {
         let pool = PasswordHasherPool::new(CHEAP, 2).unwrap();
-        let hash = pool
-            .hash(&Password::trusted("correct horse battery".into()))
-            .await
-            .unwrap();
+        let hash = pool.hash(&Password::trusted("correct horse battery".into())).await.unwrap();
         assert!(hash.starts_with("$argon2id$v=19$m=64,t=1,p=1$"));
-        assert_eq!(
-            pool.verify("correct horse battery", Some(hash.clone()))
-                .await
-                .unwrap(),
-            Verdict::Match
-        );
-        assert_eq!(
-            pool.verify("wrong horse battery", Some(hash))
-                .await
-                .unwrap(),
-            Verdict::Mismatch
-        );
-        assert_eq!(
-            pool.verify("anything", None).await.unwrap(),
-            Verdict::Mismatch
-        );
-        assert_eq!(
-            pool.verify("anything", Some("not a phc string".into()))
-                .await
-                .unwrap(),
-            Verdict::Mismatch
-        );
+        assert_eq!(pool.verify("correct horse battery", Some(hash.clone())).await.unwrap(), Verdict::Match);
+        assert_eq!(pool.verify("wrong horse battery", Some(hash)).await.unwrap(), Verdict::Mismatch);
+        assert_eq!(pool.verify("anything", None).await.unwrap(), Verdict::Mismatch);
+        assert_eq!(pool.verify("anything", Some("not a phc string".into())).await.unwrap(), Verdict::Mismatch);
     }
 
     #[tokio::test]
     async fn hash_with_old_parameters_is_upgraded_on_a_match() {
         let old = PasswordHasherPool::new(CHEAP, 1).unwrap();
-        let hash = old
-            .hash(&Password::trusted("correct horse battery".into()))
-            .await
-            .unwrap();
-        let stronger = HashParams {
-            memory_kib: 128,
-            iterations: 2,
-            parallelism: 1,
-        };
+        let hash = old.hash(&Password::trusted("correct horse battery".into())).await.unwrap();
+        let stronger = HashParams { memory_kib: 128, iterations: 2, parallelism: 1 };
         let new = PasswordHasherPool::new(stronger, 1).unwrap();
-        let Verdict::MatchRehashed(rehashed) = new
-            .verify("correct horse battery", Some(hash))
-            .await
-            .unwrap()
-        else {
+        let Verdict::MatchRehashed(rehashed) = new.verify("correct horse battery", Some(hash)).await.unwrap() else {
             panic!("expected a rehash");
         };
         assert!(rehashed.starts_with("$argon2id$v=19$m=128,t=2,p=1$"));
-        assert_eq!(
-            new.verify("correct horse battery", Some(rehashed))
-                .await
-                .unwrap(),
-            Verdict::Match
-        );
+        assert_eq!(new.verify("correct horse battery", Some(rehashed)).await.unwrap(), Verdict::Match);
     }
 }

@@ -51,10 +51,7 @@ pub enum TokenError {
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     #[error("cannot read or write the token signing key {path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    Io { path: String, source: std::io::Error },
     #[error(
         "the token signing key {path} is not a valid Ed25519 key; move it away to make a new one (this signs everyone out)"
     )]
@@ -77,10 +74,7 @@ pub struct TokenSigner {
 impl TokenSigner {
     /// Loads the key at `path`, making it first if it does not exist. Blocking.
     pub fn load_or_create(path: &Path) -> Result<Self, KeyError> {
-        let io = |source| KeyError::Io {
-            path: path.display().to_string(),
-            source,
-        };
+        let io = |source| KeyError::Io { path: path.display().to_string(), source };
         let pkcs8 = match std::fs::read(path) {
             Ok(bytes) => bytes,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
@@ -91,9 +85,8 @@ impl TokenSigner {
             }
             Err(err) => return Err(io(err)),
         };
-        let key_pair = Ed25519KeyPair::from_pkcs8(&pkcs8).map_err(|_| KeyError::Invalid {
-            path: path.display().to_string(),
-        })?;
+        let key_pair =
+            Ed25519KeyPair::from_pkcs8(&pkcs8).map_err(|_| KeyError::Invalid { path: path.display().to_string() })?;
         Ok(Self { key_pair })
     }
 
@@ -103,16 +96,9 @@ impl TokenSigner {
 
     pub fn sign(&self, claims: &AccessClaims) -> String {
         let payload = serde_json::to_vec(claims).unwrap_or_default();
-        let signing_input = format!(
-            "{}.{}",
-            URL_SAFE_NO_PAD.encode(HEADER_JSON),
-            URL_SAFE_NO_PAD.encode(payload)
-        );
+        let signing_input = format!("{}.{}", URL_SAFE_NO_PAD.encode(HEADER_JSON), URL_SAFE_NO_PAD.encode(payload));
         let signature = self.key_pair.sign(signing_input.as_bytes());
-        format!(
-            "{signing_input}.{}",
-            URL_SAFE_NO_PAD.encode(signature.as_ref())
-        )
+        format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature.as_ref()))
     }
 
     /// Checks the token fully; `now` is Unix seconds.
@@ -123,30 +109,17 @@ impl TokenSigner {
         else {
             return Err(TokenError::Malformed);
         };
-        let decode = |part: &str| {
-            URL_SAFE_NO_PAD
-                .decode(part)
-                .map_err(|_| TokenError::Malformed)
-        };
-        let header: Header =
-            serde_json::from_slice(&decode(header)?).map_err(|_| TokenError::Malformed)?;
-        if header.alg != "EdDSA"
-            || header.crit.is_some()
-            || header.typ.as_deref().is_some_and(|typ| typ != "JWT")
-        {
+        let decode = |part: &str| URL_SAFE_NO_PAD.decode(part).map_err(|_| TokenError::Malformed);
+        let header: Header = serde_json::from_slice(&decode(header)?).map_err(|_| TokenError::Malformed)?;
+        if header.alg != "EdDSA" || header.crit.is_some() || header.typ.as_deref().is_some_and(|typ| typ != "JWT") {
             return Err(TokenError::Algorithm);
         }
         let signing_input_len = token.len() - signature.len() - 1;
         UnparsedPublicKey::new(&ED25519, self.public_key())
             .verify(&token.as_bytes()[..signing_input_len], &decode(signature)?)
             .map_err(|_| TokenError::Signature)?;
-        let claims: AccessClaims =
-            serde_json::from_slice(&decode(payload)?).map_err(|_| TokenError::Claims)?;
-        if claims.iss != ISSUER
-            || claims.aud != AUDIENCE
-            || claims.typ != ACCESS_TYPE
-            || claims.sub.is_empty()
-        {
+        let claims: AccessClaims = serde_json::from_slice(&decode(payload)?).map_err(|_| TokenError::Claims)?;
+        if claims.iss != ISSUER || claims.aud != AUDIENCE || claims.typ != ACCESS_TYPE || claims.sub.is_empty() {
             return Err(TokenError::Claims);
         }
         if claims.exp <= now {
@@ -180,10 +153,7 @@ mod tests {
         let signer = TokenSigner::load_or_create(&path).unwrap();
         let token = signer.sign(&claims(2000));
         assert_eq!(signer.verify(&token, 1999).unwrap(), claims(2000));
-        assert_eq!(
-            signer.verify(&token, 2000).unwrap_err(),
-            TokenError::Expired
-        );
+        assert_eq!(signer.verify(&token, 2000).unwrap_err(), TokenError::Expired);
         let reloaded = TokenSigner::load_or_create(&path).unwrap();
         assert_eq!(reloaded.verify(&token, 1500).unwrap().sub, "u1");
     }
@@ -198,9 +168,6 @@ mod tests {
         forged.role = "admin".into();
         let forged_payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&forged).unwrap());
         let forged_token = format!("{}.{forged_payload}.{}", parts[0], parts[2]);
-        assert_eq!(
-            signer.verify(&forged_token, 1500).unwrap_err(),
-            TokenError::Signature
-        );
+        assert_eq!(signer.verify(&forged_token, 1500).unwrap_err(), TokenError::Signature);
     }
 }

@@ -29,16 +29,11 @@ impl CredentialsDir {
             let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
                 continue;
             };
-            if !entry
-                .file_type()
-                .map(|kind| kind.is_file())
-                .unwrap_or(false)
-            {
+            if !entry.file_type().map(|kind| kind.is_file()).unwrap_or(false) {
                 continue;
             }
-            let mut text = std::fs::read_to_string(entry.path()).map_err(|err| {
-                format!("cannot read credential {}: {err}", entry.path().display())
-            })?;
+            let mut text = std::fs::read_to_string(entry.path())
+                .map_err(|err| format!("cannot read credential {}: {err}", entry.path().display()))?;
             if text.ends_with('\n') {
                 text.pop();
             }
@@ -73,9 +68,7 @@ fn insert_dotted(root: &mut Dict, key: &str, value: Value) {
             dict.insert(part.to_owned(), value);
             return;
         }
-        let entry = dict
-            .entry(part.to_owned())
-            .or_insert_with(|| Value::from(Dict::new()));
+        let entry = dict.entry(part.to_owned()).or_insert_with(|| Value::from(Dict::new()));
         if entry.as_dict().is_none() {
             *entry = Value::from(Dict::new());
         }

@@ -116,10 +116,7 @@ pub struct StorageSettings {
 
 impl Default for StorageSettings {
     fn default() -> Self {
-        Self {
-            state_dir: PathBuf::from("./coffer-data"),
-            disk_reserve: ByteSize(1 << 30),
-        }
+        Self { state_dir: PathBuf::from("./coffer-data"), disk_reserve: ByteSize(1 << 30) }
     }
 }
 
@@ -134,10 +131,7 @@ pub struct DatabaseSettings {
 
 impl Default for DatabaseSettings {
     fn default() -> Self {
-        Self {
-            busy_timeout: HumanDuration(std::time::Duration::from_secs(5)),
-            max_connections: 8,
-        }
+        Self { busy_timeout: HumanDuration(std::time::Duration::from_secs(5)), max_connections: 8 }
     }
 }
 
@@ -158,6 +152,11 @@ pub struct AuthSettings {
     pub argon2_parallelism: u32,
     /// Password hashes computed at once; more wait, so a login flood cannot exhaust memory.
     pub max_concurrent_hashes: usize,
+    /// Failed sign-ins to one account from one address before waits begin (an account from
+    /// anywhere gets ten times as many, an address four times as many).
+    pub login_free_failures: u32,
+    /// Longest wait after failed sign-ins; each failure past the allowance doubles the wait.
+    pub login_max_delay: HumanDuration,
 }
 
 impl Default for AuthSettings {
@@ -171,6 +170,8 @@ impl Default for AuthSettings {
             argon2_iterations: 2,
             argon2_parallelism: 1,
             max_concurrent_hashes: 4,
+            login_free_failures: 5,
+            login_max_delay: HumanDuration(std::time::Duration::from_secs(15 * 60)),
         }
     }
 }
@@ -192,10 +193,7 @@ pub struct LogSettings {
 
 impl Default for LogSettings {
     fn default() -> Self {
-        Self {
-            level: "info".into(),
-            format: LogFormat::Text,
-        }
+        Self { level: "info".into(), format: LogFormat::Text }
     }
 }
 
@@ -224,10 +222,9 @@ impl From<figment::Error> for ConfigError {
             .map(|error| {
                 let key = error.path.join(".");
                 let origin = match &error.metadata {
-                    Some(meta) if meta.name.contains("environment") => format!(
-                        "environment variable {ENV_PREFIX}{}",
-                        error.path.join("__").to_uppercase()
-                    ),
+                    Some(meta) if meta.name.contains("environment") => {
+                        format!("environment variable {ENV_PREFIX}{}", error.path.join("__").to_uppercase())
+                    }
                     Some(meta) => match &meta.source {
                         // figment displays file paths relative to the working directory.
                         Some(figment::Source::File(path)) => {
@@ -254,10 +251,7 @@ pub fn config_file(explicit: Option<&Path>) -> Result<Option<PathBuf>, ConfigErr
     match explicit {
         Some(path) if path.is_file() => Ok(Some(path.to_owned())),
         Some(path) => Err(ConfigError {
-            problems: vec![format!(
-                "config file {} does not exist or is not a file",
-                path.display()
-            )],
+            problems: vec![format!("config file {} does not exist or is not a file", path.display())],
         }),
         None => Ok(Some(PathBuf::from(DEFAULT_CONFIG_PATH)).filter(|path| path.is_file())),
     }
@@ -292,55 +286,36 @@ impl Settings {
             problems.push("key `server.max_header_size`: must be at least 8 KiB".to_owned());
         }
         if self.server.header_read_timeout.0.is_zero() || self.server.idle_timeout.0.is_zero() {
-            problems.push(
-                "keys `server.header_read_timeout` and `server.idle_timeout`: must be above 0s"
-                    .to_owned(),
-            );
+            problems.push("keys `server.header_read_timeout` and `server.idle_timeout`: must be above 0s".to_owned());
         }
         if self.auth.max_concurrent_hashes == 0 {
             problems.push("key `auth.max_concurrent_hashes`: must be at least 1".to_owned());
         }
-        if self.auth.access_token_ttl.0.as_secs() == 0
-            || self.auth.refresh_idle_timeout.0.as_secs() == 0
-        {
-            problems.push(
-                "keys `auth.access_token_ttl` and `auth.refresh_idle_timeout`: must be at least 1s"
-                    .to_owned(),
-            );
+        if self.auth.access_token_ttl.0.as_secs() == 0 || self.auth.refresh_idle_timeout.0.as_secs() == 0 {
+            problems
+                .push("keys `auth.access_token_ttl` and `auth.refresh_idle_timeout`: must be at least 1s".to_owned());
         }
         if self.database.max_connections == 0 {
             problems.push("key `database.max_connections`: must be at least 1".to_owned());
         }
-        if self.tls.mode == TlsMode::Files
-            && (self.tls.cert_file.is_none() || self.tls.key_file.is_none())
-        {
-            problems.push("keys `tls.cert_file` and `tls.key_file`: both are required when `tls.mode` is \"files\"".to_owned());
+        if self.tls.mode == TlsMode::Files && (self.tls.cert_file.is_none() || self.tls.key_file.is_none()) {
+            problems.push(
+                "keys `tls.cert_file` and `tls.key_file`: both are required when `tls.mode` is \"files\"".to_owned(),
+            );
         }
         if self.tls.mode == TlsMode::SelfSigned && self.tls.self_signed_names.is_empty() {
             problems.push("key `tls.self_signed_names`: at least one name is needed".to_owned());
         }
-        if self
-            .log
-            .level
-            .parse::<tracing_subscriber::EnvFilter>()
-            .is_err()
-        {
-            problems.push(format!(
-                "key `log.level`: `{}` is not a valid log filter (try info or debug)",
-                self.log.level
-            ));
+        if self.log.level.parse::<tracing_subscriber::EnvFilter>().is_err() {
+            problems
+                .push(format!("key `log.level`: `{}` is not a valid log filter (try info or debug)", self.log.level));
         }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(ConfigError { problems })
-        }
+        if problems.is_empty() { Ok(()) } else { Err(ConfigError { problems }) }
     }
 
     /// The effective settings as TOML, for `coffer check-config`. No setting holds a secret
     /// yet; one that does must serialize as a placeholder so it never reaches this output.
     pub fn to_redacted_toml(&self) -> String {
-        toml::to_string_pretty(self)
-            .unwrap_or_else(|err| format!("# cannot render settings: {err}\n"))
+        toml::to_string_pretty(self).unwrap_or_else(|err| format!("# cannot render settings: {err}\n"))
     }
 }

@@ -17,28 +17,14 @@ pub struct HumanDuration(pub Duration);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ByteSize(pub u64);
 
-const DURATION_UNITS: &[(&str, u64)] = &[
-    ("ms", 1),
-    ("s", 1_000),
-    ("m", 60_000),
-    ("h", 3_600_000),
-    ("d", 86_400_000),
-];
+const DURATION_UNITS: &[(&str, u64)] = &[("ms", 1), ("s", 1_000), ("m", 60_000), ("h", 3_600_000), ("d", 86_400_000)];
 
-const SIZE_UNITS: &[(&str, u64)] = &[
-    ("B", 1),
-    ("KiB", 1 << 10),
-    ("MiB", 1 << 20),
-    ("GiB", 1 << 30),
-    ("TiB", 1 << 40),
-];
+const SIZE_UNITS: &[(&str, u64)] = &[("B", 1), ("KiB", 1 << 10), ("MiB", 1 << 20), ("GiB", 1 << 30), ("TiB", 1 << 40)];
 
 /// Splits `"64 MiB"` into `(64, "MiB")`; the number must be a whole, non-negative integer.
 fn split_number(text: &str) -> Option<(u64, &str)> {
     let text = text.trim();
-    let digits = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
+    let digits = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let number = text[..digits].parse().ok()?;
     Some((number, text[digits..].trim()))
 }
@@ -47,13 +33,9 @@ impl FromStr for HumanDuration {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let problem =
-            || format!("`{text}` is not a duration; write it like 500ms, 30s, 15m, 2h or 7d");
+        let problem = || format!("`{text}` is not a duration; write it like 500ms, 30s, 15m, 2h or 7d");
         let (number, unit) = split_number(text).ok_or_else(problem)?;
-        let (_, millis) = DURATION_UNITS
-            .iter()
-            .find(|(name, _)| *name == unit)
-            .ok_or_else(problem)?;
+        let (_, millis) = DURATION_UNITS.iter().find(|(name, _)| *name == unit).ok_or_else(problem)?;
         let total = number.checked_mul(*millis).ok_or_else(problem)?;
         Ok(Self(Duration::from_millis(total)))
     }
@@ -78,32 +60,21 @@ impl FromStr for ByteSize {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let problem =
-            || format!("`{text}` is not a size; write it like 512, 16 KiB, 64 MiB or 1 GiB");
+        let problem = || format!("`{text}` is not a size; write it like 512, 16 KiB, 64 MiB or 1 GiB");
         let (number, unit) = split_number(text).ok_or_else(problem)?;
         if unit.is_empty() {
             return Ok(Self(number));
         }
-        let (_, scale) = SIZE_UNITS
-            .iter()
-            .find(|(name, _)| *name == unit)
-            .ok_or_else(problem)?;
+        let (_, scale) = SIZE_UNITS.iter().find(|(name, _)| *name == unit).ok_or_else(problem)?;
         number.checked_mul(*scale).map(Self).ok_or_else(problem)
     }
 }
 
 impl fmt::Display for ByteSize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (name, size) = SIZE_UNITS
-            .iter()
-            .rev()
-            .find(|(_, size)| self.0 % size == 0 && self.0 >= *size)
-            .unwrap_or(&("B", 1));
-        if *name == "B" {
-            write!(f, "{}", self.0)
-        } else {
-            write!(f, "{} {name}", self.0 / size)
-        }
+        let (name, size) =
+            SIZE_UNITS.iter().rev().find(|(_, size)| self.0 % size == 0 && self.0 >= *size).unwrap_or(&("B", 1));
+        if *name == "B" { write!(f, "{}", self.0) } else { write!(f, "{} {name}", self.0 / size) }
     }
 }
 
@@ -149,13 +120,9 @@ mod tests {
 
     #[test]
     fn durations_parse_with_every_unit_and_round_trip() {
-        for (text, millis) in [
-            ("500ms", 500),
-            ("30s", 30_000),
-            ("15m", 900_000),
-            ("2h", 7_200_000),
-            ("7d", 604_800_000),
-        ] {
+        for (text, millis) in
+            [("500ms", 500), ("30s", 30_000), ("15m", 900_000), ("2h", 7_200_000), ("7d", 604_800_000)]
+        {
             let parsed: HumanDuration = text.parse().unwrap();
             assert_eq!(parsed.0, Duration::from_millis(millis), "{text}");
             assert_eq!(parsed.to_string(), text);
@@ -167,10 +134,7 @@ mod tests {
     #[test]
     fn durations_without_a_known_unit_are_rejected() {
         for text in ["30", "30x", "s", "-5s", "1.5s", "", "99999999999999999999d"] {
-            assert!(
-                text.parse::<HumanDuration>().is_err(),
-                "{text} should be rejected"
-            );
+            assert!(text.parse::<HumanDuration>().is_err(), "{text} should be rejected");
         }
     }
 
@@ -183,10 +147,7 @@ mod tests {
         assert_eq!(ByteSize(1 << 30).to_string(), "1 GiB");
         assert_eq!(ByteSize(1536).to_string(), "1536");
         for text in ["1 GB", "1.5 MiB", "MiB", "-1", "99999999999 TiB"] {
-            assert!(
-                text.parse::<ByteSize>().is_err(),
-                "{text} should be rejected"
-            );
+            assert!(text.parse::<ByteSize>().is_err(), "{text} should be rejected");
         }
     }
 }

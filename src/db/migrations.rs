@@ -19,7 +19,7 @@ const MIGRATIONS: &[&str] = &[
         created_at  TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
     ) STRICT;
     INSERT INTO instance (id, instance_id) VALUES (1, lower(hex(randomblob(16))));",
-    // 2: accounts, login sessions with their refresh tokens, and the audit log. Times are Unix
+    // 2: accounts, login sessions with their refresh tokens, personal API tokens, and the audit log. Times are Unix
     // seconds (UTC). Refresh tokens are stored only as SHA-256 hashes.
     "CREATE TABLE users (
         id            TEXT PRIMARY KEY,
@@ -60,6 +60,18 @@ const MIGRATIONS: &[&str] = &[
         ip       TEXT NOT NULL DEFAULT '',
         detail   TEXT NOT NULL DEFAULT ''
     ) STRICT;
+    CREATE TABLE api_tokens (
+        id           TEXT PRIMARY KEY,
+        user_id      TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        name         TEXT NOT NULL,
+        token_hash   BLOB NOT NULL UNIQUE,
+        scope        TEXT NOT NULL CHECK (scope IN ('read-only', 'read-write')),
+        created_at   INTEGER NOT NULL,
+        expires_at   INTEGER,
+        last_used_at INTEGER,
+        revoked_at   INTEGER
+    ) STRICT;
+    CREATE INDEX api_tokens_by_user ON api_tokens (user_id);
     CREATE INDEX audit_by_actor ON audit_log (actor_id, id);
     CREATE INDEX audit_by_event ON audit_log (event, id);",
 ];
@@ -74,24 +86,11 @@ pub enum MigrationError {
         "database {path} has schema version {found}, but this Coffer ({coffer}) knows versions up to {LATEST_VERSION}: \
          it was written by a newer Coffer. Install that version again, or restore a backup made by this one"
     )]
-    NewerSchema {
-        path: String,
-        found: u32,
-        coffer: &'static str,
-    },
+    NewerSchema { path: String, found: u32, coffer: &'static str },
     #[error("cannot copy the database to {copy} before migrating: {source}")]
-    Backup {
-        copy: String,
-        source: rusqlite::Error,
-    },
-    #[error(
-        "migration to schema version {version} failed, the database is unchanged at version {from}: {source}"
-    )]
-    Step {
-        version: u32,
-        from: u32,
-        source: rusqlite::Error,
-    },
+    Backup { copy: String, source: rusqlite::Error },
+    #[error("migration to schema version {version} failed, the database is unchanged at version {from}: {source}")]
+    Step { version: u32, from: u32, source: rusqlite::Error },
 }
 
 fn schema_version(conn: &Connection) -> rusqlite::Result<u32> {
@@ -115,10 +114,7 @@ pub fn apply(conn: &mut Connection, path: &Path) -> Result<(), MigrationError> {
         let copy = format!("{}.before-v{}", path.display(), found + 1);
         let _ = std::fs::remove_file(&copy);
         conn.execute("VACUUM INTO ?1", [&copy])
-            .map_err(|source| MigrationError::Backup {
-                copy: copy.clone(),
-                source,
-            })?;
+            .map_err(|source| MigrationError::Backup { copy: copy.clone(), source })?;
         tracing::info!(%copy, from = found, to = LATEST_VERSION, "copied the database before migrating");
     }
     for (index, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
@@ -129,11 +125,7 @@ pub fn apply(conn: &mut Connection, path: &Path) -> Result<(), MigrationError> {
             tx.pragma_update(None, "user_version", version)?;
             tx.commit()
         };
-        step().map_err(|source| MigrationError::Step {
-            version,
-            from: version - 1,
-            source,
-        })?;
+        step().map_err(|source| MigrationError::Step { version, from: version - 1, source })?;
         tracing::info!(version, "applied database migration");
     }
     Ok(())
@@ -150,13 +142,9 @@ mod tests {
         let mut conn = Connection::open(&path).unwrap();
         apply(&mut conn, &path).unwrap();
         assert_eq!(schema_version(&conn).unwrap(), LATEST_VERSION);
-        let id: String = conn
-            .query_row("SELECT instance_id FROM instance", [], |row| row.get(0))
-            .unwrap();
+        let id: String = conn.query_row("SELECT instance_id FROM instance", [], |row| row.get(0)).unwrap();
         apply(&mut conn, &path).unwrap();
-        let again: String = conn
-            .query_row("SELECT instance_id FROM instance", [], |row| row.get(0))
-            .unwrap();
+        let again: String = conn.query_row("SELECT instance_id FROM instance", [], |row| row.get(0)).unwrap();
         assert_eq!(id, again);
         assert_eq!(id.len(), 32);
     }
@@ -166,12 +154,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("coffer.db");
         let mut conn = Connection::open(&path).unwrap();
-        conn.pragma_update(None, "user_version", LATEST_VERSION + 7)
-            .unwrap();
+        conn.pragma_update(None, "user_version", LATEST_VERSION + 7).unwrap();
         let err = apply(&mut conn, &path).unwrap_err();
-        assert!(
-            matches!(err, MigrationError::NewerSchema { found, .. } if found == LATEST_VERSION + 7)
-        );
+        assert!(matches!(err, MigrationError::NewerSchema { found, .. } if found == LATEST_VERSION + 7));
         assert!(err.to_string().contains("written by a newer Coffer"));
         assert_eq!(schema_version(&conn).unwrap(), LATEST_VERSION + 7);
     }

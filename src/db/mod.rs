@@ -5,6 +5,7 @@
 //! closure on the blocking pool, so no SQLite call ever runs on an async worker; writes run in
 //! an IMMEDIATE transaction so they take the write lock up front instead of failing halfway.
 
+pub mod api_tokens;
 pub mod audit;
 mod migrations;
 pub mod sessions;
@@ -42,9 +43,7 @@ struct Inner {
 
 /// Opens a connection with the pragmas every connection must have.
 pub fn connect(path: &Path, busy_timeout: Duration) -> rusqlite::Result<Connection> {
-    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-        | OpenFlags::SQLITE_OPEN_CREATE
-        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags)?;
     conn.busy_timeout(busy_timeout)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -56,11 +55,7 @@ pub fn connect(path: &Path, busy_timeout: Duration) -> rusqlite::Result<Connecti
 impl Db {
     /// Opens the database, creating it if needed, and brings its schema up to date.
     /// Blocking: call before the runtime serves requests or from `spawn_blocking`.
-    pub fn open(
-        path: &Path,
-        busy_timeout: Duration,
-        max_connections: usize,
-    ) -> Result<Self, MigrationError> {
+    pub fn open(path: &Path, busy_timeout: Duration, max_connections: usize) -> Result<Self, MigrationError> {
         let mut conn = connect(path, busy_timeout).map_err(MigrationError::Open)?;
         migrations::apply(&mut conn, path)?;
         Ok(Self {
@@ -107,12 +102,7 @@ impl Db {
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, DbError> + Send + 'static,
     {
-        let permit = self
-            .inner
-            .permits
-            .acquire()
-            .await
-            .map_err(|err| DbError::Task(err.to_string()))?;
+        let permit = self.inner.permits.acquire().await.map_err(|err| DbError::Task(err.to_string()))?;
         let inner = Arc::clone(&self.inner);
         let result = tokio::task::spawn_blocking(move || {
             let pooled = inner.idle.lock().map(|mut idle| idle.pop()).unwrap_or(None);
@@ -144,14 +134,8 @@ mod tests {
     fn every_connection_gets_wal_full_sync_foreign_keys_and_the_busy_timeout() {
         let dir = tempfile::tempdir().unwrap();
         let conn = connect(&dir.path().join("coffer.db"), Duration::from_millis(4321)).unwrap();
-        let text = |pragma: &str| {
-            conn.pragma_query_value(None, pragma, |row| row.get::<_, String>(0))
-                .unwrap()
-        };
-        let number = |pragma: &str| {
-            conn.pragma_query_value(None, pragma, |row| row.get::<_, i64>(0))
-                .unwrap()
-        };
+        let text = |pragma: &str| conn.pragma_query_value(None, pragma, |row| row.get::<_, String>(0)).unwrap();
+        let number = |pragma: &str| conn.pragma_query_value(None, pragma, |row| row.get::<_, i64>(0)).unwrap();
         assert_eq!(text("journal_mode"), "wal");
         assert_eq!(number("synchronous"), 2, "FULL");
         assert_eq!(number("foreign_keys"), 1);
@@ -171,9 +155,7 @@ mod tests {
             .await;
         assert!(failed.is_err());
         let id: String = db
-            .read(|conn| {
-                Ok(conn.query_row("SELECT instance_id FROM instance", [], |row| row.get(0))?)
-            })
+            .read(|conn| Ok(conn.query_row("SELECT instance_id FROM instance", [], |row| row.get(0))?))
             .await
             .unwrap();
         assert_ne!(id, "changed", "the failed transaction left nothing behind");

@@ -20,23 +20,12 @@ pub fn create(conn: &Connection, session: &NewSession<'_>) -> Result<(), DbError
     conn.execute(
         "INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at, client_ip)
          VALUES (?1, ?2, ?3, ?3, ?4, ?5)",
-        params![
-            session.id.0,
-            session.user_id.0,
-            session.now,
-            session.expires_at,
-            session.client_ip
-        ],
+        params![session.id.0, session.user_id.0, session.now, session.expires_at, session.client_ip],
     )?;
     Ok(())
 }
 
-pub fn add_refresh_token(
-    conn: &Connection,
-    hash: &[u8],
-    session: &SessionId,
-    now: i64,
-) -> Result<(), DbError> {
+pub fn add_refresh_token(conn: &Connection, hash: &[u8], session: &SessionId, now: i64) -> Result<(), DbError> {
     conn.execute(
         "INSERT INTO refresh_tokens (token_hash, session_id, issued_at) VALUES (?1, ?2, ?3)",
         params![hash, session.0, now],
@@ -56,11 +45,7 @@ pub struct RefreshLookup {
 
 /// Looks up a refresh token; `now` decides whether its session is still usable (not revoked,
 /// within its absolute lifetime, user enabled). The idle timeout is the caller's to judge.
-pub fn find_refresh_token(
-    conn: &Connection,
-    hash: &[u8],
-    now: i64,
-) -> Result<Option<RefreshLookup>, DbError> {
+pub fn find_refresh_token(conn: &Connection, hash: &[u8], now: i64) -> Result<Option<RefreshLookup>, DbError> {
     Ok(conn
         .query_row(
             "SELECT s.id, s.user_id, u.role, t.spent_at IS NOT NULL,
@@ -83,30 +68,14 @@ pub fn find_refresh_token(
         .optional()?)
 }
 
-pub fn spend_refresh_token(
-    conn: &Connection,
-    hash: &[u8],
-    session: &SessionId,
-    now: i64,
-) -> Result<(), DbError> {
-    conn.execute(
-        "UPDATE refresh_tokens SET spent_at = ?2 WHERE token_hash = ?1",
-        params![hash, now],
-    )?;
-    conn.execute(
-        "UPDATE sessions SET last_used_at = ?2 WHERE id = ?1",
-        params![session.0, now],
-    )?;
+pub fn spend_refresh_token(conn: &Connection, hash: &[u8], session: &SessionId, now: i64) -> Result<(), DbError> {
+    conn.execute("UPDATE refresh_tokens SET spent_at = ?2 WHERE token_hash = ?1", params![hash, now])?;
+    conn.execute("UPDATE sessions SET last_used_at = ?2 WHERE id = ?1", params![session.0, now])?;
     Ok(())
 }
 
 /// Ends a session; its access and refresh tokens stop working at once. `true` if it was live.
-pub fn revoke(
-    conn: &Connection,
-    session: &SessionId,
-    now: i64,
-    reason: &str,
-) -> Result<bool, DbError> {
+pub fn revoke(conn: &Connection, session: &SessionId, now: i64, reason: &str) -> Result<bool, DbError> {
     let changed = conn.execute(
         "UPDATE sessions SET revoked_at = ?2, revoked_reason = ?3 WHERE id = ?1 AND revoked_at IS NULL",
         params![session.0, now, reason],
@@ -115,11 +84,7 @@ pub fn revoke(
 }
 
 /// Who an access token's session belongs to, if the session is still live.
-pub fn live_session_user(
-    conn: &Connection,
-    session: &SessionId,
-    now: i64,
-) -> Result<Option<(UserId, Role)>, DbError> {
+pub fn live_session_user(conn: &Connection, session: &SessionId, now: i64) -> Result<Option<(UserId, Role)>, DbError> {
     Ok(conn
         .query_row(
             "SELECT u.id, u.role FROM sessions s JOIN users u ON u.id = s.user_id
@@ -131,4 +96,59 @@ pub fn live_session_user(
             },
         )
         .optional()?)
+}
+
+/// Ends every live session of a user, except `keep`. Returns how many ended.
+pub fn revoke_all_for_user(
+    conn: &Connection,
+    user: &UserId,
+    keep: Option<&SessionId>,
+    now: i64,
+    reason: &str,
+) -> Result<usize, DbError> {
+    Ok(conn.execute(
+        "UPDATE sessions SET revoked_at = ?2, revoked_reason = ?3
+         WHERE user_id = ?1 AND revoked_at IS NULL AND id != ?4",
+        params![user.0, now, reason, keep.map(|session| session.0.as_str()).unwrap_or("")],
+    )?)
+}
+
+pub struct SessionRow {
+    pub id: SessionId,
+    pub created_at: i64,
+    pub last_used_at: i64,
+    pub expires_at: i64,
+    pub client_ip: String,
+}
+
+/// A user's live sessions, newest first.
+pub fn list_live(conn: &Connection, user: &UserId, now: i64) -> Result<Vec<SessionRow>, DbError> {
+    let mut statement = conn.prepare(
+        "SELECT id, created_at, last_used_at, expires_at, client_ip FROM sessions
+         WHERE user_id = ?1 AND revoked_at IS NULL AND expires_at > ?2 ORDER BY created_at DESC, id",
+    )?;
+    let rows = statement.query_map(params![user.0, now], |row| {
+        Ok(SessionRow {
+            id: SessionId(row.get(0)?),
+            created_at: row.get(1)?,
+            last_used_at: row.get(2)?,
+            expires_at: row.get(3)?,
+            client_ip: row.get(4)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Ends one of `user`'s sessions; `false` if it is not theirs or already ended.
+pub fn revoke_own(
+    conn: &Connection,
+    user: &UserId,
+    session: &SessionId,
+    now: i64,
+    reason: &str,
+) -> Result<bool, DbError> {
+    Ok(conn.execute(
+        "UPDATE sessions SET revoked_at = ?3, revoked_reason = ?4 WHERE id = ?1 AND user_id = ?2 AND revoked_at IS NULL",
+        params![session.0, user.0, now, reason],
+    )? == 1)
 }

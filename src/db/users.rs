@@ -27,8 +27,7 @@ pub struct NewUser<'a> {
     pub now: i64,
 }
 
-const COLUMNS: &str =
-    "id, username, email, password_hash, role, disabled, quota_bytes, created_at, last_login_at";
+const COLUMNS: &str = "id, username, email, password_hash, role, disabled, quota_bytes, created_at, last_login_at";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<UserRow> {
     let role: String = row.get(4)?;
@@ -71,9 +70,7 @@ pub fn insert(conn: &Connection, user: &NewUser<'_>) -> Result<Option<UserId>, D
 
 pub fn by_username(conn: &Connection, username: &Username) -> Result<Option<UserRow>, DbError> {
     let sql = format!("SELECT {COLUMNS} FROM users WHERE username_key = ?1");
-    Ok(conn
-        .query_row(&sql, [username.key()], from_row)
-        .optional()?)
+    Ok(conn.query_row(&sql, [username.key()], from_row).optional()?)
 }
 
 pub fn by_id(conn: &Connection, id: &UserId) -> Result<Option<UserRow>, DbError> {
@@ -82,17 +79,52 @@ pub fn by_id(conn: &Connection, id: &UserId) -> Result<Option<UserRow>, DbError>
 }
 
 pub fn set_password_hash(conn: &Connection, id: &UserId, hash: &str) -> Result<(), DbError> {
-    conn.execute(
-        "UPDATE users SET password_hash = ?2 WHERE id = ?1",
-        params![id.0, hash],
-    )?;
+    conn.execute("UPDATE users SET password_hash = ?2 WHERE id = ?1", params![id.0, hash])?;
     Ok(())
 }
 
 pub fn record_login(conn: &Connection, id: &UserId, now: i64) -> Result<(), DbError> {
-    conn.execute(
-        "UPDATE users SET last_login_at = ?2 WHERE id = ?1",
-        params![id.0, now],
-    )?;
+    conn.execute("UPDATE users SET last_login_at = ?2 WHERE id = ?1", params![id.0, now])?;
     Ok(())
+}
+
+/// Users ordered by username, after `after` (a username key) for keyset pagination.
+pub fn list(conn: &Connection, after: Option<&str>, limit: u32) -> Result<Vec<UserRow>, DbError> {
+    let sql = format!("SELECT {COLUMNS} FROM users WHERE username_key > ?1 ORDER BY username_key LIMIT ?2");
+    let mut statement = conn.prepare(&sql)?;
+    let rows = statement.query_map(params![after.unwrap_or(""), limit], from_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Enabled admins other than `except`.
+pub fn other_enabled_admins(conn: &Connection, except: &UserId) -> Result<i64, DbError> {
+    Ok(conn.query_row(
+        "SELECT count(*) FROM users WHERE role = 'admin' AND disabled = 0 AND id != ?1",
+        [&except.0],
+        |row| row.get(0),
+    )?)
+}
+
+pub fn set_role(conn: &Connection, id: &UserId, role: Role) -> Result<(), DbError> {
+    conn.execute("UPDATE users SET role = ?2 WHERE id = ?1", params![id.0, role.as_str()])?;
+    Ok(())
+}
+
+pub fn set_disabled(conn: &Connection, id: &UserId, disabled: bool) -> Result<(), DbError> {
+    conn.execute("UPDATE users SET disabled = ?2 WHERE id = ?1", params![id.0, disabled])?;
+    Ok(())
+}
+
+pub fn set_quota(conn: &Connection, id: &UserId, quota_bytes: Option<i64>) -> Result<(), DbError> {
+    conn.execute("UPDATE users SET quota_bytes = ?2 WHERE id = ?1", params![id.0, quota_bytes])?;
+    Ok(())
+}
+
+pub fn set_email(conn: &Connection, id: &UserId, email: Option<&str>) -> Result<(), DbError> {
+    conn.execute("UPDATE users SET email = ?2 WHERE id = ?1", params![id.0, email])?;
+    Ok(())
+}
+
+pub fn delete(conn: &Connection, id: &UserId) -> Result<bool, DbError> {
+    Ok(conn.execute("DELETE FROM users WHERE id = ?1", [&id.0])? == 1)
 }

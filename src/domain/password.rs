@@ -16,13 +16,7 @@ const COMMON: &str = include_str!("common-passwords.txt");
 
 fn common_passwords() -> &'static HashSet<&'static str> {
     static SET: OnceLock<HashSet<&'static str>> = OnceLock::new();
-    SET.get_or_init(|| {
-        COMMON
-            .lines()
-            .map(str::trim)
-            .filter(|line| !line.is_empty())
-            .collect()
-    })
+    SET.get_or_init(|| COMMON.lines().map(str::trim).filter(|line| !line.is_empty()).collect())
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -75,32 +69,17 @@ mod tests {
 
     #[test]
     fn length_is_counted_in_characters_and_bounded_both_ways() {
-        assert_eq!(
-            Password::parse("short pw".into()).unwrap_err(),
-            PasswordError::TooShort
-        );
-        assert!(
-            Password::parse("ééééééééé€".into()).is_ok(),
-            "10 characters, more bytes"
-        );
+        assert_eq!(Password::parse("short pw".into()).unwrap_err(), PasswordError::TooShort);
+        assert!(Password::parse("ééééééééé€".into()).is_ok(), "10 characters, more bytes");
         assert!(Password::parse("x".repeat(MAX_CHARS)).is_ok());
-        assert_eq!(
-            Password::parse("x".repeat(MAX_CHARS + 1)).unwrap_err(),
-            PasswordError::TooLong
-        );
+        assert_eq!(Password::parse("x".repeat(MAX_CHARS + 1)).unwrap_err(), PasswordError::TooLong);
     }
 
     #[test]
     fn common_passwords_are_rejected_in_any_case() {
         assert!(common_passwords().len() > 1000);
-        assert_eq!(
-            Password::parse("1234567890".into()).unwrap_err(),
-            PasswordError::Common
-        );
-        assert_eq!(
-            Password::parse("QwertyUiop".into()).unwrap_err(),
-            PasswordError::Common
-        );
+        assert_eq!(Password::parse("1234567890".into()).unwrap_err(), PasswordError::Common);
+        assert_eq!(Password::parse("QwertyUiop".into()).unwrap_err(), PasswordError::Common);
         assert!(Password::parse("plum-quartz-ladder-71".into()).is_ok());
     }
 

@@ -72,11 +72,7 @@ struct Tracked<T> {
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for Tracked<T> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let result = Pin::new(&mut self.inner).poll_read(cx, buf);
         if buf.filled().len() > before {
@@ -87,11 +83,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for Tracked<T> {
 }
 
 impl<T: AsyncWrite + Unpin> AsyncWrite for Tracked<T> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        data: &[u8],
-    ) -> Poll<io::Result<usize>> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
         let result = Pin::new(&mut self.inner).poll_write(cx, data);
         if matches!(result, Poll::Ready(Ok(written)) if written > 0) {
             self.activity.touch();
@@ -134,18 +126,11 @@ pub async fn serve(
     limits: ConnectionLimits,
     shutdown: CancellationToken,
 ) {
-    let activity = Arc::new(Activity {
-        started: Instant::now(),
-        last_millis: AtomicU64::new(0),
-    });
-    let stream = Tracked {
-        inner: stream,
-        activity: Arc::clone(&activity),
-    };
+    let activity = Arc::new(Activity { started: Instant::now(), last_millis: AtomicU64::new(0) });
+    let stream = Tracked { inner: stream, activity: Arc::clone(&activity) };
     match tls {
         Some(acceptor) => {
-            let handshake =
-                tokio::time::timeout(limits.header_read_timeout, acceptor.accept(stream));
+            let handshake = tokio::time::timeout(limits.header_read_timeout, acceptor.accept(stream));
             let tls_stream = tokio::select! {
                 outcome = handshake => match outcome {
                     Ok(Ok(tls_stream)) => tls_stream,
@@ -160,17 +145,9 @@ pub async fn serve(
                 },
                 () = shutdown.cancelled() => return,
             };
-            serve_http(
-                tls_stream, peer, local, true, endpoint, limits, shutdown, &activity,
-            )
-            .await;
+            serve_http(tls_stream, peer, local, true, endpoint, limits, shutdown, &activity).await;
         }
-        None => {
-            serve_http(
-                stream, peer, local, false, endpoint, limits, shutdown, &activity,
-            )
-            .await
-        }
+        None => serve_http(stream, peer, local, false, endpoint, limits, shutdown, &activity).await,
     }
 }
 
@@ -187,22 +164,12 @@ async fn serve_http<Io>(
 ) where
     Io: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let scheme = if secure {
-        http::uri::Scheme::HTTPS
-    } else {
-        http::uri::Scheme::HTTP
-    };
+    let scheme = if secure { http::uri::Scheme::HTTPS } else { http::uri::Scheme::HTTP };
     let service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
         let endpoint = Arc::clone(&endpoint);
         let scheme = scheme.clone();
         async move {
-            let req = (
-                req,
-                LocalAddr(Addr::SocketAddr(local)),
-                RemoteAddr(Addr::SocketAddr(peer)),
-                scheme,
-            )
-                .into();
+            let req = (req, LocalAddr(Addr::SocketAddr(local)), RemoteAddr(Addr::SocketAddr(peer)), scheme).into();
             let response: Response = endpoint.get_response(req).await;
             Ok::<_, Infallible>(http::Response::from(response))
         }

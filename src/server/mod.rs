@@ -54,20 +54,11 @@ impl HttpServer {
         limits: ConnectionLimits,
         max_connections: usize,
     ) -> Self {
-        Self {
-            listeners,
-            tls: tls.map(TlsAcceptor::from),
-            endpoint,
-            limits,
-            max_connections,
-        }
+        Self { listeners, tls: tls.map(TlsAcceptor::from), endpoint, limits, max_connections }
     }
 
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.listeners
-            .iter()
-            .filter_map(|listener| listener.local_addr().ok())
-            .collect()
+        self.listeners.iter().filter_map(|listener| listener.local_addr().ok()).collect()
     }
 
     /// Serves until `shutdown` is cancelled, then drains for at most `grace`.
@@ -129,15 +120,8 @@ async fn accept_loop(
             () = shutdown.cancelled() => break,
         };
         let _ = stream.set_nodelay(true);
-        let connection = connection::serve(
-            stream,
-            peer,
-            local,
-            tls.clone(),
-            Arc::clone(&endpoint),
-            limits,
-            shutdown.clone(),
-        );
+        let connection =
+            connection::serve(stream, peer, local, tls.clone(), Arc::clone(&endpoint), limits, shutdown.clone());
         tracker.spawn(async move {
             connection.await;
             drop(permit);

@@ -12,17 +12,11 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use super::{TlsError, crypto_provider};
 
 fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|source| TlsError::Read {
-        path: path.display().to_string(),
-        source,
-    })
+    std::fs::read(path).map_err(|source| TlsError::Read { path: path.display().to_string(), source })
 }
 
 fn invalid(path: &Path, problem: impl Into<String>) -> TlsError {
-    TlsError::Invalid {
-        path: path.display().to_string(),
-        problem: problem.into(),
-    }
+    TlsError::Invalid { path: path.display().to_string(), problem: problem.into() }
 }
 
 /// Parses a chain and key given as PEM text; `cert_origin` and `key_origin` name them in errors.
@@ -40,12 +34,8 @@ pub fn certified_key_from_pem(
     }
     let key = PrivateKeyDer::from_pem_slice(key_pem)
         .map_err(|err| invalid(key_origin, format!("not a PEM private key: {err}")))?;
-    CertifiedKey::from_der(chain, key, &crypto_provider()).map_err(|err| {
-        invalid(
-            key_origin,
-            format!("does not fit certificate {}: {err}", cert_origin.display()),
-        )
-    })
+    CertifiedKey::from_der(chain, key, &crypto_provider())
+        .map_err(|err| invalid(key_origin, format!("does not fit certificate {}: {err}", cert_origin.display())))
 }
 
 /// Loads and checks the pair at `cert_path` and `key_path`.

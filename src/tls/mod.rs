@@ -21,19 +21,13 @@ pub use self_signed::ensure_self_signed;
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     #[error("cannot read {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    Read { path: String, source: std::io::Error },
     #[error("{path}: {problem}")]
     Invalid { path: String, problem: String },
     #[error("cannot generate the self-signed certificate: {0}")]
     Generate(String),
     #[error("cannot store {path}: {source}")]
-    Store {
-        path: String,
-        source: std::io::Error,
-    },
+    Store { path: String, source: std::io::Error },
 }
 
 /// The crypto provider used for every TLS connection Coffer makes or accepts.
@@ -51,8 +45,7 @@ pub struct CertSummary {
 /// Reads expiry and subject alternative names from a DER certificate.
 pub fn summarize(der: &[u8]) -> Result<CertSummary, String> {
     use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
-    let (_, cert) =
-        X509Certificate::from_der(der).map_err(|err| format!("not a valid certificate: {err}"))?;
+    let (_, cert) = X509Certificate::from_der(der).map_err(|err| format!("not a valid certificate: {err}"))?;
     let not_after = cert.validity().not_after.to_datetime();
     let mut names = Vec::new();
     if let Ok(Some(san)) = cert.subject_alternative_name() {
@@ -60,14 +53,10 @@ pub fn summarize(der: &[u8]) -> Result<CertSummary, String> {
             match name {
                 GeneralName::DNSName(dns) => names.push((*dns).to_owned()),
                 GeneralName::IPAddress(bytes) => match bytes.len() {
-                    4 => names.push(
-                        std::net::Ipv4Addr::from(<[u8; 4]>::try_from(*bytes).unwrap_or_default())
-                            .to_string(),
-                    ),
-                    16 => names.push(
-                        std::net::Ipv6Addr::from(<[u8; 16]>::try_from(*bytes).unwrap_or_default())
-                            .to_string(),
-                    ),
+                    4 => names
+                        .push(std::net::Ipv4Addr::from(<[u8; 4]>::try_from(*bytes).unwrap_or_default()).to_string()),
+                    16 => names
+                        .push(std::net::Ipv6Addr::from(<[u8; 16]>::try_from(*bytes).unwrap_or_default()).to_string()),
                     _ => {}
                 },
                 _ => {}
@@ -85,9 +74,7 @@ pub struct CertResolver {
 
 impl CertResolver {
     pub fn new(key: CertifiedKey) -> Self {
-        Self {
-            current: RwLock::new(Some(Arc::new(key))),
-        }
+        Self { current: RwLock::new(Some(Arc::new(key))) }
     }
 
     /// Replaces the served certificate; handshakes already done keep theirs.

@@ -33,39 +33,25 @@ pub fn ensure_self_signed(tls_dir: &Path, names: &[String]) -> Result<CertifiedK
     }
     let (cert_pem, key_pem) = generate(names)?;
     let store = |path: &Path, pem: &str| {
-        write_file_atomically(path, pem.as_bytes(), 0o600).map_err(|source| TlsError::Store {
-            path: path.display().to_string(),
-            source,
-        })
+        write_file_atomically(path, pem.as_bytes(), 0o600)
+            .map_err(|source| TlsError::Store { path: path.display().to_string(), source })
     };
     store(&key_path, &key_pem)?;
     store(&cert_path, &cert_pem)?;
     tracing::info!(cert = %cert_path.display(), names = ?names, "made a self-signed certificate");
-    certified_key_from_pem(
-        cert_pem.as_bytes(),
-        key_pem.as_bytes(),
-        &cert_path,
-        &key_path,
-    )
+    certified_key_from_pem(cert_pem.as_bytes(), key_pem.as_bytes(), &cert_path, &key_path)
 }
 
-fn load_if_current(
-    cert_path: &Path,
-    key_path: &Path,
-    names: &[String],
-) -> Result<Option<CertifiedKey>, TlsError> {
+fn load_if_current(cert_path: &Path, key_path: &Path, names: &[String]) -> Result<Option<CertifiedKey>, TlsError> {
     if !cert_path.exists() && !key_path.exists() {
         return Ok(None);
     }
     let key = super::load_pem_pair(cert_path, key_path)?;
-    let leaf = key.end_entity_cert().map_err(|err| TlsError::Invalid {
-        path: cert_path.display().to_string(),
-        problem: err.to_string(),
-    })?;
-    let summary = summarize(leaf).map_err(|problem| TlsError::Invalid {
-        path: cert_path.display().to_string(),
-        problem,
-    })?;
+    let leaf = key
+        .end_entity_cert()
+        .map_err(|err| TlsError::Invalid { path: cert_path.display().to_string(), problem: err.to_string() })?;
+    let summary =
+        summarize(leaf).map_err(|problem| TlsError::Invalid { path: cert_path.display().to_string(), problem })?;
     let wanted: BTreeSet<&str> = names.iter().map(String::as_str).collect();
     let covered: BTreeSet<&str> = summary.names.iter().map(String::as_str).collect();
     let fresh = summary.not_after - OffsetDateTime::now_utc() > RENEW_BEFORE;
@@ -112,9 +98,6 @@ mod tests {
         std::fs::write(dir.path().join(CERT_FILE), "garbage").unwrap();
         std::fs::write(dir.path().join(KEY_FILE), "garbage").unwrap();
         let key = ensure_self_signed(dir.path(), &names(&["localhost"])).unwrap();
-        assert_eq!(
-            summarize(&key.cert[0]).unwrap().names,
-            names(&["localhost"])
-        );
+        assert_eq!(summarize(&key.cert[0]).unwrap().names, names(&["localhost"]));
     }
 }

@@ -14,8 +14,7 @@ fn uncommented_shipped_config() -> String {
         .map(|line| match line.strip_prefix("# ") {
             Some(rest)
                 if rest.split_once(" = ").is_some_and(|(key, _)| {
-                    key.chars()
-                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+                    key.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
                 }) =>
             {
                 rest
@@ -30,11 +29,7 @@ fn leaf_keys(value: &toml::Value, prefix: &str, out: &mut Vec<String>) {
     match value {
         toml::Value::Table(table) => {
             for (key, inner) in table {
-                let path = if prefix.is_empty() {
-                    key.clone()
-                } else {
-                    format!("{prefix}.{key}")
-                };
+                let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
                 leaf_keys(inner, &path, out);
             }
         }
@@ -49,38 +44,25 @@ fn shipped_config_lists_every_setting_with_its_built_in_default() {
     let path = dir.path().join("coffer.toml");
     std::fs::write(&path, &uncommented).unwrap();
     let parsed = Settings::load(Some(&path), None).expect("the shipped config parses");
-    assert_eq!(
-        parsed,
-        Settings::default(),
-        "a commented default differs from the built-in one"
-    );
+    assert_eq!(parsed, Settings::default(), "a commented default differs from the built-in one");
 
     let document: toml::Value = toml::from_str(&uncommented).unwrap();
     let mut listed = Vec::new();
     leaf_keys(&document, "", &mut listed);
     let mut defaults = Vec::new();
-    leaf_keys(
-        &toml::Value::try_from(Settings::default()).unwrap(),
-        "",
-        &mut defaults,
-    );
+    leaf_keys(&toml::Value::try_from(Settings::default()).unwrap(), "", &mut defaults);
     for key in defaults {
-        assert!(
-            listed.contains(&key),
-            "config/coffer.toml does not list `{key}`"
-        );
+        assert!(listed.contains(&key), "config/coffer.toml does not list `{key}`");
     }
     for documented_without_default in ["tls.cert_file", "tls.key_file"] {
         assert!(
-            include_str!("../../config/coffer.toml")
-                .contains(documented_without_default.rsplit('.').next().unwrap())
+            include_str!("../../config/coffer.toml").contains(documented_without_default.rsplit('.').next().unwrap())
         );
     }
 }
 
 fn effective(config: &Path, env: &[(&str, &str)]) -> toml::Table {
-    let (code, stdout, stderr) =
-        run_cli(&["check-config", "--config", config.to_str().unwrap()], env);
+    let (code, stdout, stderr) = run_cli(&["check-config", "--config", config.to_str().unwrap()], env);
     assert_eq!(code, 0, "check-config failed: {stderr}");
     toml::from_str(&stdout).expect("check-config prints TOML")
 }
@@ -97,33 +79,20 @@ fn settings_layer_default_then_file_then_env_then_credentials() {
     assert_eq!(level(&effective(&empty, &[])), "info");
 
     let file = dir.path().join("coffer.toml");
-    std::fs::write(
-        &file,
-        "[log]\nlevel = \"warn\"\n[server]\nmax_connections = 7\n",
-    )
-    .unwrap();
+    std::fs::write(&file, "[log]\nlevel = \"warn\"\n[server]\nmax_connections = 7\n").unwrap();
     let from_file = effective(&file, &[]);
     assert_eq!(level(&from_file), "warn");
     assert_eq!(from_file["server"]["max_connections"].as_integer(), Some(7));
 
     let from_env = effective(&file, &[("COFFER_LOG__LEVEL", "error")]);
     assert_eq!(level(&from_env), "error");
-    assert_eq!(
-        from_env["server"]["max_connections"].as_integer(),
-        Some(7),
-        "env overrides only what it names"
-    );
+    assert_eq!(from_env["server"]["max_connections"].as_integer(), Some(7), "env overrides only what it names");
 
     let credentials = dir.path().join("credentials");
     std::fs::create_dir(&credentials).unwrap();
     std::fs::write(credentials.join("log.level"), "debug\n").unwrap();
-    let from_credentials = effective(
-        &file,
-        &[
-            ("COFFER_LOG__LEVEL", "error"),
-            ("CREDENTIALS_DIRECTORY", credentials.to_str().unwrap()),
-        ],
-    );
+    let from_credentials =
+        effective(&file, &[("COFFER_LOG__LEVEL", "error"), ("CREDENTIALS_DIRECTORY", credentials.to_str().unwrap())]);
     assert_eq!(level(&from_credentials), "debug");
 }
 
@@ -134,29 +103,16 @@ fn assert_rejected(toml_text: &str, env: &[(&str, &str)], expected: &[&str]) {
     let file_arg = file.to_str().unwrap();
     for command in ["check-config", "serve"] {
         let (code, _, stderr) = run_cli(&[command, "--config", file_arg], env);
-        assert_eq!(
-            code, 2,
-            "{command} should refuse the settings; stderr: {stderr}"
-        );
-        for needle in expected
-            .iter()
-            .map(|needle| needle.replace("{file}", file_arg))
-        {
-            assert!(
-                stderr.contains(&needle),
-                "{command}: `{needle}` missing from: {stderr}"
-            );
+        assert_eq!(code, 2, "{command} should refuse the settings; stderr: {stderr}");
+        for needle in expected.iter().map(|needle| needle.replace("{file}", file_arg)) {
+            assert!(stderr.contains(&needle), "{command}: `{needle}` missing from: {stderr}");
         }
     }
 }
 
 #[test]
 fn misspelled_key_is_refused_naming_file_and_key() {
-    assert_rejected(
-        "[server]\nlsiten = [\"127.0.0.1:0\"]\n",
-        &[],
-        &["{file}", "lsiten", "unknown field"],
-    );
+    assert_rejected("[server]\nlsiten = [\"127.0.0.1:0\"]\n", &[], &["{file}", "lsiten", "unknown field"]);
     assert_rejected("[sever]\nlisten = []\n", &[], &["{file}", "sever"]);
 }
 
@@ -186,31 +142,21 @@ fn bad_environment_override_is_refused_naming_the_variable() {
 
 #[test]
 fn missing_config_file_is_refused() {
-    let (code, _, stderr) = run_cli(
-        &["check-config", "--config", "/nonexistent/coffer.toml"],
-        &[],
-    );
+    let (code, _, stderr) = run_cli(&["check-config", "--config", "/nonexistent/coffer.toml"], &[]);
     assert_eq!(code, 2);
     assert!(stderr.contains("/nonexistent/coffer.toml"), "{stderr}");
 }
 
 #[test]
 fn files_mode_without_files_is_refused() {
-    assert_rejected(
-        "[tls]\nmode = \"files\"\n",
-        &[],
-        &["tls.cert_file", "tls.key_file"],
-    );
+    assert_rejected("[tls]\nmode = \"files\"\n", &[], &["tls.cert_file", "tls.key_file"]);
 }
 
 #[test]
 fn version_and_help_describe_the_commands() {
     let (code, stdout, _) = run_cli(&["version"], &[]);
     assert_eq!(code, 0);
-    assert_eq!(
-        stdout.trim(),
-        format!("coffer {}", env!("CARGO_PKG_VERSION"))
-    );
+    assert_eq!(stdout.trim(), format!("coffer {}", env!("CARGO_PKG_VERSION")));
     let (code, stdout, _) = run_cli(&["--help"], &[]);
     assert_eq!(code, 0);
     for command in ["serve", "check-config", "version"] {
@@ -225,13 +171,8 @@ fn version_and_help_describe_the_commands() {
 fn serve_refuses_to_start_when_the_address_is_taken() {
     let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let taken = holder.local_addr().unwrap();
-    let result = start(Options {
-        toml: format!("[server]\nlisten = [\"{taken}\"]\n"),
-        ..Options::default()
-    });
-    let Err((status, log)) = result else {
-        panic!("server started on an address in use")
-    };
+    let result = start(Options { toml: format!("[server]\nlisten = [\"{taken}\"]\n"), ..Options::default() });
+    let Err((status, log)) = result else { panic!("server started on an address in use") };
     assert_eq!(status.code(), Some(1));
     assert!(log.contains(&format!("cannot listen on {taken}")), "{log}");
 }

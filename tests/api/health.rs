@@ -37,10 +37,7 @@ async fn ready_is_200_when_every_check_passes() {
 
 #[tokio::test]
 async fn ready_is_503_naming_disk_space_when_the_reserve_is_not_met() {
-    let app = spawn_app(Options {
-        toml: "[storage]\ndisk_reserve = \"1000 TiB\"\n".into(),
-        ..Options::default()
-    });
+    let app = spawn_app(Options { toml: "[storage]\ndisk_reserve = \"1000 TiB\"\n".into(), ..Options::default() });
     let response = app.get("/api/v1/ready").await;
     assert_eq!(response.status(), 503);
     let body: Value = response.json().await.unwrap();
@@ -55,35 +52,20 @@ async fn ready_is_503_naming_disk_space_when_the_reserve_is_not_met() {
 fn set_writable(app: &crate::helpers::TestApp, writable: bool) {
     use std::os::unix::fs::PermissionsExt;
     let mode = if writable { 0o700 } else { 0o500 };
-    std::fs::set_permissions(
-        app.state_dir.join("tmp"),
-        std::fs::Permissions::from_mode(mode),
-    )
-    .unwrap();
+    std::fs::set_permissions(app.state_dir.join("tmp"), std::fs::Permissions::from_mode(mode)).unwrap();
 }
 
 #[tokio::test]
 async fn ready_is_503_naming_the_state_dir_while_it_is_not_writable_and_recovers() {
-    let app = spawn_app(Options {
-        obey_permissions: true,
-        ..Options::default()
-    });
+    let app = spawn_app(Options { obey_permissions: true, ..Options::default() });
     assert_eq!(app.get("/api/v1/ready").await.status(), 200);
 
     set_writable(&app, false);
     let response = app.get("/api/v1/ready").await;
     assert_eq!(response.status(), 503);
     let body: Value = response.json().await.unwrap();
-    assert!(
-        failing(&body).contains(&"state_dir_writable".to_owned()),
-        "{body}"
-    );
-    assert!(
-        body["message"]
-            .as_str()
-            .unwrap()
-            .contains("state_dir_writable")
-    );
+    assert!(failing(&body).contains(&"state_dir_writable".to_owned()), "{body}");
+    assert!(body["message"].as_str().unwrap().contains("state_dir_writable"));
 
     set_writable(&app, true);
     assert_eq!(app.get("/api/v1/ready").await.status(), 200);

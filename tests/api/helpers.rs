@@ -117,10 +117,7 @@ pub fn write_config(dir: &Path, state_dir: &Path, extra: &str) -> PathBuf {
         state_dir.display().to_string()
     ))
     .unwrap();
-    merge(
-        &mut config,
-        toml::from_str(extra).expect("test TOML parses"),
-    );
+    merge(&mut config, toml::from_str(extra).expect("test TOML parses"));
     let path = dir.join("coffer.toml");
     std::fs::write(&path, toml::to_string(&config).unwrap()).unwrap();
     path
@@ -132,10 +129,7 @@ pub fn is_root() -> bool {
 
 /// A client trusting the PEM certificate at `cert`, or plain HTTP when `cert` is `None`.
 pub fn client_trusting(cert: Option<&Path>) -> reqwest::Client {
-    let mut builder = reqwest::Client::builder()
-        .use_rustls_tls()
-        .tls_built_in_root_certs(false)
-        .timeout(PATIENCE);
+    let mut builder = reqwest::Client::builder().use_rustls_tls().tls_built_in_root_certs(false).timeout(PATIENCE);
     if let Some(cert) = cert {
         let pem = std::fs::read(cert).expect("the server stored its certificate");
         builder = builder.add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap());
@@ -153,11 +147,7 @@ impl TestApp {
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.client
-            .get(self.url(path))
-            .send()
-            .await
-            .expect("request reaches the server")
+        self.client.get(self.url(path)).send().await.expect("request reaches the server")
     }
 
     pub fn pid(&self) -> rustix::process::Pid {
@@ -201,26 +191,17 @@ impl Drop for TestApp {
 /// Starts the server as a child process; the command exits or the test fails with its log.
 pub fn start(options: Options) -> Result<TestApp, (ExitStatus, String)> {
     let temp = tempfile::tempdir().unwrap();
-    let state_dir = options
-        .state_dir
-        .clone()
-        .unwrap_or_else(|| temp.path().join("state"));
+    let state_dir = options.state_dir.clone().unwrap_or_else(|| temp.path().join("state"));
     let config = write_config(temp.path(), &state_dir, &options.toml);
     let mut command = if options.obey_permissions && is_root() {
         let mut command = Command::new("setpriv");
-        command
-            .args(["--bounding-set=-dac_override,-dac_read_search", "--"])
-            .arg(BIN);
+        command.args(["--bounding-set=-dac_override,-dac_read_search", "--"]).arg(BIN);
         command
     } else {
         Command::new(BIN)
     };
     command.arg("serve").arg("--config").arg(&config);
-    command
-        .envs(options.env.iter().cloned())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+    command.envs(options.env.iter().cloned()).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
     let mut child = command.spawn().expect("coffer starts");
     let logs = Logs::default();
     logs.collect(child.stderr.take().unwrap());
@@ -234,15 +215,7 @@ pub fn start(options: Options) -> Result<TestApp, (ExitStatus, String)> {
     let cert = state_dir.join("tls/self-signed.crt");
     let trusted = (base_url.starts_with("https") && cert.exists()).then_some(cert.as_path());
     let client = client_trusting(trusted);
-    Ok(TestApp {
-        child: Some(child),
-        addr,
-        base_url,
-        state_dir,
-        logs,
-        client,
-        _temp: Some(temp),
-    })
+    Ok(TestApp { child: Some(child), addr, base_url, state_dir, logs, client, _temp: Some(temp) })
 }
 
 /// Starts the server or fails the test with its log.

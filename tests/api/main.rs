@@ -2,7 +2,9 @@
 //! real HTTPS clients.
 
 mod access_tokens;
+mod accounts;
 mod auth;
+mod cli;
 mod config;
 mod connections;
 mod database;
@@ -10,4 +12,6 @@ mod health;
 mod helpers;
 mod http;
 mod shutdown;
+mod throttling;
 mod tls;
+mod users;

@@ -17,43 +17,24 @@ fn slow_reader(app: &TestApp) -> reqwest::Client {
         .unwrap()
 }
 
-const SHUTTING_DOWN: &str =
-    "shutting down: refusing new connections, letting requests in flight finish";
+const SHUTTING_DOWN: &str = "shutting down: refusing new connections, letting requests in flight finish";
 
 #[tokio::test]
 async fn download_in_flight_at_sigterm_completes_and_the_process_exits_0() {
     let mut app = spawn_default();
     let expected = app.get("/docs").await.bytes().await.unwrap();
-    assert!(
-        expected.len() > 1 << 20,
-        "the docs page is large enough to stay in flight"
-    );
+    assert!(expected.len() > 1 << 20, "the docs page is large enough to stay in flight");
 
-    let mut response = slow_reader(&app)
-        .get(app.url("/docs"))
-        .send()
-        .await
-        .unwrap();
+    let mut response = slow_reader(&app).get(app.url("/docs")).send().await.unwrap();
     assert_eq!(response.version(), reqwest::Version::HTTP_2);
     let mut received = response.chunk().await.unwrap().unwrap().to_vec();
 
     app.terminate();
-    app.logs
-        .wait_for_message(SHUTTING_DOWN)
-        .expect("the server logged the shutdown");
-    app.logs
-        .wait_for_message("stopped listening")
-        .expect("the listener closed");
-    assert!(
-        std::net::TcpStream::connect(app.addr).is_err(),
-        "a new connection was accepted during shutdown"
-    );
+    app.logs.wait_for_message(SHUTTING_DOWN).expect("the server logged the shutdown");
+    app.logs.wait_for_message("stopped listening").expect("the listener closed");
+    assert!(std::net::TcpStream::connect(app.addr).is_err(), "a new connection was accepted during shutdown");
 
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .expect("the download continues during shutdown")
-    {
+    while let Some(chunk) = response.chunk().await.expect("the download continues during shutdown") {
         received.extend_from_slice(&chunk);
     }
     assert_eq!(received.len(), expected.len());
@@ -64,26 +45,15 @@ async fn download_in_flight_at_sigterm_completes_and_the_process_exits_0() {
 
 #[tokio::test]
 async fn request_still_running_after_the_grace_is_dropped_and_the_process_exits_0() {
-    let mut app = spawn_app(Options {
-        toml: "[server]\nshutdown_grace = \"1s\"\n".into(),
-        ..Options::default()
-    });
+    let mut app = spawn_app(Options { toml: "[server]\nshutdown_grace = \"1s\"\n".into(), ..Options::default() });
     let expected = app.get("/docs").await.bytes().await.unwrap().len();
-    let mut response = slow_reader(&app)
-        .get(app.url("/docs"))
-        .send()
-        .await
-        .unwrap();
+    let mut response = slow_reader(&app).get(app.url("/docs")).send().await.unwrap();
     let mut received = response.chunk().await.unwrap().unwrap().len();
 
     app.terminate();
     // The client reads nothing more, so the download cannot finish within the grace.
     app.logs
-        .wait_for(|line| {
-            line["message"]
-                .as_str()
-                .is_some_and(|text| text.starts_with("shutdown grace"))
-        })
+        .wait_for(|line| line["message"].as_str().is_some_and(|text| text.starts_with("shutdown grace")))
         .expect("the server said it gave up on the open connection");
     let status = app.wait_exit().await;
     assert_eq!(status.code(), Some(0));

@@ -16,9 +16,7 @@ fn client_config(
     alpn: &[&[u8]],
 ) -> Arc<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(CertificateDer::from_pem_file(cert).unwrap())
-        .unwrap();
+    roots.add(CertificateDer::from_pem_file(cert).unwrap()).unwrap();
     let mut config = rustls::ClientConfig::builder_with_provider(coffer::tls::crypto_provider())
         .with_protocol_versions(&[version])
         .unwrap()
@@ -32,16 +30,10 @@ fn client_config(
 async fn tls12_and_tls13_handshakes_succeed_and_negotiate_h2() {
     let app = spawn_default();
     for version in [&rustls::version::TLS12, &rustls::version::TLS13] {
-        let connector = tokio_rustls::TlsConnector::from(client_config(
-            &app.self_signed_cert(),
-            version,
-            &[b"h2", b"http/1.1"],
-        ));
+        let connector =
+            tokio_rustls::TlsConnector::from(client_config(&app.self_signed_cert(), version, &[b"h2", b"http/1.1"]));
         let tcp = TcpStream::connect(app.addr).await.unwrap();
-        let tls = connector
-            .connect(ServerName::try_from("127.0.0.1").unwrap(), tcp)
-            .await
-            .expect("handshake");
+        let tls = connector.connect(ServerName::try_from("127.0.0.1").unwrap(), tcp).await.expect("handshake");
         let (_, session) = tls.get_ref();
         assert_eq!(session.protocol_version(), Some(version.version));
         assert_eq!(session.alpn_protocol(), Some(&b"h2"[..]));
@@ -76,9 +68,7 @@ async fn first_record(app: &crate::helpers::TestApp, hello: &[u8]) -> Vec<u8> {
     let mut tcp = TcpStream::connect(app.addr).await.unwrap();
     tcp.write_all(hello).await.unwrap();
     let mut reply = vec![0u8; 7];
-    tcp.read_exact(&mut reply)
-        .await
-        .expect("the server answers the hello");
+    tcp.read_exact(&mut reply).await.expect("the server answers the hello");
     reply
 }
 
@@ -87,20 +77,11 @@ async fn tls11_is_refused_with_a_protocol_version_alert() {
     let app = spawn_default();
     // Control: the same hello claiming TLS 1.2 gets a ServerHello, so the hello is well formed.
     let accepted = first_record(&app, &client_hello([0x03, 0x03])).await;
-    assert_eq!(
-        accepted[0], 0x16,
-        "expected a handshake record, got {accepted:?}"
-    );
-    assert_eq!(
-        accepted[5], 0x02,
-        "expected a ServerHello, got {accepted:?}"
-    );
+    assert_eq!(accepted[0], 0x16, "expected a handshake record, got {accepted:?}");
+    assert_eq!(accepted[5], 0x02, "expected a ServerHello, got {accepted:?}");
 
     let refused = first_record(&app, &client_hello([0x03, 0x02])).await;
-    assert_eq!(
-        refused[0], 0x15,
-        "expected an alert record, got {refused:?}"
-    );
+    assert_eq!(refused[0], 0x15, "expected an alert record, got {refused:?}");
     assert_eq!(refused[5], 2, "alert is fatal");
     assert_eq!(refused[6], 70, "alert is protocol_version");
 }
@@ -113,10 +94,7 @@ async fn http2_and_http11_are_both_served() {
     let http1 = reqwest::Client::builder()
         .use_rustls_tls()
         .tls_built_in_root_certs(false)
-        .add_root_certificate(
-            reqwest::Certificate::from_pem(&std::fs::read(app.self_signed_cert()).unwrap())
-                .unwrap(),
-        )
+        .add_root_certificate(reqwest::Certificate::from_pem(&std::fs::read(app.self_signed_cert()).unwrap()).unwrap())
         .http1_only()
         .build()
         .unwrap();
@@ -130,46 +108,25 @@ async fn self_signed_certificate_is_made_once_and_kept_across_restarts() {
     let mut first = spawn_default();
     let cert_before = std::fs::read(first.self_signed_cert()).unwrap();
     let key_mode = std::os::unix::fs::PermissionsExt::mode(
-        &std::fs::metadata(first.state_dir.join("tls/self-signed.key"))
-            .unwrap()
-            .permissions(),
+        &std::fs::metadata(first.state_dir.join("tls/self-signed.key")).unwrap().permissions(),
     );
     assert_eq!(key_mode & 0o777, 0o600);
     first.terminate();
     assert!(first.wait_exit().await.success());
 
-    let second = spawn_app(Options {
-        state_dir: Some(first.state_dir.clone()),
-        ..Options::default()
-    });
-    assert_eq!(
-        std::fs::read(second.self_signed_cert()).unwrap(),
-        cert_before
-    );
+    let second = spawn_app(Options { state_dir: Some(first.state_dir.clone()), ..Options::default() });
+    assert_eq!(std::fs::read(second.self_signed_cert()).unwrap(), cert_before);
     // A client that trusted the first certificate still trusts the restarted server.
     let old_trust = client_trusting(Some(first.self_signed_cert().as_path()));
-    assert_eq!(
-        old_trust
-            .get(second.url("/api/v1/health"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(old_trust.get(second.url("/api/v1/health")).send().await.unwrap().status(), 200);
 }
 
 fn write_pair(dir: &Path, names: &[&str]) -> (std::path::PathBuf, std::path::PathBuf) {
     let key = rcgen::KeyPair::generate().unwrap();
-    let cert = rcgen::CertificateParams::new(
-        names
-            .iter()
-            .map(|name| name.to_string())
-            .collect::<Vec<_>>(),
-    )
-    .unwrap()
-    .self_signed(&key)
-    .unwrap();
+    let cert = rcgen::CertificateParams::new(names.iter().map(|name| name.to_string()).collect::<Vec<_>>())
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
     let cert_path = dir.join(format!("{}.crt", names[0]));
     let key_path = dir.join(format!("{}.key", names[0]));
     std::fs::write(&cert_path, cert.pem()).unwrap();
@@ -186,24 +143,10 @@ async fn files_mode_serves_the_given_certificate() {
         cert.display().to_string(),
         key.display().to_string()
     );
-    let app = spawn_app(Options {
-        toml,
-        ..Options::default()
-    });
+    let app = spawn_app(Options { toml, ..Options::default() });
     let client = client_trusting(Some(&cert));
-    assert_eq!(
-        client
-            .get(app.url("/api/v1/health"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    assert!(
-        !app.state_dir.join("tls/self-signed.crt").exists(),
-        "files mode made no certificate of its own"
-    );
+    assert_eq!(client.get(app.url("/api/v1/health")).send().await.unwrap().status(), 200);
+    assert!(!app.state_dir.join("tls/self-signed.crt").exists(), "files mode made no certificate of its own");
 }
 
 #[tokio::test]
@@ -216,10 +159,7 @@ async fn files_mode_refuses_a_key_that_does_not_fit_the_certificate() {
         cert.display().to_string(),
         other_key.display().to_string()
     );
-    let Err((status, log)) = start(Options {
-        toml,
-        ..Options::default()
-    }) else {
+    let Err((status, log)) = start(Options { toml, ..Options::default() }) else {
         panic!("server started with a mismatched pair");
     };
     assert_eq!(status.code(), Some(1));

@@ -1,0 +1,85 @@
+//! `ApiFailure`: the error outcomes of account operations, typed so the OpenAPI document lists
+//! them, each with a stable code. Internal errors are logged and answered generically.
+
+use poem_openapi::ApiResponse;
+use poem_openapi::payload::Json;
+
+use super::ErrorBody;
+use crate::auth::{AccountError, AuthError};
+
+#[derive(ApiResponse)]
+pub enum ApiFailure {
+    /// The request is not valid: `invalid_username`, `weak_password`, `invalid`,
+    /// `wrong_password`, `not_a_session`.
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
+    /// `forbidden`: the caller may not do this (admin only, or a read-only token).
+    #[oai(status = 403)]
+    Forbidden(Json<ErrorBody>),
+    /// `not_found`.
+    #[oai(status = 404)]
+    NotFound(Json<ErrorBody>),
+    /// `username_taken` or `last_admin`.
+    #[oai(status = 409)]
+    Conflict(Json<ErrorBody>),
+    /// `too_many_requests`: wait the given seconds.
+    #[oai(status = 429)]
+    TooManyRequests(Json<ErrorBody>, #[oai(header = "Retry-After")] u64),
+    /// `internal_error`: logged on the server under the request id.
+    #[oai(status = 500)]
+    Internal(Json<ErrorBody>),
+}
+
+fn body(code: &str, message: impl Into<String>) -> Json<ErrorBody> {
+    Json(ErrorBody { error: code.into(), message: message.into(), request_id: None })
+}
+
+impl ApiFailure {
+    pub fn bad_request(code: &str, message: impl Into<String>) -> Self {
+        Self::BadRequest(body(code, message))
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::Forbidden(body("forbidden", message))
+    }
+
+    pub fn not_found(what: &str) -> Self {
+        Self::NotFound(body("not_found", format!("no such {what}")))
+    }
+
+    pub fn internal(err: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %err, "request failed");
+        Self::Internal(body("internal_error", "the server could not complete the request; it has been logged"))
+    }
+
+    pub fn throttled(wait: std::time::Duration) -> Self {
+        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        Self::TooManyRequests(
+            body("too_many_requests", format!("too many failed attempts; try again in {seconds} s")),
+            seconds.max(1),
+        )
+    }
+}
+
+impl From<AccountError> for ApiFailure {
+    fn from(err: AccountError) -> Self {
+        let message = err.to_string();
+        match err {
+            AccountError::NotFound => Self::not_found("user"),
+            AccountError::UsernameTaken(_) => Self::Conflict(body("username_taken", message)),
+            AccountError::LastAdmin => Self::Conflict(body("last_admin", message)),
+            AccountError::InvalidUsername(_) => Self::bad_request("invalid_username", message),
+            AccountError::WeakPassword(_) => Self::bad_request("weak_password", message),
+            AccountError::WrongPassword => Self::bad_request("wrong_password", message),
+            AccountError::Invalid(_) => Self::bad_request("invalid", message),
+            AccountError::Auth(AuthError::Throttled(wait)) => Self::throttled(wait),
+            other => Self::internal(other),
+        }
+    }
+}
+
+impl From<AuthError> for ApiFailure {
+    fn from(err: AuthError) -> Self {
+        AccountError::from(err).into()
+    }
+}

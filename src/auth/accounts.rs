@@ -1,0 +1,388 @@
+//! Account management: a user's own password and sessions, and what admins (or the `coffer
+//! user` command on the server) do to accounts.
+//!
+//! The rules live here, not in the API: the last enabled admin cannot be demoted, disabled or
+//! deleted; a new password, a role change or disabling ends the user's sessions. Every change
+//! is audited in the same transaction that makes it, and the checks come before any write.
+
+use std::time::Instant;
+
+use super::{Auth, AuthError, Principal, Tokens, now, start_session, throttle};
+use crate::db::audit::{self, AuditEvent, AuditRow};
+use crate::db::sessions::{self, SessionRow};
+use crate::db::users::{self, NewUser, UserRow};
+use crate::db::{DbError, api_tokens};
+use crate::domain::{Password, PasswordError, Role, SessionId, UserId, Username, UsernameError};
+
+/// Who makes a change: a signed-in user, or the server's own command line.
+#[derive(Clone, Debug)]
+pub struct Actor {
+    pub user_id: Option<UserId>,
+    pub ip: String,
+}
+
+impl Actor {
+    pub fn cli() -> Self {
+        Self { user_id: None, ip: "cli".into() }
+    }
+
+    pub fn of(principal: &Principal, ip: &str) -> Self {
+        Self { user_id: Some(principal.user_id.clone()), ip: ip.into() }
+    }
+
+    fn id(&self) -> Option<&str> {
+        self.user_id.as_ref().map(|id| id.0.as_str())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    #[error("no such user")]
+    NotFound,
+    #[error("the username `{0}` is taken")]
+    UsernameTaken(String),
+    #[error(transparent)]
+    InvalidUsername(#[from] UsernameError),
+    #[error(transparent)]
+    WeakPassword(#[from] PasswordError),
+    #[error("the current password is wrong")]
+    WrongPassword,
+    #[error("this would leave no enabled admin; make another user an admin first")]
+    LastAdmin,
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Hash(#[from] super::password::HashError),
+}
+
+pub struct NewAccount {
+    pub username: String,
+    pub password: String,
+    pub email: Option<String>,
+    pub role: Role,
+    pub quota_bytes: Option<i64>,
+}
+
+/// Fields to change; `None` leaves a field as it is.
+#[derive(Default)]
+pub struct AccountChanges {
+    pub role: Option<Role>,
+    pub disabled: Option<bool>,
+    pub quota_bytes: Option<Option<i64>>,
+    pub email: Option<Option<String>>,
+    pub password: Option<String>,
+}
+
+fn check_quota(quota: Option<i64>) -> Result<(), AccountError> {
+    match quota {
+        Some(bytes) if bytes < 0 => Err(AccountError::Invalid("the quota must be zero or more bytes".into())),
+        _ => Ok(()),
+    }
+}
+
+fn check_email(email: Option<&str>) -> Result<(), AccountError> {
+    match email {
+        Some(email) if email.len() > 254 || !email.contains('@') || email.chars().any(char::is_control) => {
+            Err(AccountError::Invalid("the email address is not valid".into()))
+        }
+        _ => Ok(()),
+    }
+}
+
+impl Auth {
+    /// Changes the caller's password after checking the current one. Every session of the
+    /// user ends, the caller's included; the caller gets the tokens of a new session.
+    pub async fn change_own_password(
+        &self,
+        principal: &Principal,
+        current: &str,
+        new: String,
+        ip: &str,
+    ) -> Result<Tokens, AccountError> {
+        let user = self.user(&principal.user_id).await?.ok_or(AccountError::NotFound)?;
+        let keys = throttle::keys(&user.username, ip, self.throttle.policy().free_failures);
+        self.throttle.check(&keys, Instant::now()).map_err(AuthError::Throttled)?;
+        let verdict = self.hasher.verify(current, Some(user.password_hash.clone())).await?;
+        let (now, ip) = (now(), ip.to_owned());
+        if verdict == super::password::Verdict::Mismatch {
+            self.throttle.record_failure(&keys, Instant::now());
+            let id = user.id.0.clone();
+            self.db
+                .write(move |tx| {
+                    let event = AuditEvent {
+                        event: "password_change_failed",
+                        actor_id: Some(&id),
+                        subject: Some(&id),
+                        ip: &ip,
+                        detail: "",
+                    };
+                    audit::record(tx, now, &event)
+                })
+                .await?;
+            return Err(AccountError::WrongPassword);
+        }
+        let hash = self.hasher.hash(&Password::parse(new)?).await?;
+        let lifetime = self.lifetimes.refresh_absolute;
+        let user_id = user.id.clone();
+        let (session, refresh_token, expires_at) = self
+            .db
+            .write(move |tx| {
+                users::set_password_hash(tx, &user_id, &hash)?;
+                let ended = sessions::revoke_all_for_user(tx, &user_id, None, now, "password_changed")?;
+                let started = start_session(tx, &user_id, &ip, now, lifetime)?;
+                let detail = format!("{ended} sessions ended");
+                let event = AuditEvent {
+                    event: "password_changed",
+                    actor_id: Some(&user_id.0),
+                    subject: Some(&user_id.0),
+                    ip: &ip,
+                    detail: &detail,
+                };
+                audit::record(tx, now, &event)?;
+                Ok(started)
+            })
+            .await?;
+        Ok(self.tokens(&user.id, &session, user.role, refresh_token, now, expires_at))
+    }
+
+    pub async fn own_sessions(&self, principal: &Principal) -> Result<Vec<SessionRow>, AccountError> {
+        let (user, now) = (principal.user_id.clone(), now());
+        Ok(self.db.read(move |conn| sessions::list_live(conn, &user, now)).await?)
+    }
+
+    /// Ends one of the caller's sessions; `false` if there is no such live session of theirs.
+    pub async fn end_own_session(&self, principal: &Principal, session: &str, ip: &str) -> Result<bool, AccountError> {
+        let (user, session, ip, now) = (principal.user_id.clone(), SessionId(session.to_owned()), ip.to_owned(), now());
+        Ok(self
+            .db
+            .write(move |tx| {
+                let ended = sessions::revoke_own(tx, &user, &session, now, "revoked_by_user")?;
+                if ended {
+                    let event = AuditEvent {
+                        event: "session_revoked",
+                        actor_id: Some(&user.0),
+                        subject: Some(&session.0),
+                        ip: &ip,
+                        detail: "",
+                    };
+                    audit::record(tx, now, &event)?;
+                }
+                Ok(ended)
+            })
+            .await?)
+    }
+
+    pub async fn list_users(&self, after: Option<String>, limit: u32) -> Result<Vec<UserRow>, AccountError> {
+        Ok(self.db.read(move |conn| users::list(conn, after.as_deref(), limit)).await?)
+    }
+
+    pub async fn find_user(&self, username: &str) -> Result<UserRow, AccountError> {
+        let username = Username::parse(username)?;
+        self.db.read(move |conn| users::by_username(conn, &username)).await?.ok_or(AccountError::NotFound)
+    }
+
+    pub async fn create_user(&self, actor: &Actor, account: NewAccount) -> Result<UserRow, AccountError> {
+        let username = Username::parse(&account.username)?;
+        check_quota(account.quota_bytes)?;
+        check_email(account.email.as_deref())?;
+        let hash = self.hasher.hash(&Password::parse(account.password)?).await?;
+        let (actor, now) = (actor.clone(), now());
+        self.db
+            .write(move |tx| {
+                let new = NewUser {
+                    username: &username,
+                    email: account.email.as_deref(),
+                    password_hash: &hash,
+                    role: account.role,
+                    quota_bytes: account.quota_bytes,
+                    now,
+                };
+                let Some(id) = users::insert(tx, &new)? else {
+                    return Ok(Err(AccountError::UsernameTaken(username.to_string())));
+                };
+                let detail = format!("username={username} role={}", account.role);
+                let event = AuditEvent {
+                    event: "user_created",
+                    actor_id: actor.id(),
+                    subject: Some(&id.0),
+                    ip: &actor.ip,
+                    detail: &detail,
+                };
+                audit::record(tx, now, &event)?;
+                users::by_id(tx, &id).map(|user| user.ok_or(AccountError::NotFound))
+            })
+            .await?
+    }
+
+    pub async fn update_user(
+        &self,
+        actor: &Actor,
+        id: &UserId,
+        changes: AccountChanges,
+    ) -> Result<UserRow, AccountError> {
+        if let Some(quota) = changes.quota_bytes {
+            check_quota(quota)?;
+        }
+        if let Some(email) = &changes.email {
+            check_email(email.as_deref())?;
+        }
+        let hash = match changes.password {
+            Some(password) => Some(self.hasher.hash(&Password::parse(password)?).await?),
+            None => None,
+        };
+        let (actor, id, now) = (actor.clone(), id.clone(), now());
+        self.db
+            .write(move |tx| {
+                let Some(user) = users::by_id(tx, &id)? else { return Ok(Err(AccountError::NotFound)) };
+                let loses_admin = changes.role == Some(Role::User) || changes.disabled == Some(true);
+                if user.role == Role::Admin
+                    && !user.disabled
+                    && loses_admin
+                    && users::other_enabled_admins(tx, &id)? == 0
+                {
+                    return Ok(Err(AccountError::LastAdmin));
+                }
+                let mut changed = Vec::new();
+                if let Some(role) = changes.role.filter(|role| *role != user.role) {
+                    users::set_role(tx, &id, role)?;
+                    changed.push(format!("role={role}"));
+                }
+                if let Some(disabled) = changes.disabled.filter(|disabled| *disabled != user.disabled) {
+                    users::set_disabled(tx, &id, disabled)?;
+                    changed.push(format!("disabled={disabled}"));
+                }
+                if let Some(quota) = changes.quota_bytes {
+                    users::set_quota(tx, &id, quota)?;
+                    changed.push(format!("quota_bytes={}", quota.map_or("none".into(), |bytes| bytes.to_string())));
+                }
+                if let Some(email) = &changes.email {
+                    users::set_email(tx, &id, email.as_deref())?;
+                    changed.push("email".into());
+                }
+                if let Some(hash) = &hash {
+                    users::set_password_hash(tx, &id, hash)?;
+                    changed.push("password".into());
+                }
+                let ends_sessions = changed
+                    .iter()
+                    .any(|change| change.starts_with("role=") || change == "disabled=true" || change == "password");
+                if ends_sessions {
+                    let ended = sessions::revoke_all_for_user(tx, &id, None, now, "account_changed")?;
+                    changed.push(format!("{ended} sessions ended"));
+                }
+                if !changed.is_empty() {
+                    let detail = changed.join(" ");
+                    let event = AuditEvent {
+                        event: "user_updated",
+                        actor_id: actor.id(),
+                        subject: Some(&id.0),
+                        ip: &actor.ip,
+                        detail: &detail,
+                    };
+                    audit::record(tx, now, &event)?;
+                }
+                users::by_id(tx, &id).map(|user| user.ok_or(AccountError::NotFound))
+            })
+            .await?
+    }
+
+    pub async fn delete_user(&self, actor: &Actor, id: &UserId) -> Result<(), AccountError> {
+        let (actor, id, now) = (actor.clone(), id.clone(), now());
+        self.db
+            .write(move |tx| {
+                let Some(user) = users::by_id(tx, &id)? else { return Ok(Err(AccountError::NotFound)) };
+                if user.role == Role::Admin && !user.disabled && users::other_enabled_admins(tx, &id)? == 0 {
+                    return Ok(Err(AccountError::LastAdmin));
+                }
+                users::delete(tx, &id)?;
+                let detail = format!("username={}", user.username);
+                let event = AuditEvent {
+                    event: "user_deleted",
+                    actor_id: actor.id(),
+                    subject: Some(&id.0),
+                    ip: &actor.ip,
+                    detail: &detail,
+                };
+                audit::record(tx, now, &event)?;
+                Ok(Ok(()))
+            })
+            .await?
+    }
+
+    /// Ends every session of a user; returns how many.
+    pub async fn end_user_sessions(&self, actor: &Actor, id: &UserId) -> Result<usize, AccountError> {
+        let (actor, id, now) = (actor.clone(), id.clone(), now());
+        self.db
+            .write(move |tx| {
+                if users::by_id(tx, &id)?.is_none() {
+                    return Ok(Err(AccountError::NotFound));
+                }
+                let ended = sessions::revoke_all_for_user(tx, &id, None, now, "revoked_by_admin")?;
+                let detail = format!("{ended} sessions ended");
+                let event = AuditEvent {
+                    event: "sessions_revoked",
+                    actor_id: actor.id(),
+                    subject: Some(&id.0),
+                    ip: &actor.ip,
+                    detail: &detail,
+                };
+                audit::record(tx, now, &event)?;
+                Ok(Ok(ended))
+            })
+            .await?
+    }
+
+    /// Records that `principal` tried something it may not do.
+    pub async fn record_denial(&self, principal: &Principal, what: &str, ip: &str) -> Result<(), AccountError> {
+        let (user, what, ip, now) = (principal.user_id.clone(), what.to_owned(), ip.to_owned(), now());
+        self.db
+            .write(move |tx| {
+                let event = AuditEvent {
+                    event: "authorization_denied",
+                    actor_id: Some(&user.0),
+                    subject: None,
+                    ip: &ip,
+                    detail: &what,
+                };
+                audit::record(tx, now, &event)
+            })
+            .await?;
+        Ok(())
+    }
+
+    pub async fn audit_log(
+        &self,
+        before: Option<i64>,
+        limit: u32,
+        user: Option<String>,
+        event: Option<String>,
+    ) -> Result<Vec<AuditRow>, AccountError> {
+        Ok(self.db.read(move |conn| audit::list(conn, before, limit, user.as_deref(), event.as_deref())).await?)
+    }
+
+    /// Revokes one of the caller's API tokens; `false` if they have no such live token.
+    pub async fn revoke_api_token(&self, principal: &Principal, id: &str, ip: &str) -> Result<bool, AccountError> {
+        let (user, id, ip, now) = (principal.user_id.clone(), id.to_owned(), ip.to_owned(), now());
+        Ok(self
+            .db
+            .write(move |tx| {
+                let revoked = api_tokens::revoke(tx, &user, &id, now)?;
+                if revoked {
+                    let event = AuditEvent {
+                        event: "api_token_revoked",
+                        actor_id: Some(&user.0),
+                        subject: Some(&id),
+                        ip: &ip,
+                        detail: "",
+                    };
+                    audit::record(tx, now, &event)?;
+                }
+                Ok(revoked)
+            })
+            .await?)
+    }
+}

@@ -1,0 +1,165 @@
+//! `coffer user ...`: account administration on the server's own machine, through the same
+//! rules and audit log as the admin API. Safe while the server runs (SQLite WAL with a busy
+//! timeout; sessions are re-checked on every request, so changes apply at once).
+//!
+//! Passwords come from a prompt without echo, or from standard input when it is not a
+//! terminal; never from the command line, where other users could read them.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::os::unix::fs::MetadataExt;
+
+use anyhow::{Context, bail};
+use clap::Subcommand;
+
+use crate::auth::{AccountChanges, AccountError, Actor, NewAccount};
+use crate::config::Settings;
+use crate::domain::Role;
+use crate::startup::open_accounts;
+
+#[derive(Subcommand)]
+pub enum UserCommand {
+    /// Create an account; the password is asked for (or read from standard input).
+    Add {
+        username: String,
+        /// Make the account an admin.
+        #[arg(long)]
+        admin: bool,
+        #[arg(long)]
+        email: Option<String>,
+        /// Storage quota in bytes.
+        #[arg(long)]
+        quota: Option<i64>,
+    },
+    /// List accounts.
+    List,
+    /// Set an account's password (ends its sessions).
+    Passwd { username: String },
+    /// Set an account's role (ends its sessions).
+    Role {
+        username: String,
+        #[arg(value_parser = ["admin", "user"])]
+        role: String,
+    },
+    /// Disable an account (ends its sessions; it can no longer sign in).
+    Disable { username: String },
+    /// Enable a disabled account.
+    Enable { username: String },
+    /// Delete an account and its sessions.
+    Delete { username: String },
+}
+
+/// Runs as the state directory's owner only, so every file it creates stays usable by the
+/// server (run it as `sudo -u coffer coffer user ...`).
+fn check_owner(settings: &Settings) -> anyhow::Result<()> {
+    let state_dir = &settings.storage.state_dir;
+    let Ok(metadata) = std::fs::metadata(state_dir) else { return Ok(()) };
+    let me = rustix::process::geteuid().as_raw();
+    if metadata.uid() != me {
+        bail!(
+            "{} belongs to user id {}, but this runs as user id {me}; run it as the server's user, e.g. `sudo -u coffer coffer user ...`",
+            state_dir.display(),
+            metadata.uid()
+        );
+    }
+    Ok(())
+}
+
+/// Reads a new password: twice from a prompt without echo on a terminal, else one line of stdin.
+fn read_new_password() -> anyhow::Result<String> {
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        let mut line = String::new();
+        stdin.lock().read_line(&mut line).context("cannot read the password from standard input")?;
+        return Ok(line.trim_end_matches(['\r', '\n']).to_owned());
+    }
+    let first = prompt_hidden("New password: ")?;
+    let second = prompt_hidden("Repeat it: ")?;
+    if first != second {
+        bail!("the two passwords differ");
+    }
+    Ok(first)
+}
+
+fn prompt_hidden(prompt: &str) -> anyhow::Result<String> {
+    use rustix::termios::{LocalModes, OptionalActions, tcgetattr, tcsetattr};
+    let stdin = std::io::stdin();
+    eprint!("{prompt}");
+    std::io::stderr().flush()?;
+    let original = tcgetattr(&stdin).context("cannot read terminal settings")?;
+    let mut silent = original.clone();
+    silent.local_modes.remove(LocalModes::ECHO);
+    tcsetattr(&stdin, OptionalActions::Now, &silent).context("cannot turn off echo")?;
+    let mut line = String::new();
+    let read = stdin.lock().read_line(&mut line);
+    let _ = tcsetattr(&stdin, OptionalActions::Now, &original);
+    eprintln!();
+    read.context("cannot read the password")?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+}
+
+fn explain(err: AccountError) -> anyhow::Error {
+    anyhow::anyhow!("{err}")
+}
+
+pub fn run(settings: Settings, command: UserCommand) -> anyhow::Result<()> {
+    check_owner(&settings)?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let (_, auth) = open_accounts(&settings).await?;
+        let actor = Actor::cli();
+        match command {
+            UserCommand::Add { username, admin, email, quota } => {
+                let password = read_new_password()?;
+                let role = if admin { Role::Admin } else { Role::User };
+                let account = NewAccount { username, password, email, role, quota_bytes: quota };
+                let user = auth.create_user(&actor, account).await.map_err(explain)?;
+                println!("created {} ({}, id {})", user.username, user.role, user.id);
+            }
+            UserCommand::List => {
+                let mut after = None;
+                println!("{:<32} {:<6} {:<9} ID", "USERNAME", "ROLE", "STATE");
+                loop {
+                    let page = auth.list_users(after.clone(), 500).await.map_err(explain)?;
+                    for user in &page {
+                        let state = if user.disabled { "disabled" } else { "enabled" };
+                        println!("{:<32} {:<6} {:<9} {}", user.username, user.role, state, user.id);
+                    }
+                    match page.last() {
+                        Some(last) if page.len() == 500 => after = Some(last.username.to_ascii_lowercase()),
+                        _ => break,
+                    }
+                }
+            }
+            UserCommand::Passwd { username } => {
+                let user = auth.find_user(&username).await.map_err(explain)?;
+                let password = read_new_password()?;
+                let changes = AccountChanges { password: Some(password), ..AccountChanges::default() };
+                auth.update_user(&actor, &user.id, changes).await.map_err(explain)?;
+                println!("password of {} changed; its sessions have ended", user.username);
+            }
+            UserCommand::Role { username, role } => {
+                let user = auth.find_user(&username).await.map_err(explain)?;
+                let role: Role = role.parse().map_err(anyhow::Error::msg)?;
+                let changes = AccountChanges { role: Some(role), ..AccountChanges::default() };
+                auth.update_user(&actor, &user.id, changes).await.map_err(explain)?;
+                println!("{} is now {role}", user.username);
+            }
+            UserCommand::Disable { username } => set_disabled(&auth, &actor, &username, true).await?,
+            UserCommand::Enable { username } => set_disabled(&auth, &actor, &username, false).await?,
+            UserCommand::Delete { username } => {
+                let user = auth.find_user(&username).await.map_err(explain)?;
+                auth.delete_user(&actor, &user.id).await.map_err(explain)?;
+                println!("deleted {}", user.username);
+            }
+        }
+        Ok(())
+    })
+}
+
+async fn set_disabled(auth: &crate::auth::Auth, actor: &Actor, username: &str, disabled: bool) -> anyhow::Result<()> {
+    let user = auth.find_user(username).await.map_err(explain)?;
+    let changes = AccountChanges { disabled: Some(disabled), ..AccountChanges::default() };
+    auth.update_user(actor, &user.id, changes).await.map_err(explain)?;
+    println!("{} is {}", user.username, if disabled { "disabled" } else { "enabled" });
+    Ok(())
+}
