@@ -78,6 +78,11 @@ pub async fn security_headers<E: Endpoint>(endpoint: Arc<E>, req: Request) -> po
     if let Ok(policy) = HeaderValue::from_str(&policy) {
         headers.insert(header::CONTENT_SECURITY_POLICY, policy);
     }
+    // Tokens and account data must not linger in caches (RFC 6749 5.1); a response that
+    // may be cached says so itself.
+    if !headers.contains_key(header::CACHE_CONTROL) {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
     if secure {
         headers.insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=31536000"));
     }

@@ -154,4 +154,24 @@ mod tests {
         assert!(rehashed.starts_with("$argon2id$v=19$m=128,t=2,p=1$"));
         assert_eq!(new.verify("correct horse battery", Some(rehashed)).await.unwrap(), Verdict::Match);
     }
+
+    #[tokio::test]
+    async fn hashes_wait_for_a_free_slot_beyond_the_limit() {
+        let pool = PasswordHasherPool::new(CHEAP, 1).unwrap();
+        // Occupy the only slot, as a long-running hash would.
+        let held = pool.permits.clone().acquire_owned().await.unwrap();
+        let waiting = tokio::spawn({
+            let pool = pool.clone();
+            async move { pool.hash(&Password::trusted("correct horse battery".into())).await }
+        });
+        let early = tokio::time::timeout(std::time::Duration::from_millis(300), async {
+            while !waiting.is_finished() {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await;
+        assert!(early.is_err(), "a hash ran while the limit was reached");
+        drop(held);
+        assert!(waiting.await.unwrap().unwrap().starts_with("$argon2id$"));
+    }
 }

@@ -39,6 +39,7 @@ async fn every_response_carries_the_security_headers() {
         let headers = response.headers();
         assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
         assert_eq!(headers["referrer-policy"], "no-referrer", "{path}");
+        assert_eq!(headers["cache-control"], "no-store", "{path}");
         assert!(headers["content-security-policy"].to_str().unwrap().contains("frame-ancestors 'none'"), "{path}");
         assert!(headers["strict-transport-security"].to_str().unwrap().starts_with("max-age="), "{path}");
     }
