@@ -13,5 +13,6 @@ pub mod readiness;
 pub mod server;
 pub mod startup;
 pub mod state_dir;
+pub mod storage;
 pub mod telemetry;
 pub mod tls;

@@ -1,12 +1,14 @@
 //! Validated value types. Input becomes one of these at the edge; inner code accepts only
 //! these, so unchecked input cannot reach the database or the disk.
 
+mod names;
 pub mod password;
 mod username;
 
 use std::fmt;
 use std::str::FromStr;
 
+pub use names::{FileName, FolderPath, NameError};
 pub use password::{Password, PasswordError};
 pub use username::{Username, UsernameError};
 
@@ -78,4 +80,8 @@ id_type!(
 id_type!(
     /// A login session: the family of refresh tokens from one login.
     SessionId
+);
+id_type!(
+    /// A stored file (its metadata row; contents live in a blob named by hash).
+    FileId
 );

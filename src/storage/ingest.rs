@@ -1,0 +1,239 @@
+//! Streaming an upload into `tmp/`: size limit, SHA-256, optional digest check, fsync.
+//!
+//! The body is read on the async side and handed to one blocking writer thread through a
+//! channel of a few chunks, so a slow disk slows the client instead of filling memory. If
+//! anything goes wrong (limit, client gone, disk full, digest mismatch) the temp file is
+//! removed before the error is returned; a [`PendingBlob`] dropped without being published
+//! removes its temp file too.
+
+use std::fs::OpenOptions;
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
+
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use tokio::sync::mpsc;
+
+use super::BlobStore;
+
+/// Chunks in flight between the body reader and the writer thread.
+const CHANNEL_CHUNKS: usize = 8;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("the upload is larger than the limit of {limit} bytes")]
+    TooLarge { limit: u64 },
+    #[error("the contents do not match the Content-Digest sent")]
+    DigestMismatch,
+    #[error("the server is out of disk space")]
+    NoSpace,
+    #[error("the upload was cut short: {0}")]
+    Body(String),
+    #[error("cannot store the upload: {0}")]
+    Disk(io::Error),
+}
+
+impl IngestError {
+    pub fn from_io(err: io::Error) -> Self {
+        let full = err.kind() == io::ErrorKind::StorageFull
+            || err.kind() == io::ErrorKind::QuotaExceeded
+            || matches!(err.raw_os_error(), Some(code) if code == rustix::io::Errno::NOSPC.raw_os_error());
+        if full { Self::NoSpace } else { Self::Disk(err) }
+    }
+}
+
+/// A complete, fsynced upload in `tmp/`, not yet in the store.
+pub struct PendingBlob {
+    path: Option<PathBuf>,
+    pub sha256: String,
+    pub size: u64,
+}
+
+impl PendingBlob {
+    pub(super) fn take_path(mut self) -> PathBuf {
+        self.path.take().unwrap_or_default()
+    }
+
+    /// Removes the temp file now (dropping does it in the background).
+    pub async fn discard(mut self) {
+        if let Some(path) = self.path.take() {
+            let _ = tokio::task::spawn_blocking(move || std::fs::remove_file(path)).await;
+        }
+    }
+}
+
+impl Drop for PendingBlob {
+    fn drop(&mut self) {
+        if let Some(path) = self.path.take() {
+            match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => drop(runtime.spawn_blocking(move || std::fs::remove_file(path))),
+                Err(_) => drop(std::fs::remove_file(path)),
+            }
+        }
+    }
+}
+
+enum Piece {
+    Data(Bytes),
+    Done,
+}
+
+/// Writes pieces to a new temp file until `Done` (kept, synced) or the channel closes
+/// without it (removed). Returns the path and the SHA-256 of what was written.
+fn write_temp(tmp: PathBuf, mut pieces: mpsc::Receiver<Piece>) -> io::Result<Option<(PathBuf, [u8; 32])>> {
+    let path = tmp.join(format!("upload-{:032x}", rand::random::<u128>()));
+    let mut file = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path)?;
+    let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
+    let written = (|| -> io::Result<bool> {
+        loop {
+            match pieces.blocking_recv() {
+                Some(Piece::Data(bytes)) => {
+                    file.write_all(&bytes)?;
+                    digest.update(&bytes);
+                }
+                Some(Piece::Done) => {
+                    file.sync_all()?;
+                    return Ok(true);
+                }
+                None => return Ok(false),
+            }
+        }
+    })();
+    match written {
+        Ok(true) => {
+            let mut hash = [0u8; 32];
+            hash.copy_from_slice(digest.finish().as_ref());
+            Ok(Some((path, hash)))
+        }
+        Ok(false) => {
+            drop(file);
+            std::fs::remove_file(&path)?;
+            Ok(None)
+        }
+        Err(err) => {
+            drop(file);
+            let _ = std::fs::remove_file(&path);
+            Err(err)
+        }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+impl BlobStore {
+    /// Streams `body` into a temp file: at most `limit` bytes, and when `expected_sha256` is
+    /// given the contents must hash to it.
+    pub async fn ingest<S>(
+        &self,
+        mut body: S,
+        limit: u64,
+        expected_sha256: Option<[u8; 32]>,
+    ) -> Result<PendingBlob, IngestError>
+    where
+        S: Stream<Item = Result<Bytes, io::Error>> + Unpin,
+    {
+        let (sender, receiver) = mpsc::channel(CHANNEL_CHUNKS);
+        let tmp = self.tmp.clone();
+        let writer = tokio::task::spawn_blocking(move || write_temp(tmp, receiver));
+        let mut size = 0u64;
+        let read: Result<(), IngestError> = loop {
+            match body.next().await {
+                None => break Ok(()),
+                Some(Err(err)) => break Err(IngestError::Body(err.to_string())),
+                Some(Ok(chunk)) => {
+                    size += chunk.len() as u64;
+                    if size > limit {
+                        break Err(IngestError::TooLarge { limit });
+                    }
+                    // A closed channel means the writer failed; its error is reported below.
+                    if sender.send(Piece::Data(chunk)).await.is_err() {
+                        break Ok(());
+                    }
+                }
+            }
+        };
+        if read.is_ok() {
+            let _ = sender.send(Piece::Done).await;
+        }
+        drop(sender);
+        let written = writer.await.map_err(|err| IngestError::Disk(io::Error::other(err.to_string())))?;
+        read?;
+        let (path, hash) = match written {
+            Ok(Some(done)) => done,
+            Ok(None) => return Err(IngestError::Body("the upload ended early".into())),
+            Err(err) => return Err(IngestError::from_io(err)),
+        };
+        let pending = PendingBlob { path: Some(path), sha256: hex(&hash), size };
+        if expected_sha256.is_some_and(|expected| expected != hash) {
+            return Err(IngestError::DigestMismatch);
+        }
+        Ok(pending)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store(dir: &std::path::Path) -> BlobStore {
+        std::fs::create_dir_all(dir.join("tmp")).unwrap();
+        BlobStore::new(dir.join("blobs"), dir.join("tmp"))
+    }
+
+    fn chunks(parts: &[&'static [u8]]) -> impl Stream<Item = Result<Bytes, io::Error>> + Unpin {
+        futures_util::stream::iter(parts.iter().map(|part| Ok(Bytes::from_static(part))).collect::<Vec<_>>())
+    }
+
+    #[tokio::test]
+    async fn uploads_are_hashed_published_once_and_deduplicated() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path());
+        let first = store.ingest(chunks(&[b"hello ", b"world"]), 100, None).await.unwrap();
+        assert_eq!(first.sha256, "b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9");
+        let published = store.publish(first).await.unwrap();
+        let second = store.ingest(chunks(&[b"hello world"]), 100, None).await.unwrap();
+        let again = store.publish(second).await.unwrap();
+        assert_eq!(published.sha256, again.sha256);
+        assert_eq!(store.list_blobs().unwrap(), vec![published.sha256.clone()]);
+        assert_eq!(std::fs::read_dir(store.tmp_dir()).unwrap().count(), 0, "no temp file left");
+    }
+
+    #[tokio::test]
+    async fn failures_leave_no_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path());
+        let too_large = store.ingest(chunks(&[b"0123456789", b"x"]), 10, None).await;
+        assert!(matches!(too_large, Err(IngestError::TooLarge { limit: 10 })));
+        let cut: Vec<Result<Bytes, io::Error>> = vec![Ok(Bytes::from_static(b"part")), Err(io::Error::other("reset"))];
+        let cut_short = store.ingest(futures_util::stream::iter(cut), 100, None).await;
+        assert!(matches!(cut_short, Err(IngestError::Body(_))));
+        let mismatch = store.ingest(chunks(&[b"data"]), 100, Some([0; 32])).await;
+        assert!(matches!(mismatch, Err(IngestError::DigestMismatch)));
+        let unwanted = store.ingest(chunks(&[b"never published"]), 100, None).await.unwrap();
+        unwanted.discard().await;
+        assert_eq!(std::fs::read_dir(store.tmp_dir()).unwrap().count(), 0);
+        assert!(store.list_blobs().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn garbage_collection_spares_referenced_and_recent_blobs() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path());
+        let kept = store.publish(store.ingest(chunks(&[b"kept"]), 100, None).await.unwrap()).await.unwrap();
+        let orphan = store.publish(store.ingest(chunks(&[b"orphan"]), 100, None).await.unwrap()).await.unwrap();
+        let (kept_hash, orphan_hash) = (kept.sha256.clone(), orphan.sha256.clone());
+        drop((kept, orphan));
+        let live = std::collections::HashSet::from([kept_hash.clone()]);
+        let young = store.collect_garbage(std::time::Duration::from_secs(3600), {
+            let live = live.clone();
+            move || Ok(live)
+        });
+        assert!(young.await.unwrap().is_empty(), "recent blobs are spared");
+        let removed = store.collect_garbage(std::time::Duration::ZERO, move || Ok(live)).await.unwrap();
+        assert_eq!(removed, vec![orphan_hash]);
+        assert_eq!(store.list_blobs().unwrap(), vec![kept_hash]);
+    }
+}
