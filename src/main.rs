@@ -110,6 +110,15 @@ fn serve(settings: Settings) -> ExitCode {
         }
     };
     runtime.block_on(async {
+        let shutdown = CancellationToken::new();
+        let signals = match stop_on_signal(shutdown.clone()) {
+            Ok(signals) => signals,
+            Err(err) => {
+                tracing::error!(error = %err, "cannot install signal handlers");
+                return ExitCode::FAILURE;
+            }
+        };
+        tokio::spawn(signals);
         let app = match Application::build(settings).await {
             Ok(app) => app,
             Err(err) => {
@@ -117,25 +126,24 @@ fn serve(settings: Settings) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        let shutdown = CancellationToken::new();
-        tokio::spawn(stop_on_signal(shutdown.clone()));
         app.run_until_stopped(shutdown).await;
         tracing::info!("stopped");
         ExitCode::SUCCESS
     })
 }
 
-async fn stop_on_signal(shutdown: CancellationToken) {
+/// Installs the SIGTERM and SIGINT handlers at once (before anything is served, so an early
+/// signal is never met by the default action) and returns the task that waits for them.
+fn stop_on_signal(shutdown: CancellationToken) -> std::io::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut terminate), Ok(mut interrupt)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
-    else {
-        tracing::error!("cannot install signal handlers; stop the process with SIGKILL");
-        return;
-    };
-    let name = tokio::select! {
-        _ = terminate.recv() => "SIGTERM",
-        _ = interrupt.recv() => "SIGINT",
-    };
-    shutdown.cancel();
-    tracing::info!(signal = name, "shutting down: refusing new connections, letting requests in flight finish");
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        let name = tokio::select! {
+            _ = terminate.recv() => "SIGTERM",
+            _ = interrupt.recv() => "SIGINT",
+        };
+        shutdown.cancel();
+        tracing::info!(signal = name, "shutting down: refusing new connections, letting requests in flight finish");
+    })
 }
