@@ -17,9 +17,11 @@ use crate::auth::token::TokenSigner;
 use crate::auth::{self, Auth, Lifetimes};
 use crate::config::{Settings, TlsMode};
 use crate::db::Db;
+use crate::files::Files;
 use crate::readiness::Readiness;
 use crate::server::{self, ConnectionLimits, HttpServer};
 use crate::state_dir::StateDir;
+use crate::storage::BlobStore;
 use crate::tls::{self, CertResolver};
 
 pub struct Application {
@@ -75,6 +77,30 @@ pub async fn open_accounts(settings: &Settings) -> anyhow::Result<(Db, Arc<Auth>
     Ok((db, auth))
 }
 
+/// The file store: leftovers of uploads a crash interrupted are swept and unreferenced blobs
+/// collected before anything is served, when no upload can be in flight.
+async fn prepare_files(settings: &Settings, db: &Db, state_dir: &StateDir) -> anyhow::Result<Files> {
+    let store = BlobStore::new(state_dir.blobs_dir(), state_dir.tmp_dir());
+    let sweeper = store.clone();
+    let swept = blocking(move || Ok(sweeper.sweep_tmp(std::time::Duration::ZERO)?)).await?;
+    let files = Files::new(
+        db.clone(),
+        store,
+        state_dir.clone(),
+        settings.storage.max_file_size.0,
+        settings.storage.disk_reserve.0,
+    );
+    let collected = files.collect_garbage().await.context("cannot collect unused blobs")?;
+    if swept > 0 || !collected.is_empty() {
+        tracing::info!(
+            temp_files = swept,
+            blobs = collected.len(),
+            "removed leftovers of interrupted uploads and unused blobs"
+        );
+    }
+    Ok(files)
+}
+
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let state_dir = StateDir::new(&settings.storage.state_dir);
@@ -97,8 +123,10 @@ impl Application {
         };
 
         let listeners = server::bind_all(&settings.server.listen).await?;
+        let files = prepare_files(&settings, &db, &state_dir).await?;
         let readiness = Readiness::new(db, state_dir, settings.storage.disk_reserve.0);
-        let endpoint = api::build(ApiContext { readiness, auth, max_body_size: settings.server.max_body_size.0 });
+        let endpoint =
+            api::build(ApiContext { readiness, auth, files, max_body_size: settings.server.max_body_size.0 });
         let limits = ConnectionLimits {
             header_read_timeout: settings.server.header_read_timeout.0,
             idle_timeout: settings.server.idle_timeout.0,

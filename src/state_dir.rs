@@ -25,7 +25,7 @@ impl StateDir {
     pub fn create(&self) -> io::Result<()> {
         let mut builder = DirBuilder::new();
         builder.recursive(true).mode(0o700);
-        for dir in [self.root.clone(), self.tmp_dir(), self.tls_dir(), self.keys_dir()] {
+        for dir in [self.root.clone(), self.tmp_dir(), self.tls_dir(), self.keys_dir(), self.blobs_dir()] {
             builder
                 .create(&dir)
                 .map_err(|err| io::Error::new(err.kind(), format!("cannot create {}: {err}", dir.display())))?;
@@ -49,6 +49,11 @@ impl StateDir {
     /// Certificates this instance made or obtained itself.
     pub fn tls_dir(&self) -> PathBuf {
         self.root.join("tls")
+    }
+
+    /// File contents, named by their SHA-256.
+    pub fn blobs_dir(&self) -> PathBuf {
+        self.root.join("blobs")
     }
 
     /// Secret keys this instance made for itself.

@@ -127,7 +127,11 @@ pub async fn json_errors<E: Endpoint>(
                 return Ok(response);
             }
             if is_json {
-                return Ok(with_request_id(response, request_id).await);
+                let mut response = with_request_id(response, request_id).await;
+                if is_head {
+                    response.set_body(());
+                }
+                return Ok(response);
             }
             (status, status.canonical_reason().unwrap_or("error").to_owned())
         }

@@ -9,8 +9,8 @@ use crate::auth::{AccountError, AuthError};
 
 #[derive(ApiResponse)]
 pub enum ApiFailure {
-    /// The request is not valid: `invalid_username`, `weak_password`, `invalid`,
-    /// `wrong_password`, `not_a_session`.
+    /// The request is not valid: `invalid`, `invalid_username`, `weak_password`,
+    /// `wrong_password`, `not_a_session`, `invalid_name`, `digest_mismatch`, `upload_incomplete`.
     #[oai(status = 400)]
     BadRequest(Json<ErrorBody>),
     /// `forbidden`: the caller may not do this (admin only, or a read-only token).
@@ -19,12 +19,18 @@ pub enum ApiFailure {
     /// `not_found`.
     #[oai(status = 404)]
     NotFound(Json<ErrorBody>),
-    /// `username_taken` or `last_admin`.
+    /// `username_taken`, `last_admin` or `name_taken`.
     #[oai(status = 409)]
     Conflict(Json<ErrorBody>),
+    /// `payload_too_large`: over `storage.max_file_size`.
+    #[oai(status = 413)]
+    TooLarge(Json<ErrorBody>),
     /// `too_many_requests`: wait the given seconds.
     #[oai(status = 429)]
     TooManyRequests(Json<ErrorBody>, #[oai(header = "Retry-After")] u64),
+    /// `quota_exceeded` or `insufficient_storage`.
+    #[oai(status = 507)]
+    InsufficientStorage(Json<ErrorBody>),
     /// `internal_error`: logged on the server under the request id.
     #[oai(status = 500)]
     Internal(Json<ErrorBody>),
@@ -73,6 +79,25 @@ impl From<AccountError> for ApiFailure {
             AccountError::WrongPassword => Self::bad_request("wrong_password", message),
             AccountError::Invalid(_) => Self::bad_request("invalid", message),
             AccountError::Auth(AuthError::Throttled(wait)) => Self::throttled(wait),
+            other => Self::internal(other),
+        }
+    }
+}
+
+impl From<crate::files::FileError> for ApiFailure {
+    fn from(err: crate::files::FileError) -> Self {
+        use crate::files::FileError;
+        let message = err.to_string();
+        match err {
+            FileError::NotFound => Self::not_found("file"),
+            FileError::NameTaken => Self::Conflict(body("name_taken", message)),
+            FileError::InvalidName(_) => Self::bad_request("invalid_name", message),
+            FileError::TooLarge { .. } => Self::TooLarge(body("payload_too_large", message)),
+            FileError::QuotaExceeded => Self::InsufficientStorage(body("quota_exceeded", message)),
+            FileError::NoSpace => Self::InsufficientStorage(body("insufficient_storage", message)),
+            FileError::DigestMismatch => Self::bad_request("digest_mismatch", message),
+            FileError::Aborted(_) => Self::bad_request("upload_incomplete", message),
+            FileError::Invalid(_) => Self::bad_request("invalid", message),
             other => Self::internal(other),
         }
     }

@@ -30,6 +30,44 @@ fn new_request_id() -> String {
     format!("{:032x}", rand::rng().random::<u128>())
 }
 
+/// What the request line says about one request.
+struct RequestLine {
+    id: String,
+    method: poem::http::Method,
+    path: String,
+    version: poem::http::Version,
+    remote: String,
+    started: Instant,
+    /// Set once a response exists; a line still unset when dropped means the client left.
+    status: Option<u16>,
+}
+
+impl RequestLine {
+    fn write(&self, status: u16) {
+        tracing::info!(
+            target: "coffer::request",
+            request_id = %self.id,
+            method = %self.method,
+            path = %self.path,
+            version = ?self.version,
+            status,
+            duration_ms = format_args!("{:.3}", self.started.elapsed().as_secs_f64() * 1000.0),
+            remote = %self.remote,
+            "request"
+        );
+    }
+}
+
+impl Drop for RequestLine {
+    fn drop(&mut self) {
+        // The connection dropped the request before it was answered (an HTTP/2 reset, a
+        // closed socket): logged as 499, like nginx, so no request goes unrecorded.
+        if self.status.is_none() {
+            self.write(499);
+        }
+    }
+}
+
 /// Middleware: assigns the request id and writes the request's log line.
 pub async fn request_log<E: Endpoint>(endpoint: Arc<E>, mut req: Request) -> poem::Result<Response> {
     let id = req
@@ -37,28 +75,24 @@ pub async fn request_log<E: Endpoint>(endpoint: Arc<E>, mut req: Request) -> poe
         .filter(|candidate| accept_request_id(candidate))
         .map_or_else(new_request_id, str::to_owned);
     req.extensions_mut().insert(RequestId(id.clone()));
-    let method = req.method().clone();
-    let path = req.uri().path().to_owned();
-    let version = req.version();
-    let remote = req.remote_addr().as_socket_addr().map(|addr| addr.ip().to_string()).unwrap_or_default();
-    let started = Instant::now();
+    let mut line = RequestLine {
+        id,
+        method: req.method().clone(),
+        path: req.uri().path().to_owned(),
+        version: req.version(),
+        remote: req.remote_addr().as_socket_addr().map(|addr| addr.ip().to_string()).unwrap_or_default(),
+        started: Instant::now(),
+        status: None,
+    };
 
     let mut response = endpoint.get_response(req).await;
 
-    if let Ok(value) = HeaderValue::from_str(&id) {
+    if let Ok(value) = HeaderValue::from_str(&line.id) {
         response.headers_mut().insert(REQUEST_ID, value);
     }
-    tracing::info!(
-        target: "coffer::request",
-        request_id = %id,
-        method = %method,
-        path = %path,
-        version = ?version,
-        status = response.status().as_u16(),
-        duration_ms = format_args!("{:.3}", started.elapsed().as_secs_f64() * 1000.0),
-        remote = %remote,
-        "request"
-    );
+    let status = response.status().as_u16();
+    line.status = Some(status);
+    line.write(status);
     Ok(response)
 }
 
@@ -90,8 +124,21 @@ pub async fn security_headers<E: Endpoint>(endpoint: Arc<E>, req: Request) -> po
 }
 
 /// Middleware: refuses request bodies over `limit` bytes with 413, whether the size is
-/// announced in `Content-Length` or only found while reading a chunked body.
-pub async fn body_limit<E: Endpoint>(endpoint: Arc<E>, mut req: Request, limit: u64) -> poem::Result<Response> {
+/// announced in `Content-Length` or only found while reading a chunked body. `exempt`
+/// (method, path) pairs carry file contents and enforce their own limit.
+pub async fn body_limit<E: Endpoint>(
+    endpoint: Arc<E>,
+    mut req: Request,
+    limit: u64,
+    exempt: &[(&str, &str)],
+) -> poem::Result<Response> {
+    if exempt.iter().any(|(method, path)| req.method().as_str() == *method && req.uri().path() == *path) {
+        // A raw upload may come without a type; it is just bytes.
+        if !req.headers().contains_key(header::CONTENT_TYPE) {
+            req.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+        }
+        return endpoint.call(req).await.map(IntoResponse::into_response);
+    }
     let announced = req
         .header(header::CONTENT_LENGTH)
         .map(|value| {

@@ -6,11 +6,14 @@
 
 mod audit;
 mod auth;
+mod content;
 mod error;
 mod failure;
+mod files;
 mod health;
 mod me;
 mod middleware;
+mod range;
 mod security;
 mod tokens;
 mod users;
@@ -30,6 +33,10 @@ use crate::readiness::Readiness;
 /// Where the versioned JSON API is mounted.
 pub const API_PREFIX: &str = "/api/v1";
 
+/// Routes whose bodies are file contents: limited by `storage.max_file_size` while streaming,
+/// not by `server.max_body_size`.
+const UPLOAD_ROUTES: &[(&str, &str)] = &[("PUT", "/api/v1/files/upload"), ("POST", "/api/v1/files")];
+
 #[derive(Tags)]
 pub enum ApiTags {
     /// Liveness and readiness.
@@ -40,6 +47,8 @@ pub enum ApiTags {
     Account,
     /// Managing accounts and reading the audit log (admins only).
     Users,
+    /// Uploading, listing, downloading and sharing files.
+    Files,
 }
 
 /// Unix seconds as an RFC 3339 UTC timestamp.
@@ -54,10 +63,20 @@ pub fn rfc3339(seconds: i64) -> String {
 pub struct ApiContext {
     pub readiness: Arc<Readiness>,
     pub auth: Arc<Auth>,
+    pub files: crate::files::Files,
     pub max_body_size: u64,
 }
 
-type Apis = (health::HealthApi, auth::AuthApi, me::MeApi, tokens::TokensApi, users::UsersApi, audit::AuditApi);
+type Apis = (
+    health::HealthApi,
+    auth::AuthApi,
+    me::MeApi,
+    tokens::TokensApi,
+    users::UsersApi,
+    audit::AuditApi,
+    files::FilesApi,
+    content::ContentApi,
+);
 
 fn openapi(context: &ApiContext) -> OpenApiService<Apis, ()> {
     let apis = (
@@ -67,6 +86,8 @@ fn openapi(context: &ApiContext) -> OpenApiService<Apis, ()> {
         tokens::TokensApi { auth: Arc::clone(&context.auth) },
         users::UsersApi { auth: Arc::clone(&context.auth) },
         audit::AuditApi { auth: Arc::clone(&context.auth) },
+        files::FilesApi { files: context.files.clone() },
+        content::ContentApi { files: context.files.clone() },
     );
     OpenApiService::new(apis, "Coffer", env!("CARGO_PKG_VERSION"))
         .description(
@@ -97,7 +118,7 @@ pub fn build(context: ApiContext) -> BoxEndpoint<'static, Response> {
         .nest(API_PREFIX, service)
         .nest("/docs", get(docs))
         .data(Arc::clone(&context.auth))
-        .around(move |endpoint, req| middleware::body_limit(endpoint, req, limit))
+        .around(move |endpoint, req| middleware::body_limit(endpoint, req, limit, UPLOAD_ROUTES))
         .around(move |endpoint, req| error::json_errors(endpoint, req, Arc::clone(&allow)))
         .around(middleware::security_headers)
         .around(middleware::request_log)

@@ -110,13 +110,20 @@ impl Default for TlsSettings {
 pub struct StorageSettings {
     /// Database, file contents, keys and certificates live here.
     pub state_dir: PathBuf,
-    /// Free space to keep on the state dir's file system; below it the server reports not ready.
+    /// Free space to keep on the state dir's file system; below it the server reports not
+    /// ready and refuses uploads (507).
     pub disk_reserve: ByteSize,
+    /// Largest file an upload may store (413 beyond it).
+    pub max_file_size: ByteSize,
 }
 
 impl Default for StorageSettings {
     fn default() -> Self {
-        Self { state_dir: PathBuf::from("./coffer-data"), disk_reserve: ByteSize(1 << 30) }
+        Self {
+            state_dir: PathBuf::from("./coffer-data"),
+            disk_reserve: ByteSize(1 << 30),
+            max_file_size: ByteSize(10 << 30),
+        }
     }
 }
 

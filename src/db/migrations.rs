@@ -74,6 +74,29 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX api_tokens_by_user ON api_tokens (user_id);
     CREATE INDEX audit_by_actor ON audit_log (actor_id, id);
     CREATE INDEX audit_by_event ON audit_log (event, id);",
+    // 3: file metadata (contents are blobs named by `sha256`) and read grants to other users.
+    "CREATE TABLE files (
+        id           TEXT PRIMARY KEY,
+        owner_id     TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        folder       TEXT NOT NULL,
+        name         TEXT NOT NULL,
+        size         INTEGER NOT NULL CHECK (size >= 0),
+        sha256       TEXT NOT NULL,
+        content_type TEXT NOT NULL,
+        description  TEXT NOT NULL DEFAULT '',
+        created_at   INTEGER NOT NULL,
+        modified_at  INTEGER NOT NULL,
+        UNIQUE (owner_id, folder, name)
+    ) STRICT;
+    CREATE INDEX files_by_sha256 ON files (sha256);
+    CREATE INDEX files_by_owner ON files (owner_id, size);
+    CREATE TABLE file_grants (
+        file_id    TEXT NOT NULL REFERENCES files (id) ON DELETE CASCADE,
+        user_id    TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        granted_at INTEGER NOT NULL,
+        PRIMARY KEY (file_id, user_id)
+    ) STRICT;
+    CREATE INDEX file_grants_by_user ON file_grants (user_id);",
 ];
 
 pub const LATEST_VERSION: u32 = MIGRATIONS.len() as u32;

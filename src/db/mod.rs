@@ -7,6 +7,7 @@
 
 pub mod api_tokens;
 pub mod audit;
+pub mod files;
 mod migrations;
 pub mod sessions;
 pub mod users;

@@ -109,6 +109,7 @@ fn write_temp(tmp: PathBuf, mut pieces: mpsc::Receiver<Piece>) -> io::Result<Opt
         Ok(false) => {
             drop(file);
             std::fs::remove_file(&path)?;
+            tracing::info!(target: "coffer::storage", "an upload ended before its last byte; its temp file is removed");
             Ok(None)
         }
         Err(err) => {

@@ -123,6 +123,19 @@ pub fn write_config(dir: &Path, state_dir: &Path, extra: &str) -> PathBuf {
     path
 }
 
+/// Whether `condition` becomes true within `PATIENCE`, checking every few milliseconds; for
+/// effects that have no event to wait on (a file another thread removes).
+pub fn eventually(condition: impl Fn() -> bool) -> bool {
+    let deadline = Instant::now() + PATIENCE;
+    while !condition() {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    true
+}
+
 pub fn is_root() -> bool {
     rustix::process::geteuid().is_root()
 }

@@ -8,6 +8,8 @@ mod cli;
 mod config;
 mod connections;
 mod database;
+mod file_access;
+mod files;
 mod health;
 mod helpers;
 mod http;

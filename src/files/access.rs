@@ -1,0 +1,168 @@
+//! Who may see and change a file, and the operations that depend on it.
+//!
+//! Owners do everything; users with a grant and admins may read. Anyone else is told the file
+//! does not exist.
+
+use super::{FileError, Files};
+use crate::auth::{Principal, now};
+use crate::db::audit::{self, AuditEvent};
+use crate::db::files::{self, Cursor, FileRow, SortBy};
+use crate::db::users;
+use crate::domain::{FileId, FileName, FolderPath, UserId, Username};
+
+/// Why the caller may read a file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    Owner,
+    Grantee,
+    Admin,
+}
+
+pub struct Listing {
+    pub folders: Vec<String>,
+    pub files: Vec<FileRow>,
+}
+
+impl Files {
+    /// The file if the caller may read it; an admin reading another's file is audited.
+    pub async fn readable(&self, caller: &Principal, id: &str, ip: &str) -> Result<(FileRow, Access), FileError> {
+        let (caller_id, file_id) = (caller.user_id.clone(), FileId(id.to_owned()));
+        let found = self
+            .db
+            .read(move |conn| {
+                let Some(file) = files::by_id(conn, &file_id)? else { return Ok(None) };
+                let granted = file.owner_id != caller_id && files::has_grant(conn, &file_id, &caller_id)?;
+                Ok(Some((file, granted)))
+            })
+            .await?;
+        let access = match found {
+            Some((file, _)) if file.owner_id == caller.user_id => (file, Access::Owner),
+            Some((file, true)) => (file, Access::Grantee),
+            Some((file, false)) if caller.is_admin() => {
+                let (actor, subject, ip) = (caller.user_id.0.clone(), file.id.0.clone(), ip.to_owned());
+                self.db
+                    .write(move |tx| {
+                        let event = AuditEvent {
+                            event: "admin_file_read",
+                            actor_id: Some(&actor),
+                            subject: Some(&subject),
+                            ip: &ip,
+                            detail: "",
+                        };
+                        audit::record(tx, now(), &event)
+                    })
+                    .await?;
+                (file, Access::Admin)
+            }
+            _ => return Err(FileError::NotFound),
+        };
+        Ok(access)
+    }
+
+    /// The file if the caller owns it.
+    pub async fn owned(&self, caller: &Principal, id: &str) -> Result<FileRow, FileError> {
+        let (caller_id, id) = (caller.user_id.clone(), FileId(id.to_owned()));
+        let file = self.db.read(move |conn| files::by_id(conn, &id)).await?;
+        file.filter(|file| file.owner_id == caller_id).ok_or(FileError::NotFound)
+    }
+
+    pub async fn list(
+        &self,
+        owner: &UserId,
+        folder: FolderPath,
+        sort: SortBy,
+        after: Option<Cursor>,
+        limit: u32,
+    ) -> Result<Listing, FileError> {
+        let owner = owner.clone();
+        Ok(self
+            .db
+            .read(move |conn| {
+                let folders = if after.is_none() { files::subfolders(conn, &owner, &folder)? } else { Vec::new() };
+                let files = files::list_folder(conn, &owner, &folder, sort, after.as_ref(), limit)?;
+                Ok(Listing { folders, files })
+            })
+            .await?)
+    }
+
+    pub async fn shared_with_me(&self, caller: &Principal, limit: u32) -> Result<Vec<FileRow>, FileError> {
+        let caller = caller.user_id.clone();
+        Ok(self.db.read(move |conn| files::shared_with(conn, &caller, limit)).await?)
+    }
+
+    /// Renames, moves or re-describes a file the caller owns.
+    pub async fn update(
+        &self,
+        caller: &Principal,
+        id: &str,
+        target: Option<(FolderPath, FileName)>,
+        description: Option<String>,
+    ) -> Result<FileRow, FileError> {
+        if description.as_ref().is_some_and(|text| text.chars().count() > 4096) {
+            return Err(FileError::Invalid("a description is at most 4096 characters".into()));
+        }
+        let file = self.owned(caller, id).await?;
+        self.db
+            .write(move |tx| {
+                let now = now();
+                if let Some((folder, name)) = &target {
+                    if !files::rename(tx, &file.id, folder, name, now)? {
+                        return Ok(Err(FileError::NameTaken));
+                    }
+                }
+                if let Some(description) = &description {
+                    files::set_description(tx, &file.id, description, now)?;
+                }
+                Ok(files::by_id(tx, &file.id)?.ok_or(FileError::NotFound))
+            })
+            .await?
+    }
+
+    /// Deletes a file the caller owns. Its blob goes at the next GC if no other file uses it.
+    pub async fn delete(&self, caller: &Principal, id: &str) -> Result<(), FileError> {
+        let file = self.owned(caller, id).await?;
+        self.db.write(move |tx| files::delete(tx, &file.id)).await?;
+        Ok(())
+    }
+
+    /// Lets `username` read a file the caller owns; returns the grantee's id.
+    pub async fn grant(&self, caller: &Principal, id: &str, username: &str, ip: &str) -> Result<UserId, FileError> {
+        let file = self.owned(caller, id).await?;
+        let username = Username::parse(username).map_err(|_| FileError::Invalid("no such user".into()))?;
+        let (actor, ip) = (caller.user_id.clone(), ip.to_owned());
+        self.db
+            .write(move |tx| {
+                let Some(user) = users::by_username(tx, &username)? else {
+                    return Ok(Err(FileError::Invalid("no such user".into())));
+                };
+                if user.id == file.owner_id {
+                    return Ok(Err(FileError::Invalid("the owner can already read the file".into())));
+                }
+                files::grant(tx, &file.id, &user.id, now())?;
+                let detail = format!("user={}", user.id);
+                let event = AuditEvent {
+                    event: "file_shared",
+                    actor_id: Some(&actor.0),
+                    subject: Some(&file.id.0),
+                    ip: &ip,
+                    detail: &detail,
+                };
+                audit::record(tx, now(), &event)?;
+                Ok(Ok(user.id))
+            })
+            .await?
+    }
+
+    pub async fn grants(&self, caller: &Principal, id: &str) -> Result<Vec<(String, String, i64)>, FileError> {
+        let file = self.owned(caller, id).await?;
+        Ok(self.db.read(move |conn| files::grants(conn, &file.id)).await?)
+    }
+
+    /// Ends a grant; `NotFound` if the caller does not own the file or there is no such grant.
+    pub async fn revoke_grant(&self, caller: &Principal, id: &str, user: &str) -> Result<(), FileError> {
+        let file = self.owned(caller, id).await?;
+        let user = UserId(user.to_owned());
+        let removed = self.db.write(move |tx| files::revoke_grant(tx, &file.id, &user)).await?;
+        if removed { Ok(()) } else { Err(FileError::NotFound) }
+    }
+}
