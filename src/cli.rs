@@ -48,6 +48,41 @@ pub enum UserCommand {
     Delete { username: String },
 }
 
+/// `coffer check [--repair]`: verifies every file's blob and lists what nothing needs.
+/// Returns whether all files are intact.
+pub fn run_check(settings: Settings, repair: bool) -> anyhow::Result<bool> {
+    check_owner(&settings)?;
+    let state_dir = crate::state_dir::StateDir::new(&settings.storage.state_dir);
+    if !state_dir.database().exists() {
+        bail!("no database at {}; check storage.state_dir", state_dir.database().display());
+    }
+    let conn = crate::db::connect(&state_dir.database(), settings.database.busy_timeout.0)?;
+    let integrity: String = conn.query_row("PRAGMA integrity_check", [], |row| row.get(0))?;
+    let mut statement = conn.prepare("SELECT id, sha256, size FROM files")?;
+    let rows =
+        statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?.collect::<Result<Vec<_>, _>>()?;
+    let store = crate::storage::BlobStore::new(state_dir.blobs_dir(), state_dir.tmp_dir());
+    let report = crate::storage::check::check(&store, rows, repair)?;
+    println!("database integrity: {integrity}");
+    println!("files checked: {}", report.files_checked);
+    for (id, sha256) in &report.missing {
+        println!("MISSING  file {id}: blob {sha256} is gone");
+    }
+    for (id, problem) in &report.damaged {
+        println!("DAMAGED  file {id}: {problem}");
+    }
+    for blob in &report.orphan_blobs {
+        println!("orphan blob {blob}");
+    }
+    for temp in &report.temp_files {
+        println!("temp file {}", temp.display());
+    }
+    if repair {
+        println!("removed {} orphan blobs and temp files (those untouched for an hour)", report.removed);
+    }
+    Ok(integrity == "ok" && report.healthy())
+}
+
 /// Runs as the state directory's owner only, so every file it creates stays usable by the
 /// server (run it as `sudo -u coffer coffer user ...`).
 fn check_owner(settings: &Settings) -> anyhow::Result<()> {

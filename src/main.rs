@@ -34,6 +34,16 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// Verify that every file's contents are stored intact; list orphan blobs and temp files.
+    ///
+    /// Exits 1 when a file's contents are missing or damaged. Safe while the server runs.
+    Check {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Remove orphan blobs and temp files untouched for an hour.
+        #[arg(long)]
+        repair: bool,
+    },
     /// Print the version.
     Version,
 }
@@ -78,6 +88,20 @@ fn main() -> ExitCode {
         Command::User { config, command } => match load_settings(config.config.as_deref()) {
             Ok((_, settings)) => match coffer::cli::run(settings, command) {
                 Ok(()) => ExitCode::SUCCESS,
+                Err(err) => {
+                    eprintln!("coffer: {err:#}");
+                    ExitCode::FAILURE
+                }
+            },
+            Err(err) => {
+                eprintln!("coffer: {err}");
+                ExitCode::from(EXIT_CONFIG)
+            }
+        },
+        Command::Check { config, repair } => match load_settings(config.config.as_deref()) {
+            Ok((_, settings)) => match coffer::cli::run_check(settings, repair) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::FAILURE,
                 Err(err) => {
                     eprintln!("coffer: {err:#}");
                     ExitCode::FAILURE

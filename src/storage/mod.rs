@@ -9,6 +9,7 @@
 //! publish lock exclusively, so it can never remove a blob between its rename and its row's
 //! commit. Paths come from hashes only, never from user input.
 
+pub mod check;
 mod ingest;
 
 use std::io;

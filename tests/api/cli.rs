@@ -8,11 +8,11 @@ use crate::helpers::{BIN, TestApp, spawn_default};
 
 /// Runs `coffer user <args>` on the app's config, feeding `stdin`.
 fn user_command(app: &TestApp, args: &[&str], stdin: &str) -> (i32, String, String) {
-    let config = app.state_dir.parent().unwrap().join("coffer.toml");
+    let config = &app.config;
     let mut child = Command::new(BIN)
         .arg("user")
         .arg("--config")
-        .arg(&config)
+        .arg(config)
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -95,7 +95,7 @@ async fn a_client_that_vanishes_mid_upload_leaves_no_temp_file_row_or_quota() {
     assert!([400, 499].contains(&line["status"].as_u64().unwrap()), "{line}");
     // After an HTTP/2 reset the writer thread removes the temp file on its own schedule.
     let tmp = app.state_dir.join("tmp");
-    assert!(eventually(|| std::fs::read_dir(&tmp).unwrap().count() == 0), "a temp file was left");
+    assert!(eventually(|| std::fs::read_dir(&tmp).unwrap().count() == 0).await, "a temp file was left");
     let (_, listing) = call(&app, "GET", "/api/v1/files", &token, None).await;
     assert_eq!(listing["files"], json!([]));
 }

@@ -86,6 +86,9 @@ pub struct Options {
     /// Run the server bound by file permissions even when the tests run as root, as the
     /// packaged service (user `coffer`) is.
     pub obey_permissions: bool,
+    /// Run the server in a private mount namespace with its state dir on a tmpfs this many
+    /// MiB large (a small disk that can fill up).
+    pub tmpfs_mib: Option<u32>,
 }
 
 pub struct TestApp {
@@ -93,6 +96,8 @@ pub struct TestApp {
     pub addr: SocketAddr,
     pub base_url: String,
     pub state_dir: PathBuf,
+    /// The settings file the server runs with.
+    pub config: PathBuf,
     pub logs: Logs,
     pub client: reqwest::Client,
     _temp: Option<tempfile::TempDir>,
@@ -125,13 +130,14 @@ pub fn write_config(dir: &Path, state_dir: &Path, extra: &str) -> PathBuf {
 
 /// Whether `condition` becomes true within `PATIENCE`, checking every few milliseconds; for
 /// effects that have no event to wait on (a file another thread removes).
-pub fn eventually(condition: impl Fn() -> bool) -> bool {
+/// Async, so the test's own clients keep running while it waits.
+pub async fn eventually(condition: impl Fn() -> bool) -> bool {
     let deadline = Instant::now() + PATIENCE;
     while !condition() {
         if Instant::now() >= deadline {
             return false;
         }
-        std::thread::sleep(Duration::from_millis(10));
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
     true
 }
@@ -165,6 +171,11 @@ impl TestApp {
 
     pub fn pid(&self) -> rustix::process::Pid {
         pid(self.child.as_ref().expect("the server is running"))
+    }
+
+    /// SIGKILL: the process gets no chance to clean up, as in a power cut.
+    pub fn kill_hard(&self) {
+        rustix::process::kill_process(self.pid(), rustix::process::Signal::KILL).unwrap();
     }
 
     pub fn terminate(&self) {
@@ -206,14 +217,25 @@ pub fn start(options: Options) -> Result<TestApp, (ExitStatus, String)> {
     let temp = tempfile::tempdir().unwrap();
     let state_dir = options.state_dir.clone().unwrap_or_else(|| temp.path().join("state"));
     let config = write_config(temp.path(), &state_dir, &options.toml);
-    let mut command = if options.obey_permissions && is_root() {
+    let mut command = if let Some(mib) = options.tmpfs_mib {
+        std::fs::create_dir_all(&state_dir).unwrap();
+        let mut command = Command::new("unshare");
+        // -r maps the caller to root in a user namespace, so this works without root too.
+        command.args(if is_root() { vec!["-m"] } else { vec!["-r", "-m"] });
+        command.args(["--propagation", "private", "sh", "-c"]);
+        command.arg(format!("mount -t tmpfs -o size={mib}m coffer-test \"$1\" && exec \"$2\" serve --config \"$3\""));
+        command.arg("sh").arg(&state_dir).arg(BIN).arg(&config);
+        command
+    } else if options.obey_permissions && is_root() {
         let mut command = Command::new("setpriv");
         command.args(["--bounding-set=-dac_override,-dac_read_search", "--"]).arg(BIN);
         command
     } else {
         Command::new(BIN)
     };
-    command.arg("serve").arg("--config").arg(&config);
+    if options.tmpfs_mib.is_none() {
+        command.arg("serve").arg("--config").arg(&config);
+    }
     command.envs(options.env.iter().cloned()).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
     let mut child = command.spawn().expect("coffer starts");
     let logs = Logs::default();
@@ -225,10 +247,15 @@ pub fn start(options: Options) -> Result<TestApp, (ExitStatus, String)> {
     };
     let base_url = listening["url"].as_str().unwrap().to_owned();
     let addr: SocketAddr = base_url.rsplit("://").next().unwrap().parse().unwrap();
+    // A tmpfs state dir is only visible inside the server's mount namespace: reach it there.
+    let state_dir = match options.tmpfs_mib {
+        Some(_) => PathBuf::from(format!("/proc/{}/root", child.id())).join(state_dir.strip_prefix("/").unwrap()),
+        None => state_dir,
+    };
     let cert = state_dir.join("tls/self-signed.crt");
     let trusted = (base_url.starts_with("https") && cert.exists()).then_some(cert.as_path());
     let client = client_trusting(trusted);
-    Ok(TestApp { child: Some(child), addr, base_url, state_dir, logs, client, _temp: Some(temp) })
+    Ok(TestApp { child: Some(child), addr, base_url, state_dir, config, logs, client, _temp: Some(temp) })
 }
 
 /// Starts the server or fails the test with its log.

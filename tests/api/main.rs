@@ -8,6 +8,7 @@ mod cli;
 mod config;
 mod connections;
 mod database;
+mod durability;
 mod file_access;
 mod files;
 mod health;
