@@ -27,6 +27,7 @@ use crate::tls::{self, CertResolver};
 pub struct Application {
     server: HttpServer,
     settings: Settings,
+    files: Files,
 }
 
 async fn blocking<T: Send + 'static>(work: impl FnOnce() -> anyhow::Result<T> + Send + 'static) -> anyhow::Result<T> {
@@ -101,6 +102,24 @@ async fn prepare_files(settings: &Settings, db: &Db, state_dir: &StateDir) -> an
     Ok(files)
 }
 
+/// The `blob-gc` task: removes unused blobs every `interval` until shutdown.
+async fn collect_garbage_every(files: Files, interval: std::time::Duration, shutdown: CancellationToken) {
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            () = shutdown.cancelled() => return,
+        }
+        match files.collect_garbage().await {
+            Ok(removed) if !removed.is_empty() => {
+                tracing::info!(task = "blob-gc", blobs = removed.len(), "removed unused blobs")
+            }
+            Ok(_) => {}
+            Err(err) => tracing::error!(task = "blob-gc", error = %err, "cannot remove unused blobs; will try again"),
+        }
+    }
+}
+
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let state_dir = StateDir::new(&settings.storage.state_dir);
@@ -125,8 +144,12 @@ impl Application {
         let listeners = server::bind_all(&settings.server.listen).await?;
         let files = prepare_files(&settings, &db, &state_dir).await?;
         let readiness = Readiness::new(db, state_dir, settings.storage.disk_reserve.0);
-        let endpoint =
-            api::build(ApiContext { readiness, auth, files, max_body_size: settings.server.max_body_size.0 });
+        let endpoint = api::build(ApiContext {
+            readiness,
+            auth,
+            files: files.clone(),
+            max_body_size: settings.server.max_body_size.0,
+        });
         let limits = ConnectionLimits {
             header_read_timeout: settings.server.header_read_timeout.0,
             idle_timeout: settings.server.idle_timeout.0,
@@ -134,7 +157,7 @@ impl Application {
         };
         let server =
             HttpServer::new(listeners, tls_config, Arc::new(endpoint), limits, settings.server.max_connections);
-        Ok(Self { server, settings })
+        Ok(Self { server, settings, files })
     }
 
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
@@ -155,6 +178,12 @@ impl Application {
                 tracing::warn!(%addr, "TLS is off on a non-loopback address: traffic, passwords included, crosses the network unencrypted; use only behind a TLS-terminating proxy");
             }
         }
+        let gc = tokio::spawn(collect_garbage_every(
+            self.files.clone(),
+            self.settings.storage.gc_interval.0,
+            shutdown.clone(),
+        ));
         self.server.run(shutdown, self.settings.server.shutdown_grace.0).await;
+        let _ = gc.await;
     }
 }

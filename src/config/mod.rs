@@ -115,6 +115,8 @@ pub struct StorageSettings {
     pub disk_reserve: ByteSize,
     /// Largest file an upload may store (413 beyond it).
     pub max_file_size: ByteSize,
+    /// How often unused blobs (of deleted or replaced files) are removed.
+    pub gc_interval: HumanDuration,
 }
 
 impl Default for StorageSettings {
@@ -123,6 +125,7 @@ impl Default for StorageSettings {
             state_dir: PathBuf::from("./coffer-data"),
             disk_reserve: ByteSize(1 << 30),
             max_file_size: ByteSize(10 << 30),
+            gc_interval: HumanDuration(std::time::Duration::from_secs(3600)),
         }
     }
 }
@@ -291,6 +294,9 @@ impl Settings {
         }
         if self.server.max_header_size.0 < 8192 {
             problems.push("key `server.max_header_size`: must be at least 8 KiB".to_owned());
+        }
+        if self.storage.gc_interval.0.is_zero() {
+            problems.push("key `storage.gc_interval`: must be above 0s".to_owned());
         }
         if self.server.header_read_timeout.0.is_zero() || self.server.idle_timeout.0.is_zero() {
             problems.push("keys `server.header_read_timeout` and `server.idle_timeout`: must be above 0s".to_owned());

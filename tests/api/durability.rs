@@ -161,3 +161,42 @@ async fn check_reports_missing_and_damaged_contents_and_repair_removes_old_orpha
     assert!(!blob(&orphan).exists() && !temp.exists());
     assert!(recent.exists(), "a recent temp file (an upload in progress) was removed");
 }
+
+#[tokio::test]
+async fn a_slow_upload_outlives_its_access_token_and_the_idle_timeout() {
+    // Token times are whole seconds: a 2 s lifetime leaves at least 1 s to start uploading.
+    let toml = "[auth]\naccess_token_ttl = \"2s\"\n[server]\nidle_timeout = \"1s\"\n";
+    let app = spawn_app(Options { toml: toml.into(), ..Options::default() });
+    let token = admin_token(&app).await;
+    // 4 s of upload, a chunk every 250 ms: longer than the token lives, never idle for 1 s.
+    let response = app
+        .client
+        .put(app.url("/api/v1/files/upload?name=slow"))
+        .bearer_auth(&token)
+        .body(slow_body(16, 4096, Duration::from_millis(250)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201, "an upload authorised at its start was cut off");
+    let stored: Value = response.json().await.unwrap();
+    assert_eq!(stored["size"], 16 * 4096);
+    let expired = app.client.get(app.url("/api/v1/me")).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(expired.status(), 401, "the token did expire meanwhile");
+}
+
+#[tokio::test]
+async fn a_running_server_reclaims_deleted_contents_but_keeps_shared_blobs() {
+    let app = spawn_app(Options { toml: "[storage]\ngc_interval = \"1s\"\n".into(), ..Options::default() });
+    let token = admin_token(&app).await;
+    let (_, gone) = put(&app, &token, "name=gone", b"only here".to_vec()).await;
+    let (_, shared) = put(&app, &token, "name=first", b"twice".to_vec()).await;
+    let (_, twin) = put(&app, &token, "name=second", b"twice".to_vec()).await;
+    for file in [&gone, &shared] {
+        call(&app, "DELETE", &format!("/api/v1/files/{}", file["id"].as_str().unwrap()), &token, None).await;
+    }
+    app.logs.wait_for(|line| line["message"] == "removed unused blobs").expect("the GC ran");
+    let blob = |sha: &str| app.state_dir.join("blobs").join(&sha[..2]).join(&sha[2..4]).join(sha);
+    assert!(!blob(gone["sha256"].as_str().unwrap()).exists());
+    assert!(blob(twin["sha256"].as_str().unwrap()).exists(), "a blob another file uses was removed");
+    assert_eq!(download(&app, &token, twin["id"].as_str().unwrap()).await.bytes().await.unwrap().as_ref(), b"twice");
+}

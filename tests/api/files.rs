@@ -1,5 +1,6 @@
 //! Files: uploads, downloads, limits, names and who may see what.
 
+use futures_util::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -61,9 +62,12 @@ fn state_entries(app: &TestApp, dir: &str) -> usize {
 
 #[tokio::test]
 async fn round_trips_of_empty_tiny_and_large_files_keep_every_byte() {
-    let app = spawn_app(Options { toml: "[storage]\nmax_file_size = \"64 MiB\"\n".into(), ..Options::default() });
+    // COFFER_TEST_LARGE_MIB sizes the large file (multi-GiB runs are for capable machines).
+    let large_mib: usize = std::env::var("COFFER_TEST_LARGE_MIB").ok().and_then(|mib| mib.parse().ok()).unwrap_or(48);
+    let toml = format!("[storage]\nmax_file_size = \"{} MiB\"\n", large_mib + 1);
+    let app = spawn_app(Options { toml, ..Options::default() });
     let token = admin_token(&app).await;
-    for (name, data) in [("empty", Vec::new()), ("one", vec![42u8]), ("large", pseudo_random(48 << 20, 7))] {
+    for (name, data) in [("empty", Vec::new()), ("one", vec![42u8]), ("large", pseudo_random(large_mib << 20, 7))] {
         let (status, meta) = put(&app, &token, &format!("name={name}"), data.clone()).await;
         assert_eq!(status, 201, "{meta}");
         assert_eq!(meta["size"], data.len());
@@ -180,17 +184,25 @@ async fn over_limit_uploads_get_413_and_store_nothing() {
     let token = admin_token(&app).await;
     let (status, body) = put(&app, &token, "name=big", vec![0u8; (1 << 20) + 1]).await;
     assert_eq!((status, body["error"].as_str()), (StatusCode::PAYLOAD_TOO_LARGE, Some("payload_too_large")));
-    // Without Content-Length the limit is found while streaming.
-    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = (0..40).map(|_| Ok(vec![7u8; 64 << 10])).collect();
+    // Without Content-Length the limit is found while streaming: 16 MiB offered, and the
+    // server stops taking bytes soon after the first 1 MiB.
+    let offered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = std::sync::Arc::clone(&offered);
+    let chunks = futures_util::stream::iter(0..256).map(move |_| {
+        counter.fetch_add(64 << 10, std::sync::atomic::Ordering::SeqCst);
+        Ok::<_, std::io::Error>(vec![7u8; 64 << 10])
+    });
     let response = app
         .client
         .put(app.url("/api/v1/files/upload?name=streamed"))
         .bearer_auth(&token)
-        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(chunks)))
+        .body(reqwest::Body::wrap_stream(chunks))
         .send()
         .await
         .unwrap();
     assert_eq!(response.status(), 413);
+    let taken = offered.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(taken <= (1 << 20) + (1 << 20) + (256 << 10), "{taken} bytes were read for a 1 MiB limit");
     let (_, listing) = call(&app, "GET", "/api/v1/files", &token, None).await;
     assert_eq!(listing["files"], json!([]));
     assert_eq!(state_entries(&app, "tmp"), 0);
