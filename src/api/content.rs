@@ -4,13 +4,10 @@
 //! `Content-Security-Policy: sandbox`: a stored HTML or SVG file can never run as a page of
 //! this site. The ETag is the contents' SHA-256.
 
-use std::io::SeekFrom;
-
 use poem::{Body, Request};
 use poem_openapi::param::Path;
 use poem_openapi::payload::{Binary, Json};
 use poem_openapi::{ApiResponse, Object, OpenApi};
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use super::failure::ApiFailure;
 use super::range::{self, RangeAnswer};
@@ -82,17 +79,8 @@ pub fn content_disposition(name: &str) -> String {
 }
 
 async fn open_at(files: &Files, file: &FileRow, start: u64, length: u64) -> Result<Body, ApiFailure> {
-    let store = files.store().clone();
-    let sha256 = file.sha256.clone();
-    let std_file = tokio::task::spawn_blocking(move || store.open(&sha256))
-        .await
-        .map_err(ApiFailure::internal)?
-        .map_err(ApiFailure::internal)?;
-    let mut handle = tokio::fs::File::from_std(std_file);
-    if start > 0 {
-        handle.seek(SeekFrom::Start(start)).await.map_err(ApiFailure::internal)?;
-    }
-    Ok(Body::from_async_read(handle.take(length)))
+    let stream = files.store().read_range(&file.sha256, start, length).await.map_err(ApiFailure::internal)?;
+    Ok(Body::from_bytes_stream(stream))
 }
 
 #[derive(Object)]

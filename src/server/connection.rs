@@ -186,6 +186,9 @@ async fn serve_http<Io>(
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(limits.max_header_size).unwrap_or(u32::MAX))
         .max_concurrent_streams(128)
+        // Let a fast client keep more than the 64 KiB default in flight, in larger frames.
+        .adaptive_window(true)
+        .max_frame_size(256 << 10)
         .max_pending_accept_reset_streams(64);
 
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);

@@ -19,6 +19,8 @@ use super::BlobStore;
 
 /// Chunks in flight between the body reader and the writer thread.
 const CHANNEL_CHUNKS: usize = 8;
+/// Bytes gathered before each write to the temp file.
+const WRITE_BUFFER: usize = 1 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
@@ -83,7 +85,9 @@ enum Piece {
 /// without it (removed). Returns the path and the SHA-256 of what was written.
 fn write_temp(tmp: PathBuf, mut pieces: mpsc::Receiver<Piece>) -> io::Result<Option<(PathBuf, [u8; 32])>> {
     let path = tmp.join(format!("upload-{:032x}", rand::random::<u128>()));
-    let mut file = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path)?;
+    let file = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path)?;
+    // Network chunks are small (16 KiB TLS records); write to disk in larger pieces.
+    let mut file = io::BufWriter::with_capacity(WRITE_BUFFER, file);
     let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
     let written = (|| -> io::Result<bool> {
         loop {
@@ -93,7 +97,8 @@ fn write_temp(tmp: PathBuf, mut pieces: mpsc::Receiver<Piece>) -> io::Result<Opt
                     digest.update(&bytes);
                 }
                 Some(Piece::Done) => {
-                    file.sync_all()?;
+                    file.flush()?;
+                    file.get_ref().sync_all()?;
                     return Ok(true);
                 }
                 None => return Ok(false),

@@ -36,6 +36,10 @@ pub struct Published {
     _guard: OwnedRwLockReadGuard<()>,
 }
 
+/// Bytes read from disk at a time when serving a blob, and chunks read ahead of the client.
+const READ_CHUNK: usize = 256 << 10;
+const READ_AHEAD_CHUNKS: usize = 4;
+
 /// Whether `text` is a SHA-256 in lowercase hex, the only form a blob name takes.
 pub fn is_sha256_hex(text: &str) -> bool {
     text.len() == 64 && text.bytes().all(|byte| matches!(byte, b'0'..=b'9' | b'a'..=b'f'))
@@ -89,6 +93,50 @@ impl BlobStore {
     pub fn open(&self, sha256: &str) -> io::Result<std::fs::File> {
         let path = self.blob_path(sha256).ok_or_else(|| io::Error::other("bad hash"))?;
         std::fs::File::open(path)
+    }
+
+    /// Streams `length` bytes of a blob from `start`, read on one blocking thread in large
+    /// chunks through a small bounded channel (flat memory, few thread hops). Errors after the
+    /// first byte end the stream early, which the client sees as a cut-off transfer.
+    pub async fn read_range(
+        &self,
+        sha256: &str,
+        start: u64,
+        length: u64,
+    ) -> io::Result<impl futures_util::Stream<Item = io::Result<bytes::Bytes>> + Send + 'static> {
+        use std::io::{Read, Seek};
+        let path = self.blob_path(sha256).ok_or_else(|| io::Error::other("bad hash"))?;
+        let mut file = tokio::task::spawn_blocking(move || -> io::Result<std::fs::File> {
+            let mut file = std::fs::File::open(path)?;
+            file.seek(io::SeekFrom::Start(start))?;
+            Ok(file)
+        })
+        .await
+        .map_err(io::Error::other)??;
+        let (sender, receiver) = tokio::sync::mpsc::channel::<io::Result<bytes::Bytes>>(READ_AHEAD_CHUNKS);
+        tokio::task::spawn_blocking(move || {
+            let mut left = length;
+            while left > 0 {
+                let mut chunk = vec![0u8; READ_CHUNK.min(left as usize)];
+                let outcome = file.read(&mut chunk).and_then(|read| match read {
+                    0 => Err(io::Error::new(io::ErrorKind::UnexpectedEof, "blob shorter than recorded")),
+                    read => Ok(read),
+                });
+                let failed = outcome.is_err();
+                let item = outcome.map(|read| {
+                    chunk.truncate(read);
+                    left -= read as u64;
+                    bytes::Bytes::from(chunk)
+                });
+                // The client went away: stop reading.
+                if sender.blocking_send(item).is_err() || failed {
+                    return;
+                }
+            }
+        });
+        Ok(futures_util::stream::unfold(receiver, |mut receiver| async move {
+            receiver.recv().await.map(|item| (item, receiver))
+        }))
     }
 
     /// Every stored blob's hash. Blocking.

@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Benchmark (not a test): one 1 GiB file through Coffer and through nginx (TLS, sendfile, PUT
+# via its DAV module) on loopback in the same run: HTTPS download and upload MB/s with their
+# Coffer/nginx ratios, Coffer's peak RSS over the transfers, and authenticated list-files
+# requests/s and p99 latency at 64 connections (wrk; nginx serves the same JSON as a file).
+#
+# Usage: benches/files.sh [size_mib]   (default 1024)
+# As root on Debian it installs nginx-light, curl and wrk when missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+size_mib=${1:-1024}
+
+for tool in nginx curl wrk; do
+  if ! command -v "$tool" >/dev/null; then
+    [[ $(id -u) -eq 0 ]] || { echo "needs nginx, curl and wrk (run as root to install them)" >&2; exit 1; }
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light curl wrk >/dev/null
+    break
+  fi
+done
+cargo build --release --locked -q
+coffer=$PWD/target/release/coffer
+work=$(mktemp -d /var/tmp/coffer-bench.XXXXXX)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+coffer_port=18643 nginx_port=18644
+
+head -c "$((size_mib << 20))" /dev/urandom > "$work/payload"
+cat > "$work/coffer.toml" <<TOML
+[server]
+listen = ["127.0.0.1:$coffer_port"]
+[storage]
+state_dir = "$work/coffer-state"
+disk_reserve = "1 MiB"
+max_file_size = "$((size_mib + 1)) MiB"
+[log]
+level = "warn"
+TOML
+"$coffer" serve --config "$work/coffer.toml" 2>"$work/coffer.log" &
+coffer_pid=$!
+until curl -ksf -o /dev/null "https://127.0.0.1:$coffer_port/api/v1/health"; do :; done
+password=$(cat "$work/coffer-state/initial-admin-password")
+token=$(curl -ks "https://127.0.0.1:$coffer_port/api/v1/auth/login" -H 'content-type: application/json' \
+  -d "{\"username\":\"admin\",\"password\":\"$password\"}" | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
+
+mkdir -p "$work/www/upload" "$work/nginx-tmp"
+# nginx's workers run as an unprivileged user: let them read the payload and write uploads.
+chmod 755 "$work" "$work/www"
+chmod 644 "$work/payload"
+chmod 777 "$work/www/upload" "$work/nginx-tmp"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 -subj /CN=localhost \
+  -keyout "$work/nginx.key" -out "$work/nginx.crt" 2>/dev/null
+ln "$work/payload" "$work/www/payload"
+cat > "$work/nginx.conf" <<NGINX
+worker_processes 1;
+pid $work/nginx.pid;
+error_log stderr error;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  sendfile on;
+  client_body_temp_path $work/nginx-tmp;
+  server {
+    listen 127.0.0.1:$nginx_port ssl http2;
+    ssl_certificate $work/nginx.crt;
+    ssl_certificate_key $work/nginx.key;
+    root $work/www;
+    location /upload/ { dav_methods PUT; client_max_body_size 0; create_full_put_path on; }
+  }
+}
+NGINX
+nginx -e stderr -c "$work/nginx.conf" -g 'daemon off;' &
+until curl -ksf -o /dev/null "https://127.0.0.1:$nginx_port/payload" -r 0-0; do :; done
+
+mbps() { awk -v bytes_per_s="$1" 'BEGIN { printf "%.0f", bytes_per_s / 1048576 }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+
+c_up=$(curl -ks -o "$work/meta.json" -w '%{speed_upload}' -X PUT -T "$work/payload" -H "authorization: Bearer $token" \
+  "https://127.0.0.1:$coffer_port/api/v1/files/upload?name=payload")
+file_id=$(sed -E 's/.*"id":"([^"]+)".*/\1/' "$work/meta.json")
+n_up=$(curl -ks -o /dev/null -w '%{speed_upload}' -T "$work/payload" "https://127.0.0.1:$nginx_port/upload/payload")
+c_down=$(curl -ks -o /dev/null -w '%{speed_download}' -H "authorization: Bearer $token" \
+  "https://127.0.0.1:$coffer_port/api/v1/files/$file_id/content")
+n_down=$(curl -ks -o /dev/null -w '%{speed_download}' "https://127.0.0.1:$nginx_port/payload")
+peak_kib=$(awk '/^VmHWM/ {print $2}' "/proc/$coffer_pid/status")
+
+curl -ks -H "authorization: Bearer $token" "https://127.0.0.1:$coffer_port/api/v1/files" > "$work/www/files.json"
+wrk_line() { wrk -t2 -c64 -d10s --latency "$@" 2>/dev/null | awk '/Requests\/sec/ {rps=$2} /^ +99%/ {p99=$2} END {print rps, p99}'; }
+read -r c_rps c_p99 < <(wrk_line -H "authorization: Bearer $token" "https://127.0.0.1:$coffer_port/api/v1/files")
+read -r n_rps n_p99 < <(wrk_line "https://127.0.0.1:$nginx_port/files.json")
+
+echo "${size_mib} MiB over HTTPS on loopback        coffer      nginx     coffer/nginx"
+printf 'download MB/s                        %8s   %8s   %6s (goal >= 1.0)\n' "$(mbps "$c_down")" "$(mbps "$n_down")" "$(ratio "$c_down" "$n_down")"
+printf 'upload MB/s (coffer hashes, fsyncs)  %8s   %8s   %6s (goal >= 0.9)\n' "$(mbps "$c_up")" "$(mbps "$n_up")" "$(ratio "$c_up" "$n_up")"
+printf 'coffer peak RSS over both            %6s MiB                      (goal <= 64)\n' "$((peak_kib / 1024))"
+printf 'list files, 64 connections req/s    %8s   %8s   (nginx: the same JSON as a static file)\n' "$c_rps" "$n_rps"
+printf 'list files p99                       %8s   %8s\n' "$c_p99" "$n_p99"
