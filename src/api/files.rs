@@ -9,6 +9,7 @@ use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 
 use super::failure::ApiFailure;
 use super::security::{BearerAuth, client_ip};
+use super::upload_form::UploadForm;
 use super::users::page_size;
 use super::{ApiTags, rfc3339};
 use crate::db::files::{Cursor, FileRow, SortBy};
@@ -191,7 +192,7 @@ impl FilesApi {
     /// Upload with `multipart/form-data`: optional text fields `folder`, `description` and
     /// `on_conflict` first, then the `file` field (its filename names the file).
     #[oai(path = "/files", method = "post")]
-    async fn upload_form(&self, req: &Request, caller: BearerAuth, body: Binary<Body>) -> Result<Stored, ApiFailure> {
+    async fn upload_form(&self, req: &Request, caller: BearerAuth, body: UploadForm) -> Result<Stored, ApiFailure> {
         let boundary = req
             .content_type()
             .and_then(|kind| multer::parse_boundary(kind).ok())

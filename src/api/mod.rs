@@ -16,6 +16,7 @@ mod middleware;
 mod range;
 mod security;
 mod tokens;
+mod upload_form;
 mod users;
 
 use std::sync::Arc;

@@ -107,6 +107,10 @@ async fn openapi_document_and_docs_page_are_served_from_the_binary() {
     for path in ["/health", "/ready"] {
         assert!(spec["paths"][path]["get"].is_object(), "{path} missing from the OpenAPI document");
     }
+    let form = &spec["paths"]["/files"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"];
+    assert_eq!(form["required"], serde_json::json!(["file"]), "the multipart upload is documented as a form");
+    assert!(spec["paths"]["/files/upload"]["put"]["requestBody"]["content"]["application/octet-stream"].is_object());
+    assert!(spec["paths"]["/files/{id}/content"]["get"]["responses"]["206"].is_object());
     let docs = app.get("/docs").await;
     assert_eq!(docs.status(), 200);
     assert!(docs.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
