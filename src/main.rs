@@ -73,52 +73,42 @@ fn main() -> ExitCode {
             println!("coffer {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
-        Command::CheckConfig(args) => match load_settings(args.config.as_deref()) {
-            Ok((file, settings)) => {
-                let source = file.map_or_else(|| "built-in defaults".to_owned(), |file| file.display().to_string());
-                println!("# effective settings (from {source}, environment and credentials)");
-                print!("{}", settings.to_redacted_toml());
-                ExitCode::SUCCESS
-            }
-            Err(err) => {
-                eprintln!("coffer: {err}");
-                ExitCode::from(EXIT_CONFIG)
-            }
-        },
-        Command::User { config, command } => match load_settings(config.config.as_deref()) {
-            Ok((_, settings)) => match coffer::cli::run(settings, command) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(err) => {
-                    eprintln!("coffer: {err:#}");
-                    ExitCode::FAILURE
-                }
-            },
-            Err(err) => {
-                eprintln!("coffer: {err}");
-                ExitCode::from(EXIT_CONFIG)
-            }
-        },
-        Command::Check { config, repair } => match load_settings(config.config.as_deref()) {
-            Ok((_, settings)) => match coffer::cli::run_check(settings, repair) {
-                Ok(true) => ExitCode::SUCCESS,
-                Ok(false) => ExitCode::FAILURE,
-                Err(err) => {
-                    eprintln!("coffer: {err:#}");
-                    ExitCode::FAILURE
-                }
-            },
-            Err(err) => {
-                eprintln!("coffer: {err}");
-                ExitCode::from(EXIT_CONFIG)
-            }
-        },
-        Command::Serve(args) => match load_settings(args.config.as_deref()) {
-            Ok((_, settings)) => serve(settings),
-            Err(err) => {
-                eprintln!("coffer: {err}");
-                ExitCode::from(EXIT_CONFIG)
-            }
-        },
+        Command::CheckConfig(args) => with_settings(&args, |file, settings| {
+            let source = file.map_or_else(|| "built-in defaults".to_owned(), |file| file.display().to_string());
+            println!("# effective settings (from {source}, environment and credentials)");
+            print!("{}", settings.to_redacted_toml());
+            ExitCode::SUCCESS
+        }),
+        Command::User { config, command } => {
+            with_settings(&config, |_, settings| report(coffer::cli::run(settings, command).map(|()| true)))
+        }
+        Command::Check { config, repair } => {
+            with_settings(&config, |_, settings| report(coffer::cli::run_check(settings, repair)))
+        }
+        Command::Serve(args) => with_settings(&args, |_, settings| serve(settings)),
+    }
+}
+
+/// Runs `command` with the loaded settings, or says why they cannot be used (exit 2).
+fn with_settings(config: &ConfigArg, command: impl FnOnce(Option<PathBuf>, Settings) -> ExitCode) -> ExitCode {
+    match load_settings(config.config.as_deref()) {
+        Ok((file, settings)) => command(file, settings),
+        Err(err) => {
+            eprintln!("coffer: {err}");
+            ExitCode::from(EXIT_CONFIG)
+        }
+    }
+}
+
+/// Exit 0 when the command succeeded and found nothing wrong, 1 otherwise.
+fn report(outcome: anyhow::Result<bool>) -> ExitCode {
+    match outcome {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(err) => {
+            eprintln!("coffer: {err:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 

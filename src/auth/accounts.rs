@@ -33,6 +33,19 @@ impl Actor {
     fn id(&self) -> Option<&str> {
         self.user_id.as_ref().map(|id| id.0.as_str())
     }
+
+    /// Audits something this actor did to `subject`, in the caller's transaction.
+    fn record(
+        &self,
+        tx: &rusqlite::Connection,
+        now: i64,
+        event: &str,
+        subject: &str,
+        detail: &str,
+    ) -> Result<(), DbError> {
+        let entry = AuditEvent { event, actor_id: self.id(), subject: Some(subject), ip: &self.ip, detail };
+        audit::record(tx, now, &entry)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -205,14 +218,7 @@ impl Auth {
                     return Ok(Err(AccountError::UsernameTaken(username.to_string())));
                 };
                 let detail = format!("username={username} role={}", account.role);
-                let event = AuditEvent {
-                    event: "user_created",
-                    actor_id: actor.id(),
-                    subject: Some(&id.0),
-                    ip: &actor.ip,
-                    detail: &detail,
-                };
-                audit::record(tx, now, &event)?;
+                actor.record(tx, now, "user_created", &id.0, &detail)?;
                 users::by_id(tx, &id).map(|user| user.ok_or(AccountError::NotFound))
             })
             .await?
@@ -276,14 +282,7 @@ impl Auth {
                 }
                 if !changed.is_empty() {
                     let detail = changed.join(" ");
-                    let event = AuditEvent {
-                        event: "user_updated",
-                        actor_id: actor.id(),
-                        subject: Some(&id.0),
-                        ip: &actor.ip,
-                        detail: &detail,
-                    };
-                    audit::record(tx, now, &event)?;
+                    actor.record(tx, now, "user_updated", &id.0, &detail)?;
                 }
                 users::by_id(tx, &id).map(|user| user.ok_or(AccountError::NotFound))
             })
@@ -300,14 +299,7 @@ impl Auth {
                 }
                 users::delete(tx, &id)?;
                 let detail = format!("username={}", user.username);
-                let event = AuditEvent {
-                    event: "user_deleted",
-                    actor_id: actor.id(),
-                    subject: Some(&id.0),
-                    ip: &actor.ip,
-                    detail: &detail,
-                };
-                audit::record(tx, now, &event)?;
+                actor.record(tx, now, "user_deleted", &id.0, &detail)?;
                 Ok(Ok(()))
             })
             .await?
@@ -323,14 +315,7 @@ impl Auth {
                 }
                 let ended = sessions::revoke_all_for_user(tx, &id, None, now, "revoked_by_admin")?;
                 let detail = format!("{ended} sessions ended");
-                let event = AuditEvent {
-                    event: "sessions_revoked",
-                    actor_id: actor.id(),
-                    subject: Some(&id.0),
-                    ip: &actor.ip,
-                    detail: &detail,
-                };
-                audit::record(tx, now, &event)?;
+                actor.record(tx, now, "sessions_revoked", &id.0, &detail)?;
                 Ok(Ok(ended))
             })
             .await?

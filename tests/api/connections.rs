@@ -132,13 +132,7 @@ async fn clients_beyond_max_connections_wait_until_one_ends() {
 #[tokio::test]
 async fn request_head_over_max_header_size_is_refused_with_431() {
     let app = spawn_app(Options { toml: "[server]\nmax_header_size = \"16 KiB\"\n".into(), ..Options::default() });
-    let http1 = reqwest::Client::builder()
-        .use_rustls_tls()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(reqwest::Certificate::from_pem(&std::fs::read(app.self_signed_cert()).unwrap()).unwrap())
-        .http1_only()
-        .build()
-        .unwrap();
+    let http1 = app.http1_client();
     let small = http1.get(app.url("/api/v1/health")).header("x-padding", "a".repeat(8 * 1024)).send().await.unwrap();
     assert_eq!(small.status(), 200);
     let large = http1.get(app.url("/api/v1/health")).header("x-padding", "a".repeat(32 * 1024)).send().await;

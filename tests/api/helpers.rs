@@ -161,6 +161,13 @@ impl TestApp {
         self.state_dir.join("tls/self-signed.crt")
     }
 
+    /// A client that speaks only HTTP/1.1 to this server.
+    pub fn http1_client(&self) -> reqwest::Client {
+        let pem = std::fs::read(self.self_signed_cert()).unwrap();
+        let builder = reqwest::Client::builder().use_rustls_tls().tls_built_in_root_certs(false);
+        builder.add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap()).http1_only().build().unwrap()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base_url)
     }

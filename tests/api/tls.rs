@@ -91,13 +91,7 @@ async fn http2_and_http11_are_both_served() {
     let app = spawn_default();
     let response = app.get("/api/v1/health").await;
     assert_eq!(response.version(), reqwest::Version::HTTP_2);
-    let http1 = reqwest::Client::builder()
-        .use_rustls_tls()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(reqwest::Certificate::from_pem(&std::fs::read(app.self_signed_cert()).unwrap()).unwrap())
-        .http1_only()
-        .build()
-        .unwrap();
+    let http1 = app.http1_client();
     let response = http1.get(app.url("/api/v1/health")).send().await.unwrap();
     assert_eq!(response.version(), reqwest::Version::HTTP_11);
     assert_eq!(response.status(), 200);
