@@ -86,7 +86,7 @@ fn invalid_credentials() -> TokenResult {
 impl AuthApi {
     /// Sign in with username and password. Unknown users and wrong passwords get the same answer.
     #[oai(path = "/login", method = "post")]
-    async fn login(&self, req: &Request, body: Json<LoginRequest>) -> poem::Result<TokenResult> {
+    async fn login(&self, req: &Request, body: Json<LoginRequest>) -> Result<TokenResult, ApiFailure> {
         if body.password.chars().count() > MAX_CHARS {
             return Ok(invalid_credentials());
         }
@@ -99,20 +99,20 @@ impl AuthApi {
                 let body = ErrorBody { error: "too_many_requests".into(), message, request_id: None };
                 Ok(TokenResult::TooManyRequests(Json(body), seconds.max(1)))
             }
-            Err(err) => Err(internal(err)),
+            Err(err) => Err(ApiFailure::internal(err)),
         }
     }
 
     /// Exchange a refresh token for new tokens. The token presented is spent; presenting it
     /// again ends the whole session.
     #[oai(path = "/refresh", method = "post")]
-    async fn refresh(&self, req: &Request, body: Json<RefreshRequest>) -> poem::Result<TokenResult> {
+    async fn refresh(&self, req: &Request, body: Json<RefreshRequest>) -> Result<TokenResult, ApiFailure> {
         match self.auth.refresh(&body.refresh_token, &client_ip(req)).await {
             Ok(tokens) => Ok(TokenResult::Ok(Json(tokens.into()))),
             Err(AuthError::InvalidToken) => {
                 Ok(unauthorized("invalid_token", "the refresh token is invalid, spent, expired or revoked"))
             }
-            Err(err) => Err(internal(err)),
+            Err(err) => Err(ApiFailure::internal(err)),
         }
     }
 
@@ -125,8 +125,4 @@ impl AuthApi {
             Err(ApiFailure::bad_request("not_a_session", "an API token has no session; revoke it at /api/v1/me/tokens"))
         }
     }
-}
-
-pub fn internal(err: impl std::fmt::Display) -> poem::Error {
-    poem::Error::from_string(err.to_string(), poem::http::StatusCode::INTERNAL_SERVER_ERROR)
 }

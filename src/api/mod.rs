@@ -97,11 +97,6 @@ fn openapi(context: &ApiContext) -> OpenApiService<Apis, ()> {
         .server(API_PREFIX)
 }
 
-/// The OpenAPI document as served at `/api/v1/openapi.json`.
-pub fn openapi_json(context: &ApiContext) -> String {
-    openapi(context).spec()
-}
-
 /// Builds the whole application endpoint.
 pub fn build(context: ApiContext) -> BoxEndpoint<'static, Response> {
     let service = openapi(&context);

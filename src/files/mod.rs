@@ -104,10 +104,6 @@ impl Files {
         &self.store
     }
 
-    pub fn max_file_size(&self) -> u64 {
-        self.max_file_size
-    }
-
     pub async fn upload<S>(&self, owner: &UserId, request: UploadRequest, body: S) -> Result<FileRow, FileError>
     where
         S: Stream<Item = Result<Bytes, std::io::Error>> + Unpin,
