@@ -9,7 +9,7 @@ use poem_openapi::{Object, OpenApi};
 
 use super::failure::ApiFailure;
 use super::security::{BearerAuth, require_admin};
-use super::users::page_size;
+use super::users::{next_cursor, page_size};
 use super::{ApiTags, rfc3339};
 use crate::auth::Auth;
 
@@ -68,7 +68,7 @@ impl AuditApi {
             None => None,
         };
         let rows = self.auth.audit_log(before, limit, user.0, event.0).await?;
-        let next_cursor = (rows.len() == limit as usize).then(|| rows.last().map(|row| row.id.to_string())).flatten();
+        let next_cursor = next_cursor(&rows, limit, |row| row.id.to_string());
         let entries = rows
             .into_iter()
             .map(|row| AuditEntry {

@@ -10,7 +10,7 @@ use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 use super::failure::ApiFailure;
 use super::security::{BearerAuth, client_ip};
 use super::upload_form::UploadForm;
-use super::users::page_size;
+use super::users::{next_cursor, page_size};
 use super::{ApiTags, rfc3339};
 use crate::db::files::{Cursor, FileRow, SortBy};
 use crate::domain::{FileName, FolderPath};
@@ -262,9 +262,7 @@ impl FilesApi {
             None => (if matches!(sort.0, Some(Sort::Created)) { SortBy::Created } else { SortBy::Name }, None),
         };
         let listing = self.files.list(&caller.0.user_id, folder, sort, after, limit).await?;
-        let next_cursor = (listing.files.len() == limit as usize)
-            .then(|| listing.files.last().map(|row| encode_cursor(sort, row)))
-            .flatten();
+        let next_cursor = next_cursor(&listing.files, limit, |row| encode_cursor(sort, row));
         Ok(Json(FilePage {
             folders: listing.folders,
             files: listing.files.into_iter().map(FileView::from).collect(),

@@ -35,6 +35,11 @@ pub fn page_size(limit: Option<u32>) -> Result<u32, ApiFailure> {
     }
 }
 
+/// The cursor for the page after `page`: only a full page can have one, made from its last row.
+pub fn next_cursor<T>(page: &[T], limit: u32, cursor_of: impl Fn(&T) -> String) -> Option<String> {
+    page.last().filter(|_| page.len() == limit as usize).map(cursor_of)
+}
+
 #[derive(Enum, Clone, Copy)]
 #[oai(rename_all = "lowercase")]
 enum RoleName {
@@ -123,9 +128,7 @@ impl UsersApi {
         require_admin(&self.auth, &caller.0, req).await?;
         let limit = page_size(limit.0)?;
         let users = self.auth.list_users(cursor.0, limit).await?;
-        let next_cursor = (users.len() == limit as usize)
-            .then(|| users.last().map(|user| user.username.to_ascii_lowercase()))
-            .flatten();
+        let next_cursor = next_cursor(&users, limit, |user| user.username.to_ascii_lowercase());
         Ok(Json(UserPage { users: users.into_iter().map(UserView::from).collect(), next_cursor }))
     }
 
