@@ -6,12 +6,14 @@
 pub mod api;
 pub mod auth;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod db;
 pub mod domain;
 pub mod files;
 pub mod readiness;
 pub mod server;
+pub mod shares;
 pub mod startup;
 pub mod state_dir;
 pub mod storage;

@@ -20,6 +20,7 @@ use crate::db::Db;
 use crate::files::Files;
 use crate::readiness::Readiness;
 use crate::server::{self, ConnectionLimits, HttpServer};
+use crate::shares::{ShareKeys, SharePolicy, Shares};
 use crate::state_dir::StateDir;
 use crate::storage::BlobStore;
 use crate::tls::{self, CertResolver};
@@ -102,6 +103,31 @@ async fn prepare_files(settings: &Settings, db: &Db, state_dir: &StateDir) -> an
     Ok(files)
 }
 
+/// Share links: their key, and the password throttle and hasher shared with sign-ins' settings.
+async fn build_shares(
+    settings: &Settings,
+    db: &Db,
+    files: &Files,
+    auth: &Auth,
+    state_dir: &StateDir,
+) -> anyhow::Result<Shares> {
+    let key_path = state_dir.share_key();
+    let keys = blocking(move || Ok(ShareKeys::load_or_create(&key_path)?)).await?;
+    let seconds = |duration: crate::config::HumanDuration| i64::try_from(duration.0.as_secs()).unwrap_or(i64::MAX);
+    let config = &settings.shares;
+    let policy = SharePolicy {
+        default_expiry: seconds(config.default_expiry),
+        max_lifetime: seconds(config.max_lifetime),
+        unlock_lifetime: seconds(config.unlock_lifetime),
+    };
+    let throttle = ThrottlePolicy {
+        free_failures: settings.auth.login_free_failures,
+        base_delay: std::time::Duration::from_secs(1),
+        max_delay: settings.auth.login_max_delay.0,
+    };
+    Ok(Shares::new(db.clone(), files.clone(), keys, auth.hasher().clone(), throttle, policy))
+}
+
 /// The `blob-gc` task: removes unused blobs every `interval` until shutdown.
 async fn collect_garbage_every(files: Files, interval: std::time::Duration, shutdown: CancellationToken) {
     let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
@@ -143,12 +169,15 @@ impl Application {
 
         let listeners = server::bind_all(&settings.server.listen).await?;
         let files = prepare_files(&settings, &db, &state_dir).await?;
+        let shares = build_shares(&settings, &db, &files, &auth, &state_dir).await?;
         let readiness = Readiness::new(db, state_dir, settings.storage.disk_reserve.0);
         let endpoint = api::build(ApiContext {
             readiness,
             auth,
             files: files.clone(),
+            shares,
             max_body_size: settings.server.max_body_size.0,
+            public_url: settings.server.public_url.as_ref().map(|url| url.trim_end_matches('/').to_owned()),
         });
         let limits = ConnectionLimits {
             header_read_timeout: settings.server.header_read_timeout.0,

@@ -65,6 +65,11 @@ impl StateDir {
         self.keys_dir().join("token-signing.key")
     }
 
+    /// Seals share-link tokens in the database and signs share cookies.
+    pub fn share_key(&self) -> PathBuf {
+        self.keys_dir().join("share-links.key")
+    }
+
     /// Where the first admin's generated password is left for the operator.
     pub fn initial_admin_password(&self) -> PathBuf {
         self.root.join("initial-admin-password")

@@ -123,7 +123,16 @@ pub async fn json_errors<E: Endpoint>(
         Ok(response) => {
             let status = response.status();
             let is_json = response.content_type().is_some_and(|kind| kind.starts_with("application/json"));
+            let is_page = response.content_type().is_some_and(|kind| kind.starts_with("text/html"));
             if !status.is_client_error() && !status.is_server_error() {
+                return Ok(response);
+            }
+            // The share pages answer browsers with pages of their own.
+            if is_page {
+                let mut response = response;
+                if is_head {
+                    response.set_body(());
+                }
                 return Ok(response);
             }
             if is_json {
@@ -160,7 +169,7 @@ pub async fn json_errors<E: Endpoint>(
 
 /// A 401 names the scheme the client should use (RFC 9110).
 fn with_bearer_challenge(mut response: Response) -> Response {
-    if response.status() == StatusCode::UNAUTHORIZED {
+    if response.status() == StatusCode::UNAUTHORIZED && !response.headers().contains_key(header::WWW_AUTHENTICATE) {
         response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     }
     response

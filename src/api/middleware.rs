@@ -2,7 +2,8 @@
 //! headers, and the request body limit.
 //!
 //! The log line carries method, path (never the query string, where tokens could ride),
-//! status and duration; no header or body is ever logged.
+//! status and duration; no header or body is ever logged. A share link's path holds its token,
+//! so the line shows `/s/[share <id>]/...` instead, or `/s/[token]/...` when no share matched.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -68,6 +69,16 @@ impl Drop for RequestLine {
     }
 }
 
+/// The path as logged: a share token is replaced by the share's id, or hidden.
+fn redacted_path(path: &str, share_id: Option<&str>) -> String {
+    let Some(rest) = path.strip_prefix("/s/") else { return path.to_owned() };
+    let tail = rest.find('/').map_or("", |slash| &rest[slash..]);
+    match share_id {
+        Some(id) => format!("/s/[share {id}]{tail}"),
+        None => format!("/s/[token]{tail}"),
+    }
+}
+
 /// Middleware: assigns the request id and writes the request's log line.
 pub async fn request_log<E: Endpoint>(endpoint: Arc<E>, mut req: Request) -> poem::Result<Response> {
     let id = req
@@ -78,7 +89,7 @@ pub async fn request_log<E: Endpoint>(endpoint: Arc<E>, mut req: Request) -> poe
     let mut line = RequestLine {
         id,
         method: req.method().clone(),
-        path: req.uri().path().to_owned(),
+        path: redacted_path(req.uri().path(), None),
         version: req.version(),
         remote: req.remote_addr().as_socket_addr().map(|addr| addr.ip().to_string()).unwrap_or_default(),
         started: Instant::now(),
@@ -89,6 +100,9 @@ pub async fn request_log<E: Endpoint>(endpoint: Arc<E>, mut req: Request) -> poe
 
     if let Ok(value) = HeaderValue::from_str(&line.id) {
         response.headers_mut().insert(REQUEST_ID, value);
+    }
+    if let Some(share) = response.extensions().get::<super::share_page::LoggedShare>() {
+        line.path = redacted_path(&line.path, Some(&share.0));
     }
     let status = response.status().as_u16();
     line.status = Some(status);

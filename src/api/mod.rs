@@ -7,6 +7,7 @@
 mod audit;
 mod auth;
 mod content;
+mod download;
 mod error;
 mod failure;
 mod files;
@@ -15,6 +16,9 @@ mod me;
 mod middleware;
 mod range;
 mod security;
+mod share_html;
+mod share_page;
+mod shares;
 mod tokens;
 mod upload_form;
 mod users;
@@ -48,8 +52,10 @@ pub enum ApiTags {
     Account,
     /// Managing accounts and reading the audit log (admins only).
     Users,
-    /// Uploading, listing, downloading and sharing files.
+    /// Uploading, listing, downloading and sharing files with users.
     Files,
+    /// Public links to files, for people without an account.
+    Shares,
 }
 
 /// Unix seconds as an RFC 3339 UTC timestamp.
@@ -65,7 +71,10 @@ pub struct ApiContext {
     pub readiness: Arc<Readiness>,
     pub auth: Arc<Auth>,
     pub files: crate::files::Files,
+    pub shares: crate::shares::Shares,
     pub max_body_size: u64,
+    /// `server.public_url`, the base of share links.
+    pub public_url: Option<String>,
 }
 
 type Apis = (
@@ -77,6 +86,7 @@ type Apis = (
     audit::AuditApi,
     files::FilesApi,
     content::ContentApi,
+    shares::SharesApi,
 );
 
 fn openapi(context: &ApiContext) -> OpenApiService<Apis, ()> {
@@ -89,6 +99,11 @@ fn openapi(context: &ApiContext) -> OpenApiService<Apis, ()> {
         audit::AuditApi { auth: Arc::clone(&context.auth) },
         files::FilesApi { files: context.files.clone() },
         content::ContentApi { files: context.files.clone() },
+        shares::SharesApi {
+            shares: context.shares.clone(),
+            auth: Arc::clone(&context.auth),
+            public_url: context.public_url.clone(),
+        },
     );
     OpenApiService::new(apis, "Coffer", env!("CARGO_PKG_VERSION"))
         .description(
@@ -104,6 +119,8 @@ pub fn build(context: ApiContext) -> BoxEndpoint<'static, Response> {
     let mut allow = AllowTable::from_spec(&spec_json, API_PREFIX);
     allow.add(&format!("{API_PREFIX}/openapi.json"), vec!["GET".into()]);
     allow.add("/docs", vec!["GET".into()]);
+    allow.add("/s/{token}", vec!["GET".into(), "POST".into()]);
+    allow.add("/s/{token}/download", vec!["GET".into()]);
     let allow = Arc::new(allow);
     let limit = context.max_body_size;
 
@@ -113,6 +130,9 @@ pub fn build(context: ApiContext) -> BoxEndpoint<'static, Response> {
         .at(format!("{API_PREFIX}/openapi.json"), get(spec))
         .nest(API_PREFIX, service)
         .nest("/docs", get(docs))
+        .at("/s/:token", get(share_page::landing).post(share_page::unlock))
+        .at("/s/:token/download", get(share_page::download).head(share_page::download))
+        .data(context.shares.clone())
         .data(Arc::clone(&context.auth))
         .around(move |endpoint, req| middleware::body_limit(endpoint, req, limit, UPLOAD_ROUTES))
         .around(move |endpoint, req| error::json_errors(endpoint, req, Arc::clone(&allow)))

@@ -33,6 +33,7 @@ pub struct Settings {
     pub storage: StorageSettings,
     pub database: DatabaseSettings,
     pub auth: AuthSettings,
+    pub shares: ShareSettings,
     pub log: LogSettings,
 }
 
@@ -53,6 +54,10 @@ pub struct ServerSettings {
     pub max_connections: usize,
     /// Largest request body for API calls (uploads have their own limit).
     pub max_body_size: ByteSize,
+    /// The address people reach this server at, such as `https://files.example.org`; share
+    /// links are built on it. Unset: the address the link's creator used.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
 }
 
 impl Default for ServerSettings {
@@ -65,6 +70,7 @@ impl Default for ServerSettings {
             max_header_size: ByteSize(16 << 10),
             max_connections: 1024,
             max_body_size: ByteSize(1 << 20),
+            public_url: None,
         }
     }
 }
@@ -182,6 +188,28 @@ impl Default for AuthSettings {
             max_concurrent_hashes: 4,
             login_free_failures: 5,
             login_max_delay: HumanDuration(std::time::Duration::from_secs(15 * 60)),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ShareSettings {
+    /// How long a share link lasts when its creator does not say.
+    pub default_expiry: HumanDuration,
+    /// Longest a share link may last, counted from its creation or last change of expiry.
+    pub max_lifetime: HumanDuration,
+    /// How long the right password unlocks a protected link in one browser.
+    pub unlock_lifetime: HumanDuration,
+}
+
+impl Default for ShareSettings {
+    fn default() -> Self {
+        let days = |days: u64| HumanDuration(std::time::Duration::from_secs(days * 86_400));
+        Self {
+            default_expiry: days(7),
+            max_lifetime: days(365),
+            unlock_lifetime: HumanDuration(std::time::Duration::from_secs(3600)),
         }
     }
 }
@@ -318,6 +346,24 @@ impl Settings {
         }
         if self.tls.mode == TlsMode::SelfSigned && self.tls.self_signed_names.is_empty() {
             problems.push("key `tls.self_signed_names`: at least one name is needed".to_owned());
+        }
+        if let Some(url) = &self.server.public_url {
+            let valid = ["https://", "http://"].iter().any(|scheme| {
+                url.strip_prefix(scheme)
+                    .is_some_and(|rest| !rest.is_empty() && !rest.contains(['?', '#', ' ', '"', '<', '>', '\\']))
+            });
+            if !valid {
+                problems.push(format!(
+                    "key `server.public_url`: `{url}` is not an http(s) URL like https://files.example.org"
+                ));
+            }
+        }
+        let shares = &self.shares;
+        if shares.default_expiry.0.is_zero() || shares.unlock_lifetime.0.is_zero() {
+            problems.push("keys `shares.default_expiry` and `shares.unlock_lifetime`: must be above 0s".to_owned());
+        }
+        if shares.default_expiry.0 > shares.max_lifetime.0 {
+            problems.push("key `shares.default_expiry`: must not exceed `shares.max_lifetime`".to_owned());
         }
         if self.log.level.parse::<tracing_subscriber::EnvFilter>().is_err() {
             problems

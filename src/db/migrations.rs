@@ -97,6 +97,28 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (file_id, user_id)
     ) STRICT;
     CREATE INDEX file_grants_by_user ON file_grants (user_id);",
+    // 4: public share links. The token is stored as a SHA-256 hash for lookup and sealed with a
+    // key kept outside the database, so its owner can see the link again but a copy of the
+    // database alone reveals no link. `password_version` changes with the password, which ends
+    // every unlock cookie issued for the old one.
+    "CREATE TABLE shares (
+        id               TEXT PRIMARY KEY,
+        token_hash       BLOB NOT NULL UNIQUE,
+        sealed_token     BLOB NOT NULL,
+        file_id          TEXT NOT NULL REFERENCES files (id) ON DELETE CASCADE,
+        owner_id         TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        created_at       INTEGER NOT NULL,
+        expires_at       INTEGER NOT NULL,
+        password_hash    TEXT,
+        password_version INTEGER NOT NULL DEFAULT 0,
+        max_downloads    INTEGER CHECK (max_downloads IS NULL OR max_downloads > 0),
+        downloads        INTEGER NOT NULL DEFAULT 0 CHECK (downloads >= 0),
+        last_access_at   INTEGER,
+        note             TEXT NOT NULL DEFAULT '',
+        disabled         INTEGER NOT NULL DEFAULT 0 CHECK (disabled IN (0, 1))
+    ) STRICT;
+    CREATE INDEX shares_by_owner ON shares (owner_id, created_at);
+    CREATE INDEX shares_by_file ON shares (file_id);",
 ];
 
 pub const LATEST_VERSION: u32 = MIGRATIONS.len() as u32;

@@ -10,6 +10,7 @@ pub mod audit;
 pub mod files;
 mod migrations;
 pub mod sessions;
+pub mod shares;
 pub mod users;
 
 use std::path::{Path, PathBuf};

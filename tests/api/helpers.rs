@@ -148,7 +148,12 @@ pub fn is_root() -> bool {
 
 /// A client trusting the PEM certificate at `cert`, or plain HTTP when `cert` is `None`.
 pub fn client_trusting(cert: Option<&Path>) -> reqwest::Client {
-    let mut builder = reqwest::Client::builder().use_rustls_tls().tls_built_in_root_certs(false).timeout(PATIENCE);
+    // Redirects are the server's answers too: tests see them rather than follow them.
+    let mut builder = reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(PATIENCE);
     if let Some(cert) = cert {
         let pem = std::fs::read(cert).expect("the server stored its certificate");
         builder = builder.add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap());

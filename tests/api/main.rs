@@ -14,6 +14,8 @@ mod files;
 mod health;
 mod helpers;
 mod http;
+mod share_links;
+mod shares;
 mod shutdown;
 mod throttling;
 mod tls;

@@ -1,0 +1,156 @@
+//! The HTML of the public share pages: one small self-contained document, no scripts, no
+//! external assets. The only inline style is allowed by its hash in the CSP, so nothing else a
+//! page might contain (a file name, say) could ever style or script it; every interpolated
+//! value is escaped anyway.
+
+use std::sync::LazyLock;
+
+use base64::Engine;
+use poem::http::StatusCode;
+use poem::{IntoResponse, Response};
+
+use crate::shares::public::Opened;
+
+const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:0;background:#f4f5f7;color:#1d2330}\
+main{max-width:28rem;margin:12vh auto;padding:1.5rem;background:#fff;border-radius:.75rem;\
+box-shadow:0 1px 4px #0002}h1{font-size:1.25rem;word-break:break-word;margin:0 0 .5rem}\
+p{margin:.4rem 0;color:#4a5263}.button,button{display:block;width:100%;box-sizing:border-box;\
+margin-top:1.2rem;padding:.8rem;border:0;border-radius:.5rem;background:#2454d6;color:#fff;\
+font-size:1rem;text-align:center;text-decoration:none;cursor:pointer}input{width:100%;\
+box-sizing:border-box;padding:.7rem;margin-top:.8rem;font-size:1rem;border:1px solid #b8bfcc;\
+border-radius:.5rem}.problem{color:#b3261e}";
+
+static CSP: LazyLock<String> = LazyLock::new(|| {
+    let digest = ring::digest::digest(&ring::digest::SHA256, STYLE.as_bytes());
+    let hash = base64::engine::general_purpose::STANDARD.encode(digest.as_ref());
+    format!(
+        "default-src 'none'; style-src 'sha256-{hash}'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+    )
+});
+
+/// A rendered page.
+pub struct Page(String);
+
+impl IntoResponse for Page {
+    fn into_response(self) -> Response {
+        Response::builder()
+            .content_type("text/html; charset=utf-8")
+            .header("content-security-policy", CSP.as_str())
+            .header("referrer-policy", "no-referrer")
+            .header("x-robots-tag", "noindex, nofollow")
+            .body(self.0)
+    }
+}
+
+pub fn escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => escaped.push_str("&amp;"),
+            '<' => escaped.push_str("&lt;"),
+            '>' => escaped.push_str("&gt;"),
+            '"' => escaped.push_str("&quot;"),
+            '\'' => escaped.push_str("&#39;"),
+            c => escaped.push(c),
+        }
+    }
+    escaped
+}
+
+fn page(title: &str, content: &str) -> Page {
+    Page(format!(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <meta name=\"robots\" content=\"noindex, nofollow\">\
+         <title>{} · Coffer</title><style>{STYLE}</style></head>\
+         <body><main>{content}</main></body></html>\n",
+        escape(title)
+    ))
+}
+
+/// `1.5 MiB` and the like.
+pub fn human_size(bytes: i64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if bytes < 1024 {
+        return format!("{bytes} bytes");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+fn human_time(unix: i64) -> String {
+    let Ok(at) = time::OffsetDateTime::from_unix_timestamp(unix) else { return String::new() };
+    format!("{}-{:02}-{:02} {:02}:{:02} UTC", at.year(), u8::from(at.month()), at.day(), at.hour(), at.minute())
+}
+
+/// The file's name, size and expiry with a download button.
+pub fn landing(token: &str, opened: &Opened) -> Page {
+    let share = &opened.entry.share;
+    let left = match share.max_downloads {
+        Some(max) => format!("<p>Downloads left: {}</p>", (max - share.downloads).max(0)),
+        None => String::new(),
+    };
+    let content = format!(
+        "<h1>{name}</h1><p>{size}</p><p>Available until {expires}</p>{left}\
+         <a class=\"button\" href=\"/s/{token}/download\">Download</a>",
+        name = escape(&opened.file.name),
+        size = human_size(opened.file.size),
+        expires = human_time(share.expires_at),
+        token = escape(token),
+    );
+    page(&opened.file.name, &content)
+}
+
+/// The password form, with what went wrong last time if anything did.
+pub fn password_form(token: &str, problem: Option<&str>) -> Page {
+    let problem = problem.map(|text| format!("<p class=\"problem\">{}</p>", escape(text))).unwrap_or_default();
+    let content = format!(
+        "<h1>This file is protected</h1><p>Enter the password you were given.</p>{problem}\
+         <form method=\"post\" action=\"/s/{token}\"><input type=\"password\" name=\"password\" \
+         autocomplete=\"current-password\" required autofocus aria-label=\"Password\">\
+         <button type=\"submit\">Unlock</button></form>",
+        token = escape(token),
+    );
+    page("Protected file", &content)
+}
+
+/// A link that leads nowhere (unknown, expired, used up).
+pub fn notice(status: StatusCode, message: &str) -> Page {
+    let title = match status {
+        StatusCode::GONE => "Link no longer available",
+        StatusCode::NOT_FOUND => "Link not found",
+        _ => "Something went wrong",
+    };
+    page(title, &format!("<h1>{title}</h1><p>{}</p>", escape(message)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escaping_leaves_no_markup() {
+        assert_eq!(
+            escape("<script>alert('x')</script> & \"y\""),
+            "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;y&quot;"
+        );
+    }
+
+    #[test]
+    fn sizes_read_well() {
+        assert_eq!(human_size(0), "0 bytes");
+        assert_eq!(human_size(1536), "1.5 KiB");
+        assert_eq!(human_size(5 << 30), "5.0 GiB");
+    }
+
+    #[test]
+    fn the_csp_allows_exactly_the_inline_style() {
+        assert!(CSP.starts_with("default-src 'none'; style-src 'sha256-"));
+        assert!(!CSP.contains("unsafe"));
+    }
+}

@@ -1,0 +1,237 @@
+//! The public side of share links, no account needed:
+//!
+//! - `GET /s/{token}`: a small HTML page (file name, size, expiry, download button, or a
+//!   password form), served from the binary with a strict CSP and no external assets;
+//! - `POST /s/{token}`: the password form, which sets a short-lived unlock cookie;
+//! - `GET|HEAD /s/{token}/download`: the file, with the headers, ETag and Range support of
+//!   owners' downloads. A protected share takes the unlock cookie or `X-Share-Password`.
+//!
+//! Every path to the bytes, HEAD and Range included, passes the same checks. Errors are pages
+//! for browsers and the usual JSON for clients that accept `application/json`. The token never
+//! reaches the log: the request line names the share's id instead (see `middleware.rs`).
+
+use poem::http::{HeaderValue, StatusCode, header};
+use poem::web::{Data, Path};
+use poem::{Body, IntoResponse, Request, Response, handler};
+
+use super::download::DownloadPlan;
+use super::error::error_response;
+use super::security::client_ip;
+use super::share_html;
+use crate::shares::public::{IssuedCookie, Opened, resume_cookie_name, unlock_cookie_name};
+use crate::shares::{Download, ShareError, ShareState, Shares};
+
+/// The share a request was about, for the request log (in place of the token).
+#[derive(Clone, Debug)]
+pub struct LoggedShare(pub String);
+
+/// Tokens are 43 URL-safe base64 characters; anything else is not worth a database lookup.
+fn plausible(token: &str) -> bool {
+    (20..=100).contains(&token.len()) && token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+fn wants_json(req: &Request) -> bool {
+    req.header(header::ACCEPT).is_some_and(|accept| accept.contains("application/json"))
+}
+
+fn cookie<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
+    req.headers()
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find_map(|(key, value)| (key == name).then_some(value))
+}
+
+fn set_cookie(response: &mut Response, cookie: &IssuedCookie, secure: bool) {
+    let secure = if secure { "; Secure" } else { "" };
+    let value = format!(
+        "{}={}; Path=/s/; Max-Age={}; HttpOnly; SameSite=Strict{secure}",
+        cookie.name, cookie.value, cookie.max_age
+    );
+    if let Ok(value) = HeaderValue::from_str(&value) {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+}
+
+fn is_https(req: &Request) -> bool {
+    req.scheme() == &poem::http::uri::Scheme::HTTPS
+}
+
+/// A refusal, as a page or as JSON.
+fn refusal(req: &Request, err: &ShareError, share: Option<&Opened>, token: &str) -> Response {
+    let (status, code) = match err {
+        ShareError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+        ShareError::Expired => (StatusCode::GONE, "share_expired"),
+        ShareError::Exhausted => (StatusCode::GONE, "share_exhausted"),
+        ShareError::PasswordRequired => (StatusCode::UNAUTHORIZED, "password_required"),
+        ShareError::WrongPassword => (StatusCode::UNAUTHORIZED, "wrong_password"),
+        ShareError::Throttled(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
+        other => {
+            tracing::error!(error = %other, "share request failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal_error")
+        }
+    };
+    let message = match err {
+        ShareError::NotFound => "This link does not exist or was revoked.".to_owned(),
+        ShareError::Throttled(wait) => format!("Too many wrong passwords. Try again in {} s.", wait.as_secs().max(1)),
+        ShareError::Expired | ShareError::Exhausted | ShareError::PasswordRequired | ShareError::WrongPassword => {
+            format!("{}.", capitalized(&err.to_string()))
+        }
+        _ => "The server could not complete the request; it has been logged.".to_owned(),
+    };
+    let mut response = if wants_json(req) {
+        error_response(status, code, message, None)
+    } else if matches!(err, ShareError::PasswordRequired | ShareError::WrongPassword | ShareError::Throttled(_)) {
+        let problem = (!matches!(err, ShareError::PasswordRequired)).then_some(message.as_str());
+        share_html::password_form(token, problem).with_status(status).into_response()
+    } else {
+        share_html::notice(status, &message).with_status(status).into_response()
+    };
+    if let ShareError::Throttled(wait) = err {
+        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+    }
+    if status == StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("X-Share-Password"));
+    }
+    if let Some(share) = share {
+        response.extensions_mut().insert(LoggedShare(share.id().to_owned()));
+    }
+    response
+}
+
+fn capitalized(text: &str) -> String {
+    let mut chars = text.chars();
+    chars.next().map(|first| first.to_uppercase().chain(chars).collect()).unwrap_or_default()
+}
+
+/// Finds the share and turns away expired and unknown ones, auditing refusals of known shares.
+async fn open(shares: &Shares, req: &Request, token: &str) -> Result<Opened, Response> {
+    if !plausible(token) {
+        return Err(refusal(req, &ShareError::NotFound, None, token));
+    }
+    let opened = shares.open(token).await.map_err(|err| refusal(req, &err, None, token))?;
+    if opened.state() == ShareState::Expired {
+        let err = ShareError::Expired;
+        let _ = shares.record(opened.id(), &client_ip(req), "share_refused", "outcome=expired".into()).await;
+        return Err(refusal(req, &err, Some(&opened), token));
+    }
+    Ok(opened)
+}
+
+/// `GET /s/{token}`: the landing page. Views are audited, never counted.
+#[handler]
+pub async fn landing(req: &Request, Path(token): Path<String>, shares: Data<&Shares>) -> Response {
+    let opened = match open(&shares, req, &token).await {
+        Ok(opened) => opened,
+        Err(response) => return response,
+    };
+    let ip = client_ip(req);
+    let (event, mut response) = if opened.state() == ShareState::Exhausted {
+        ("share_refused", refusal(req, &ShareError::Exhausted, Some(&opened), &token))
+    } else {
+        match shares.authorize(&opened, None, cookie(req, &unlock_cookie_name(opened.id())), &ip).await {
+            Ok(_) => ("share_viewed", share_html::landing(&token, &opened).into_response()),
+            Err(err) => ("share_viewed", refusal(req, &err, Some(&opened), &token)),
+        }
+    };
+    let outcome = format!("outcome={}", response.status().as_u16());
+    if let Err(err) = shares.record(opened.id(), &ip, event, outcome).await {
+        return refusal(req, &err, Some(&opened), &token);
+    }
+    response.extensions_mut().insert(LoggedShare(opened.id().to_owned()));
+    response
+}
+
+/// `POST /s/{token}` with a form field `password`: unlocks the share in this browser.
+#[handler]
+pub async fn unlock(req: &Request, Path(token): Path<String>, body: Body, shares: Data<&Shares>) -> Response {
+    let opened = match open(&shares, req, &token).await {
+        Ok(opened) => opened,
+        Err(response) => return response,
+    };
+    let form = body.into_vec().await.unwrap_or_default();
+    let password = form_urlencoded::parse(&form).find(|(key, _)| key == "password").map(|(_, value)| value);
+    let Some(password) = password.filter(|password| !password.is_empty()) else {
+        return refusal(req, &ShareError::PasswordRequired, Some(&opened), &token);
+    };
+    let ip = client_ip(req);
+    match shares.authorize(&opened, Some(&password), None, &ip).await {
+        Ok(issued) => {
+            let mut response = if wants_json(req) {
+                Response::builder().status(StatusCode::NO_CONTENT).finish()
+            } else {
+                Response::builder()
+                    .status(StatusCode::SEE_OTHER)
+                    .header(header::LOCATION, format!("/s/{token}"))
+                    .finish()
+            };
+            if let Some(issued) = issued {
+                set_cookie(&mut response, &issued, is_https(req));
+            }
+            response.extensions_mut().insert(LoggedShare(opened.id().to_owned()));
+            response
+        }
+        Err(err) => refusal(req, &err, Some(&opened), &token),
+    }
+}
+
+/// `GET|HEAD /s/{token}/download`. HEAD, 304 and 416 answers pass the password check but
+/// never count; a 200 or 206 counts unless it resumes a counted download.
+#[handler]
+pub async fn download(req: &Request, Path(token): Path<String>, shares: Data<&Shares>) -> Response {
+    let opened = match open(&shares, req, &token).await {
+        Ok(opened) => opened,
+        Err(response) => return response,
+    };
+    let ip = client_ip(req);
+    let password = req.header("x-share-password");
+    let unlocked = match shares.authorize(&opened, password, cookie(req, &unlock_cookie_name(opened.id())), &ip).await {
+        Ok(issued) => issued,
+        Err(err) => return refusal(req, &err, Some(&opened), &token),
+    };
+    let plan = DownloadPlan::new(&opened.file, req);
+    let mut cookies: Vec<IssuedCookie> = unlocked.into_iter().collect();
+    let body = match plan.sends() {
+        Some((start, length, partial)) if req.method() != poem::http::Method::HEAD => {
+            let resume = cookie(req, &resume_cookie_name(opened.id()));
+            match shares.begin_download(&opened, partial, resume).await {
+                Ok(issued) => cookies.extend(issued),
+                Err(err) => {
+                    let detail =
+                        format!("outcome={}", if matches!(err, ShareError::Exhausted) { "exhausted" } else { "error" });
+                    let _ = shares.record(opened.id(), &ip, "share_refused", detail).await;
+                    return refusal(req, &err, Some(&opened), &token);
+                }
+            }
+            match shares.files().store().read_range(&opened.file.sha256, start, length).await {
+                Ok(stream) => {
+                    let download = Download {
+                        share_id: opened.id().to_owned(),
+                        sha256: opened.file.sha256.clone(),
+                        ip,
+                        start,
+                        length,
+                    };
+                    Body::from_bytes_stream(shares.watch(download, Box::pin(stream)))
+                }
+                Err(err) => return refusal(req, &ShareError::File(err.into()), Some(&opened), &token),
+            }
+        }
+        _ => {
+            let detail = format!("outcome=no_body method={}", req.method());
+            if let Err(err) = shares.record(opened.id(), &ip, "share_download", detail).await {
+                return refusal(req, &err, Some(&opened), &token);
+            }
+            Body::empty()
+        }
+    };
+    let mut response = plan.respond(body).into_response();
+    for issued in &cookies {
+        set_cookie(&mut response, issued, is_https(req));
+    }
+    response.extensions_mut().insert(LoggedShare(opened.id().to_owned()));
+    response
+}

@@ -1,0 +1,258 @@
+//! `/shares`: making, listing, changing and revoking public links to files.
+
+use std::sync::Arc;
+
+use poem::Request;
+use poem_openapi::param::{Path, Query};
+use poem_openapi::payload::Json;
+use poem_openapi::types::MaybeUndefined;
+use poem_openapi::{ApiResponse, Object, OpenApi};
+
+use super::failure::ApiFailure;
+use super::security::{BearerAuth, client_ip, require_admin};
+use super::users::{next_cursor, page_size};
+use super::{ApiTags, rfc3339};
+use crate::auth::Auth;
+use crate::shares::{Change, Expiry, NewShare, ShareChanges, ShareError, ShareView, Shares};
+
+pub struct SharesApi {
+    pub shares: Shares,
+    pub auth: Arc<Auth>,
+    /// `server.public_url`, without a trailing slash.
+    pub public_url: Option<String>,
+}
+
+#[derive(Object)]
+struct CreateShare {
+    file_id: String,
+    /// Seconds from now until the link stops working. Give this or `expires_at`, or neither
+    /// for `shares.default_expiry`.
+    expires_in: Option<i64>,
+    /// When the link stops working (RFC 3339).
+    expires_at: Option<String>,
+    /// Visitors must give this password (8 to 1024 characters).
+    password: Option<String>,
+    /// Downloads allowed in all; a resumed download counts once.
+    max_downloads: Option<i64>,
+    /// For you; visitors never see it.
+    #[oai(default)]
+    note: String,
+}
+
+#[derive(Object)]
+struct UpdateShare {
+    expires_in: Option<i64>,
+    expires_at: Option<String>,
+    /// A new password; `null` removes it. Either ends every unlock made with the old one.
+    password: MaybeUndefined<String>,
+    /// A new limit; `null` removes it.
+    max_downloads: MaybeUndefined<i64>,
+    note: Option<String>,
+    /// A disabled link answers 404 until enabled again.
+    disabled: Option<bool>,
+}
+
+#[derive(Object)]
+struct ShareInfo {
+    id: String,
+    /// The public link; absent if the share-link key was replaced since it was made.
+    #[oai(skip_serializing_if_is_none)]
+    url: Option<String>,
+    #[oai(skip_serializing_if_is_none)]
+    token: Option<String>,
+    file_id: String,
+    file_name: String,
+    file_size: i64,
+    owner: String,
+    created_at: String,
+    expires_at: String,
+    has_password: bool,
+    #[oai(skip_serializing_if_is_none)]
+    max_downloads: Option<i64>,
+    /// Downloads counted so far (page views, HEAD requests and resumed downloads are not).
+    downloads: i64,
+    #[oai(skip_serializing_if_is_none)]
+    last_access_at: Option<String>,
+    note: String,
+    disabled: bool,
+    /// `active`, `expired`, `exhausted` or `disabled`.
+    state: String,
+}
+
+#[derive(Object)]
+struct SharePage {
+    shares: Vec<ShareInfo>,
+    #[oai(skip_serializing_if_is_none)]
+    next_cursor: Option<String>,
+}
+
+#[derive(ApiResponse)]
+enum Created {
+    #[oai(status = 201)]
+    Created(Json<ShareInfo>),
+}
+
+#[derive(ApiResponse)]
+enum Revoked {
+    #[oai(status = 204)]
+    Revoked,
+}
+
+impl From<ShareError> for ApiFailure {
+    fn from(err: ShareError) -> Self {
+        match err {
+            ShareError::NotFound => Self::not_found("share"),
+            ShareError::Invalid(message) => Self::bad_request("invalid", message),
+            ShareError::File(err) => err.into(),
+            other => Self::internal(other),
+        }
+    }
+}
+
+/// The base of public links: `server.public_url`, else the scheme and host this request used.
+fn base_url(configured: Option<&str>, req: &Request) -> String {
+    if let Some(url) = configured {
+        return url.to_owned();
+    }
+    let host = req.header("host").map(str::to_owned).or_else(|| req.uri().authority().map(|a| a.to_string()));
+    let plain = |host: &str| host.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b));
+    match host.filter(|host| !host.is_empty() && plain(host)) {
+        Some(host) => format!("{}://{host}", req.scheme()),
+        None => String::new(),
+    }
+}
+
+fn expiry(expires_in: Option<i64>, expires_at: Option<String>) -> Result<Option<Expiry>, ApiFailure> {
+    match (expires_in, expires_at) {
+        (Some(_), Some(_)) => Err(ApiFailure::bad_request("invalid", "give expires_in or expires_at, not both")),
+        (Some(seconds), None) => Ok(Some(Expiry::In(seconds))),
+        (None, Some(at)) => {
+            let parsed = time::OffsetDateTime::parse(&at, &time::format_description::well_known::Rfc3339)
+                .map_err(|_| ApiFailure::bad_request("invalid", "expires_at must be an RFC 3339 time"))?;
+            Ok(Some(Expiry::At(parsed.unix_timestamp())))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+fn change<T>(value: MaybeUndefined<T>) -> Change<T> {
+    match value {
+        MaybeUndefined::Undefined => Change::Keep,
+        MaybeUndefined::Null => Change::Clear,
+        MaybeUndefined::Value(value) => Change::Set(value),
+    }
+}
+
+fn cursor_of(info: &ShareInfo, created_at: i64) -> String {
+    format!("{created_at}.{}", info.id)
+}
+
+fn decode_cursor(text: &str) -> Result<(i64, String), ApiFailure> {
+    let bad = || ApiFailure::bad_request("invalid", "cursor is not one this server gave out");
+    let (at, id) = text.split_once('.').ok_or_else(bad)?;
+    Ok((at.parse().map_err(|_| bad())?, id.to_owned()))
+}
+
+impl SharesApi {
+    fn info(&self, view: ShareView, req: &Request) -> ShareInfo {
+        let share = view.entry.share;
+        let base = base_url(self.public_url.as_deref(), req);
+        ShareInfo {
+            id: share.id,
+            url: view.token.as_ref().map(|token| format!("{base}/s/{token}")),
+            token: view.token,
+            file_id: share.file_id.0,
+            file_name: view.entry.file_name,
+            file_size: view.entry.file_size,
+            owner: share.owner_id.0,
+            created_at: rfc3339(share.created_at),
+            expires_at: rfc3339(share.expires_at),
+            has_password: share.password_hash.is_some(),
+            max_downloads: share.max_downloads,
+            downloads: share.downloads,
+            last_access_at: share.last_access_at.map(rfc3339),
+            note: share.note,
+            disabled: share.disabled,
+            state: view.state.as_str().to_owned(),
+        }
+    }
+}
+
+#[OpenApi(tag = "ApiTags::Shares")]
+impl SharesApi {
+    /// Make a public link to a file you own. The response holds the link; you can see it
+    /// again in the listing.
+    #[oai(path = "/shares", method = "post")]
+    async fn create(&self, req: &Request, caller: BearerAuth, body: Json<CreateShare>) -> Result<Created, ApiFailure> {
+        let body = body.0;
+        let request = NewShare {
+            file_id: body.file_id,
+            expiry: expiry(body.expires_in, body.expires_at)?.unwrap_or(Expiry::Default),
+            password: body.password,
+            max_downloads: body.max_downloads,
+            note: body.note,
+        };
+        let view = self.shares.create(&caller.0, request, &client_ip(req)).await?;
+        Ok(Created::Created(Json(self.info(view, req))))
+    }
+
+    /// Your shares, newest first, with their download counts; `all=true` lists everyone's
+    /// (admins only).
+    #[oai(path = "/shares", method = "get")]
+    async fn list(
+        &self,
+        req: &Request,
+        caller: BearerAuth,
+        all: Query<Option<bool>>,
+        cursor: Query<Option<String>>,
+        limit: Query<Option<u32>>,
+    ) -> Result<Json<SharePage>, ApiFailure> {
+        let everyone = all.0.unwrap_or(false);
+        if everyone {
+            require_admin(&self.auth, &caller.0, req).await?;
+        }
+        let limit = page_size(limit.0)?;
+        let after = cursor.0.as_deref().map(decode_cursor).transpose()?;
+        let views = self.shares.list(&caller.0, everyone, after, limit).await?;
+        let created: Vec<i64> = views.iter().map(|view| view.entry.share.created_at).collect();
+        let shares: Vec<ShareInfo> = views.into_iter().map(|view| self.info(view, req)).collect();
+        let next_cursor =
+            next_cursor(&shares, limit, |last| cursor_of(last, created.last().copied().unwrap_or_default()));
+        Ok(Json(SharePage { shares, next_cursor }))
+    }
+
+    /// One of your shares (admins: any share).
+    #[oai(path = "/shares/:id", method = "get")]
+    async fn get(&self, req: &Request, caller: BearerAuth, id: Path<String>) -> Result<Json<ShareInfo>, ApiFailure> {
+        let view = self.shares.get(&caller.0, &id).await?;
+        Ok(Json(self.info(view, req)))
+    }
+
+    /// Change a share's expiry, download limit, password, note, or disable it.
+    #[oai(path = "/shares/:id", method = "patch")]
+    async fn update(
+        &self,
+        req: &Request,
+        caller: BearerAuth,
+        id: Path<String>,
+        body: Json<UpdateShare>,
+    ) -> Result<Json<ShareInfo>, ApiFailure> {
+        let body = body.0;
+        let changes = ShareChanges {
+            expiry: expiry(body.expires_in, body.expires_at)?,
+            password: change(body.password),
+            max_downloads: change(body.max_downloads),
+            note: body.note,
+            disabled: body.disabled,
+        };
+        let view = self.shares.update(&caller.0, &id, changes, &client_ip(req)).await?;
+        Ok(Json(self.info(view, req)))
+    }
+
+    /// Revoke a share: its link answers 404 at once and downloads in flight stop.
+    #[oai(path = "/shares/:id", method = "delete")]
+    async fn revoke(&self, req: &Request, caller: BearerAuth, id: Path<String>) -> Result<Revoked, ApiFailure> {
+        self.shares.revoke(&caller.0, &id, &client_ip(req)).await?;
+        Ok(Revoked::Revoked)
+    }
+}

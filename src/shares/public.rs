@@ -1,0 +1,212 @@
+//! The public side of share links: finding a share by its token, unlocking a protected one,
+//! counting downloads, and the audit trail of every access.
+//!
+//! Every request re-checks the share (revoked, disabled, expired, password) from the database;
+//! nothing is cached across requests. A correct password earns a signed unlock cookie bound to
+//! the share and to its current password, so range requests and resumed downloads do not ask
+//! again, and a password change ends it. A counted download earns a resume cookie: later
+//! partial requests carrying it do not count again, while a request without one counts as a
+//! new download, so ranges can never be used to get around the limit.
+
+use std::time::Instant;
+
+use super::{ShareError, ShareState, Shares, token_hash};
+use crate::auth::now;
+use crate::auth::throttle;
+use crate::db::audit::{self, AuditEvent};
+use crate::db::files::{self, FileRow};
+use crate::db::shares::{self, ShareEntry};
+
+/// How long a counted download may be resumed without counting again.
+const RESUME_LIFETIME: i64 = 24 * 3600;
+
+/// A share found by its token, with its file.
+pub struct Opened {
+    pub entry: ShareEntry,
+    pub file: FileRow,
+}
+
+impl Opened {
+    pub fn id(&self) -> &str {
+        &self.entry.share.id
+    }
+
+    pub fn state(&self) -> ShareState {
+        ShareState::of(&self.entry, now())
+    }
+
+    pub fn has_password(&self) -> bool {
+        self.entry.share.password_hash.is_some()
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum CookieKind {
+    Unlock,
+    Resume,
+}
+
+impl CookieKind {
+    fn tag(self) -> &'static str {
+        match self {
+            Self::Unlock => "u",
+            Self::Resume => "r",
+        }
+    }
+
+    fn prefix(self) -> &'static str {
+        match self {
+            Self::Unlock => "coffer_unlock_",
+            Self::Resume => "coffer_resume_",
+        }
+    }
+}
+
+/// A cookie to set on the response.
+#[derive(Debug)]
+pub struct IssuedCookie {
+    pub name: String,
+    pub value: String,
+    pub max_age: i64,
+}
+
+/// The cookie names a request's cookies are looked up under.
+pub fn unlock_cookie_name(share_id: &str) -> String {
+    format!("{}{share_id}", CookieKind::Unlock.prefix())
+}
+
+pub fn resume_cookie_name(share_id: &str) -> String {
+    format!("{}{share_id}", CookieKind::Resume.prefix())
+}
+
+impl Shares {
+    /// The share behind a token; unknown, revoked and disabled shares are `NotFound`. Expired
+    /// and used-up shares are returned for the caller to refuse (and audit) as it sees fit.
+    pub async fn open(&self, token: &str) -> Result<Opened, ShareError> {
+        let hash = token_hash(token);
+        let found = self
+            .inner
+            .db
+            .read(move |conn| {
+                let Some(entry) = shares::by_token_hash(conn, &hash)? else { return Ok(None) };
+                Ok(files::by_id(conn, &entry.share.file_id)?.map(|file| Opened { entry, file }))
+            })
+            .await?;
+        found.filter(|opened| opened.state() != ShareState::Disabled).ok_or(ShareError::NotFound)
+    }
+
+    fn issue(&self, kind: CookieKind, opened: &Opened, lifetime: i64) -> IssuedCookie {
+        let share = &opened.entry.share;
+        let expires = now().saturating_add(lifetime);
+        let payload = format!("{}.{}.{}.{expires}", kind.tag(), share.id, share.password_version);
+        IssuedCookie {
+            name: format!("{}{}", kind.prefix(), share.id),
+            value: self.inner.keys.sign(&payload),
+            max_age: lifetime,
+        }
+    }
+
+    fn cookie_holds(&self, kind: CookieKind, opened: &Opened, value: Option<&str>) -> bool {
+        let Some(payload) = value.and_then(|value| self.inner.keys.verify(value)) else { return false };
+        let share = &opened.entry.share;
+        let mut parts = payload.split('.');
+        let fields = (parts.next(), parts.next(), parts.next(), parts.next(), parts.next());
+        let (Some(tag), Some(id), Some(version), Some(expires), None) = fields else { return false };
+        tag == kind.tag()
+            && id == share.id
+            && version.parse() == Ok(share.password_version)
+            && expires.parse::<i64>().is_ok_and(|expires| expires > now())
+    }
+
+    /// Lets the request through a protected share: by a valid unlock cookie, or by the right
+    /// password, which earns a new cookie. Wrong passwords are throttled per share (from this
+    /// address and overall) and per address.
+    pub async fn authorize(
+        &self,
+        opened: &Opened,
+        password: Option<&str>,
+        cookie: Option<&str>,
+        ip: &str,
+    ) -> Result<Option<IssuedCookie>, ShareError> {
+        let Some(stored) = opened.entry.share.password_hash.clone() else { return Ok(None) };
+        if password.is_none() && self.cookie_holds(CookieKind::Unlock, opened, cookie) {
+            return Ok(None);
+        }
+        let Some(password) = password else { return Err(ShareError::PasswordRequired) };
+        let throttle = &self.inner.throttle;
+        let keys = throttle::keys(&format!("share:{}", opened.id()), ip, throttle.policy().free_failures);
+        throttle.check(&keys, Instant::now()).map_err(ShareError::Throttled)?;
+        let verdict = self.inner.hasher.verify(password, Some(stored)).await?;
+        if verdict == crate::auth::password::Verdict::Mismatch {
+            let wait = throttle.record_failure(&keys, Instant::now());
+            let detail = match wait {
+                Some(wait) => format!("outcome=wrong_password further attempts wait {} s", wait.as_secs().max(1)),
+                None => "outcome=wrong_password".to_owned(),
+            };
+            self.record(opened.id(), ip, "share_unlock_failed", detail).await?;
+            return Err(ShareError::WrongPassword);
+        }
+        throttle.record_success(&keys);
+        self.record(opened.id(), ip, "share_unlocked", String::new()).await?;
+        Ok(Some(self.issue(CookieKind::Unlock, opened, self.inner.policy.unlock_lifetime)))
+    }
+
+    /// Decides whether a download counts against the limit. A partial request carrying this
+    /// share's resume cookie continues a counted download; anything else counts now, atomically,
+    /// or fails with `Exhausted`.
+    pub async fn begin_download(
+        &self,
+        opened: &Opened,
+        partial: bool,
+        resume: Option<&str>,
+    ) -> Result<Option<IssuedCookie>, ShareError> {
+        let id = opened.id().to_owned();
+        let now = now();
+        if partial && self.cookie_holds(CookieKind::Resume, opened, resume) {
+            self.inner.db.write(move |tx| shares::touch(tx, &id, now)).await?;
+            return Ok(None);
+        }
+        let counted = self.inner.db.write(move |tx| shares::take_download(tx, &id, now)).await?;
+        if !counted {
+            return Err(ShareError::Exhausted);
+        }
+        Ok(Some(self.issue(CookieKind::Resume, opened, RESUME_LIFETIME)))
+    }
+
+    /// Whether a download in flight may go on: the share still exists, is enabled and still
+    /// points at the same contents. Expiry does not stop a download that started in time.
+    pub async fn still_served(&self, share_id: &str, sha256: &str) -> bool {
+        let (id, sha256) = (share_id.to_owned(), sha256.to_owned());
+        let outcome = self
+            .inner
+            .db
+            .read(move |conn| {
+                let Some(entry) = shares::by_id(conn, &id)? else { return Ok(false) };
+                let same_file = files::by_id(conn, &entry.share.file_id)?.is_some_and(|file| file.sha256 == sha256);
+                Ok(same_file && !entry.share.disabled && !entry.owner_disabled)
+            })
+            .await;
+        outcome.unwrap_or(false)
+    }
+
+    /// One public access in the audit log: the share's id, never its token.
+    pub async fn record(
+        &self,
+        share_id: &str,
+        ip: &str,
+        event: &'static str,
+        detail: String,
+    ) -> Result<(), ShareError> {
+        let (id, ip) = (share_id.to_owned(), ip.to_owned());
+        self.inner
+            .db
+            .write(move |tx| {
+                let now = now();
+                shares::touch(tx, &id, now)?;
+                let entry = AuditEvent { event, actor_id: None, subject: Some(&id), ip: &ip, detail: &detail };
+                audit::record(tx, now, &entry)
+            })
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,94 @@
+//! A share download in flight: it stops when the share is revoked or disabled (checked every
+//! few MiB, so revocation cuts even a long download short), and when it ends, however it
+//! ends, the audit log gets the bytes actually sent.
+
+use std::io;
+
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+
+use super::Shares;
+
+/// Bytes sent between two checks that the share still stands.
+const RECHECK_EVERY: u64 = 4 << 20;
+
+/// What the audit entry at the end says.
+struct Tally {
+    shares: Shares,
+    share_id: String,
+    ip: String,
+    range: String,
+    expected: u64,
+    sent: u64,
+    outcome: Option<&'static str>,
+}
+
+impl Drop for Tally {
+    fn drop(&mut self) {
+        let outcome = self.outcome.unwrap_or(if self.sent == self.expected { "complete" } else { "interrupted" });
+        let detail = format!("outcome={outcome} bytes={} range={}", self.sent, self.range);
+        let (shares, id, ip) = (self.shares.clone(), std::mem::take(&mut self.share_id), std::mem::take(&mut self.ip));
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(err) = shares.record(&id, &ip, "share_download", detail).await {
+                    tracing::error!(share = %id, error = %err, "cannot record a share download");
+                }
+            });
+        }
+    }
+}
+
+pub struct Download {
+    pub share_id: String,
+    pub sha256: String,
+    pub ip: String,
+    pub start: u64,
+    pub length: u64,
+}
+
+impl Shares {
+    /// Wraps the byte stream of a share download.
+    pub fn watch<S>(&self, download: Download, inner: S) -> impl Stream<Item = io::Result<Bytes>> + Send + 'static
+    where
+        S: Stream<Item = io::Result<Bytes>> + Send + Unpin + 'static,
+    {
+        let range = match download.length {
+            0 => "-".to_owned(),
+            length => format!("{}-{}", download.start, download.start + length - 1),
+        };
+        let tally = Tally {
+            shares: self.clone(),
+            share_id: download.share_id,
+            ip: download.ip,
+            range,
+            expected: download.length,
+            sent: 0,
+            outcome: None,
+        };
+        let state = (inner, tally, download.sha256, 0u64, false);
+        futures_util::stream::unfold(state, |(mut inner, mut tally, sha256, mut unchecked, done)| async move {
+            if done {
+                return None;
+            }
+            if unchecked >= RECHECK_EVERY {
+                unchecked = 0;
+                if !tally.shares.still_served(&tally.share_id, &sha256).await {
+                    tally.outcome = Some("revoked");
+                    let err = io::Error::other("the share was revoked during the download");
+                    return Some((Err(err), (inner, tally, sha256, unchecked, true)));
+                }
+            }
+            match inner.next().await? {
+                Ok(chunk) => {
+                    tally.sent += chunk.len() as u64;
+                    unchecked += chunk.len() as u64;
+                    Some((Ok(chunk), (inner, tally, sha256, unchecked, false)))
+                }
+                Err(err) => {
+                    tally.outcome = Some("read_error");
+                    Some((Err(err), (inner, tally, sha256, unchecked, true)))
+                }
+            }
+        })
+    }
+}
