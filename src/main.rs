@@ -6,7 +6,10 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use coffer::cli::UserCommand;
 use coffer::config::{self, Settings};
-use coffer::startup::Application;
+use coffer::reload::Reloader;
+use coffer::startup::{Application, StatusLine};
+use std::sync::Arc;
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
 /// Coffer: self-hosted secure file sharing in one binary.
@@ -85,7 +88,7 @@ fn main() -> ExitCode {
         Command::Check { config, repair } => {
             with_settings(&config, |_, settings| report(coffer::cli::run_check(settings, repair)))
         }
-        Command::Serve(args) => with_settings(&args, |_, settings| serve(settings)),
+        Command::Serve(args) => with_settings(&args, |_, settings| serve(args.config.clone(), settings)),
     }
 }
 
@@ -112,7 +115,7 @@ fn report(outcome: anyhow::Result<bool>) -> ExitCode {
     }
 }
 
-fn serve(settings: Settings) -> ExitCode {
+fn serve(config: Option<PathBuf>, settings: Settings) -> ExitCode {
     // Everything Coffer writes (database, keys, files) is for its own user only.
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     coffer::telemetry::init(&settings.log);
@@ -125,13 +128,14 @@ fn serve(settings: Settings) -> ExitCode {
     };
     runtime.block_on(async {
         let shutdown = CancellationToken::new();
-        let signals = match stop_on_signal(shutdown.clone()) {
-            Ok(signals) => signals,
-            Err(err) => {
-                tracing::error!(error = %err, "cannot install signal handlers");
-                return ExitCode::FAILURE;
-            }
-        };
+        let (signals, hangups) =
+            match stop_on_signal(shutdown.clone()).and_then(|stop| Ok((stop, signal(SignalKind::hangup())?))) {
+                Ok(handlers) => handlers,
+                Err(err) => {
+                    tracing::error!(error = %err, "cannot install signal handlers");
+                    return ExitCode::FAILURE;
+                }
+            };
         tokio::spawn(signals);
         let app = match Application::build(settings).await {
             Ok(app) => app,
@@ -140,16 +144,48 @@ fn serve(settings: Settings) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        tokio::spawn(reload_on_hangup(hangups, config, app.reloader(), app.status_line()));
         app.run_until_stopped(shutdown).await;
         tracing::info!("stopped");
         ExitCode::SUCCESS
     })
 }
 
+/// Reloads the configuration on every SIGHUP (`systemctl reload`). A file that does not load
+/// is rejected whole and the running configuration stays.
+async fn reload_on_hangup(mut hangups: Signal, config: Option<PathBuf>, reloader: Arc<Reloader>, status: StatusLine) {
+    while hangups.recv().await.is_some() {
+        coffer::systemd::reloading();
+        tracing::info!(signal = "SIGHUP", "reloading the configuration");
+        let outcome = match load_settings(config.as_deref()) {
+            Ok((_, settings)) => reloader.apply(settings).await.map_err(|err| format!("{err:#}")),
+            Err(err) => Err(err.to_string()),
+        };
+        match outcome {
+            Ok(outcome) => {
+                tracing::info!(
+                    applied = %outcome.applied.join(", "),
+                    certificate_reloaded = outcome.certificate_reloaded,
+                    "configuration reloaded"
+                );
+                if !outcome.needs_restart.is_empty() {
+                    tracing::warn!(
+                        keys = %outcome.needs_restart.join(", "),
+                        "these changed settings keep their running values until a restart"
+                    );
+                }
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "configuration rejected; the running configuration stays")
+            }
+        }
+        coffer::systemd::ready(&status.render().await);
+    }
+}
+
 /// Installs the SIGTERM and SIGINT handlers at once (before anything is served, so an early
 /// signal is never met by the default action) and returns the task that waits for them.
 fn stop_on_signal(shutdown: CancellationToken) -> std::io::Result<impl std::future::Future<Output = ()>> {
-    use tokio::signal::unix::{SignalKind, signal};
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
     Ok(async move {
@@ -158,6 +194,7 @@ fn stop_on_signal(shutdown: CancellationToken) -> std::io::Result<impl std::futu
             _ = interrupt.recv() => "SIGINT",
         };
         shutdown.cancel();
+        coffer::systemd::stopping();
         tracing::info!(signal = name, "shutting down: refusing new connections, letting requests in flight finish");
     })
 }

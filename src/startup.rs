@@ -5,7 +5,8 @@
 //! that fails. Blocking steps run on the blocking pool.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, RwLock};
 
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
@@ -19,16 +20,22 @@ use crate::config::{Settings, TlsMode};
 use crate::db::Db;
 use crate::files::Files;
 use crate::readiness::Readiness;
-use crate::server::{self, ConnectionLimits, HttpServer};
+use crate::reload::{self, Reloader};
+use crate::server::{self, AppEndpoint, HttpServer, Listener};
 use crate::shares::{ShareKeys, SharePolicy, Shares};
 use crate::state_dir::StateDir;
 use crate::storage::BlobStore;
+use crate::systemd;
 use crate::tls::{self, CertResolver};
+use tokio::net::TcpListener;
 
 pub struct Application {
     server: HttpServer,
     settings: Settings,
     files: Files,
+    db: Db,
+    resolver: Option<Arc<CertResolver>>,
+    reloader: Arc<Reloader>,
 }
 
 async fn blocking<T: Send + 'static>(work: impl FnOnce() -> anyhow::Result<T> + Send + 'static) -> anyhow::Result<T> {
@@ -146,13 +153,78 @@ async fn collect_garbage_every(files: Files, interval: std::time::Duration, shut
     }
 }
 
+/// Whether a socket serves the application or only redirects to it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SocketRole {
+    Application,
+    RedirectToHttps,
+}
+
+/// The sockets passed by systemd (named `https` or `http`), else `server.listen` bound here.
+async fn listen_sockets(settings: &Settings) -> anyhow::Result<Vec<(SocketRole, TcpListener)>> {
+    let passed = systemd::passed_sockets().context("cannot use the sockets passed by the service manager")?;
+    if passed.is_empty() {
+        let bound = server::bind_all(&settings.server.listen).await?;
+        return Ok(bound.into_iter().map(|socket| (SocketRole::Application, socket)).collect());
+    }
+    let tls_off = settings.tls.mode == TlsMode::Off;
+    let mut sockets = Vec::new();
+    for socket in passed {
+        let role = match socket.name.as_str() {
+            "https" | "unknown" => SocketRole::Application,
+            "http" if tls_off => SocketRole::Application,
+            "http" => SocketRole::RedirectToHttps,
+            other => anyhow::bail!("a passed socket is named {other:?}; name sockets https or http"),
+        };
+        sockets.push((role, TcpListener::from_std(socket.listener)?));
+    }
+    tracing::info!(sockets = sockets.len(), "using sockets passed by the service manager; server.listen is not used");
+    Ok(sockets)
+}
+
+/// Makes the line `systemctl status` shows: addresses, certificate, counts.
+#[derive(Clone)]
+pub struct StatusLine {
+    db: Db,
+    urls: Vec<String>,
+    resolver: Option<Arc<CertResolver>>,
+}
+
+impl StatusLine {
+    pub async fn render(&self) -> String {
+        status_line(&self.db, &self.urls, self.resolver.as_deref()).await
+    }
+}
+
+async fn status_line(db: &Db, urls: &[String], tls: Option<&CertResolver>) -> String {
+    let certificate = match tls.and_then(CertResolver::current) {
+        Some(key) => match key.cert.first().map(|cert| tls::summarize(cert.as_ref())) {
+            Some(Ok(summary)) => format!("certificate valid until {}", summary.not_after.date()),
+            _ => "certificate unreadable".to_owned(),
+        },
+        None => "TLS off".to_owned(),
+    };
+    let counts = db
+        .read(|conn| {
+            let count =
+                |table: &str| conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |row| row.get::<_, i64>(0));
+            Ok((count("users")?, count("files")?, count("shares")?))
+        })
+        .await;
+    let counts = match counts {
+        Ok((users, files, shares)) => format!("{users} users, {files} files, {shares} share links"),
+        Err(_) => "database unavailable".to_owned(),
+    };
+    format!("serving {}; {certificate}; {counts}", urls.join(" "))
+}
+
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let state_dir = StateDir::new(&settings.storage.state_dir);
         let (db, auth) = open_accounts(&settings).await?;
         auth::ensure_initial_admin(&db, auth.hasher(), &state_dir.initial_admin_password()).await?;
 
-        let tls_config = match settings.tls.mode {
+        let resolver = match settings.tls.mode {
             TlsMode::Off => None,
             mode => {
                 let tls_settings = settings.tls.clone();
@@ -162,48 +234,90 @@ impl Application {
                     _ => Ok(tls::ensure_self_signed(&tls_dir, &tls_settings.self_signed_names)?),
                 })
                 .await?;
-                let resolver = Arc::new(CertResolver::new(key));
-                Some(tls::server_config(resolver).context("cannot set up TLS")?)
+                Some(Arc::new(CertResolver::new(key)))
             }
         };
+        let tls_config = match &resolver {
+            Some(resolver) => Some(tls::server_config(Arc::clone(resolver)).context("cannot set up TLS")?),
+            None => None,
+        };
 
-        let listeners = server::bind_all(&settings.server.listen).await?;
+        let sockets = listen_sockets(&settings).await?;
         let files = prepare_files(&settings, &db, &state_dir).await?;
         let shares = build_shares(&settings, &db, &files, &auth, &state_dir).await?;
-        let readiness = Readiness::new(db, state_dir, settings.storage.disk_reserve.0);
-        let endpoint = api::build(ApiContext {
+        let readiness = Readiness::new(db.clone(), state_dir, settings.storage.disk_reserve.0);
+        let max_body_size = Arc::new(AtomicU64::new(settings.server.max_body_size.0));
+        let public_url = settings.server.public_url.as_ref().map(|url| url.trim_end_matches('/').to_owned());
+        let endpoint: AppEndpoint = Arc::new(api::build(ApiContext {
             readiness,
             auth,
             files: files.clone(),
             shares,
-            max_body_size: settings.server.max_body_size.0,
-            public_url: settings.server.public_url.as_ref().map(|url| url.trim_end_matches('/').to_owned()),
-        });
-        let limits = ConnectionLimits {
-            header_read_timeout: settings.server.header_read_timeout.0,
-            idle_timeout: settings.server.idle_timeout.0,
-            max_header_size: usize::try_from(settings.server.max_header_size.0).unwrap_or(usize::MAX),
-        };
-        let server =
-            HttpServer::new(listeners, tls_config, Arc::new(endpoint), limits, settings.server.max_connections);
-        Ok(Self { server, settings, files })
+            max_body_size: Arc::clone(&max_body_size),
+            public_url: public_url.clone(),
+        }));
+        let https_port = sockets
+            .iter()
+            .filter(|(role, _)| *role == SocketRole::Application)
+            .find_map(|(_, socket)| socket.local_addr().ok())
+            .map_or(443, |addr| addr.port());
+        let redirect: AppEndpoint = Arc::new(api::to_https(public_url, https_port));
+        let listeners = sockets
+            .into_iter()
+            .map(|(role, socket)| match role {
+                SocketRole::Application => {
+                    Listener { socket, tls: tls_config.clone(), endpoint: Arc::clone(&endpoint) }
+                }
+                SocketRole::RedirectToHttps => Listener { socket, tls: None, endpoint: Arc::clone(&redirect) },
+            })
+            .collect();
+        let limits = Arc::new(RwLock::new(reload::connection_limits(&settings)));
+        let server = HttpServer::new(listeners, Arc::clone(&limits), settings.server.max_connections);
+        let reloader = Arc::new(Reloader::new(settings.clone(), limits, max_body_size, resolver.clone()));
+        Ok(Self { server, settings, files, db, resolver, reloader })
     }
 
+    /// Whether a listener serves the application (not the redirect to HTTPS).
+    fn serves_application(&self, listener: &Listener) -> bool {
+        listener.tls.is_some() || self.settings.tls.mode == TlsMode::Off
+    }
+
+    /// The addresses serving the application.
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.server.local_addrs()
+        let listeners = self.server.listeners().iter();
+        listeners.filter(|listener| self.serves_application(listener)).filter_map(Listener::local_addr).collect()
     }
 
-    fn scheme(&self) -> &'static str {
-        if self.settings.tls.mode == TlsMode::Off { "http" } else { "https" }
+    pub fn reloader(&self) -> Arc<Reloader> {
+        Arc::clone(&self.reloader)
+    }
+
+    /// The status line for the service manager.
+    pub fn status_line(&self) -> StatusLine {
+        let urls = self
+            .server
+            .listeners()
+            .iter()
+            .filter_map(|listener| {
+                let scheme = if listener.tls.is_some() { "https" } else { "http" };
+                listener.local_addr().map(|addr| format!("{scheme}://{addr}"))
+            })
+            .collect();
+        StatusLine { db: self.db.clone(), urls, resolver: self.resolver.clone() }
     }
 
     /// Serves until `shutdown` is cancelled, then lets requests in flight finish within
-    /// `server.shutdown_grace`.
+    /// `server.shutdown_grace`. Tells the service manager it is ready once serving starts.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) {
-        for addr in self.local_addrs() {
-            let url = format!("{}://{addr}", self.scheme());
-            tracing::info!(%url, "listening");
-            if self.settings.tls.mode == TlsMode::Off && !addr.ip().is_loopback() {
+        for listener in self.server.listeners() {
+            let Some(addr) = listener.local_addr() else { continue };
+            if !self.serves_application(listener) {
+                tracing::info!(url = %format!("http://{addr}"), "redirecting plain HTTP to HTTPS");
+                continue;
+            }
+            let scheme = if listener.tls.is_some() { "https" } else { "http" };
+            tracing::info!(url = %format!("{scheme}://{addr}"), "listening");
+            if listener.tls.is_none() && !addr.ip().is_loopback() {
                 tracing::warn!(%addr, "TLS is off on a non-loopback address: traffic, passwords included, crosses the network unencrypted; use only behind a TLS-terminating proxy");
             }
         }
@@ -212,7 +326,10 @@ impl Application {
             self.settings.storage.gc_interval.0,
             shutdown.clone(),
         ));
+        let watchdog = tokio::spawn(systemd::watchdog(self.db.clone(), shutdown.clone()));
+        systemd::ready(&self.status_line().render().await);
         self.server.run(shutdown, self.settings.server.shutdown_grace.0).await;
         let _ = gc.await;
+        let _ = watchdog.await;
     }
 }

@@ -1,21 +1,46 @@
 //! Logging: readable text on a terminal, JSON lines with `log.format = "json"`, always on
-//! stderr so stdout stays for command output.
+//! stderr so stdout stays for command output. The level filter can be replaced at run time
+//! (config reload); the format cannot.
 //!
 //! Nothing logs secrets: request lines carry no headers, bodies or query strings, and modules
 //! log ids instead of tokens.
 
-use tracing_subscriber::EnvFilter;
+use std::sync::OnceLock;
+
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Registry, fmt, reload};
 
 use crate::config::{LogFormat, LogSettings};
+
+static FILTER: OnceLock<reload::Handle<EnvFilter, Registry>> = OnceLock::new();
 
 /// Installs the global subscriber. Settings were validated, so the filter parses.
 pub fn init(settings: &LogSettings) {
     let filter = EnvFilter::try_new(&settings.level).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let (filter, handle) = reload::Layer::new(filter);
+    let registry = tracing_subscriber::registry().with(filter);
     let installed = match settings.format {
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).try_init(),
-        LogFormat::Text => builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).try_init(),
+        LogFormat::Json => registry
+            .with(fmt::layer().json().flatten_event(true).with_current_span(false).with_writer(std::io::stderr))
+            .try_init(),
+        LogFormat::Text => registry
+            .with(
+                fmt::layer()
+                    .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                    .with_writer(std::io::stderr),
+            )
+            .try_init(),
     };
     // Already installed (tests build several applications in one process): keep the first.
-    let _ = installed;
+    if installed.is_ok() {
+        let _ = FILTER.set(handle);
+    }
+}
+
+/// Replaces the level filter of the installed subscriber.
+pub fn set_level(level: &str) -> Result<(), String> {
+    let filter = EnvFilter::try_new(level).map_err(|err| err.to_string())?;
+    let handle = FILTER.get().ok_or("logging is not set up")?;
+    handle.reload(filter).map_err(|err| err.to_string())
 }

@@ -15,6 +15,7 @@ mod health;
 mod me;
 mod middleware;
 mod range;
+mod redirect;
 mod security;
 mod share_html;
 mod share_page;
@@ -31,6 +32,7 @@ use poem_openapi::{OpenApiService, Tags};
 
 pub use error::{AllowTable, ErrorBody, code_for_status, error_response};
 pub use middleware::RequestId;
+pub use redirect::to_https;
 
 use crate::auth::Auth;
 use crate::readiness::Readiness;
@@ -72,7 +74,8 @@ pub struct ApiContext {
     pub auth: Arc<Auth>,
     pub files: crate::files::Files,
     pub shares: crate::shares::Shares,
-    pub max_body_size: u64,
+    /// `server.max_body_size`, changed by a reload.
+    pub max_body_size: Arc<std::sync::atomic::AtomicU64>,
     /// `server.public_url`, the base of share links.
     pub public_url: Option<String>,
 }
@@ -122,7 +125,7 @@ pub fn build(context: ApiContext) -> BoxEndpoint<'static, Response> {
     allow.add("/s/{token}", vec!["GET".into(), "POST".into()]);
     allow.add("/s/{token}/download", vec!["GET".into()]);
     let allow = Arc::new(allow);
-    let limit = context.max_body_size;
+    let limit = Arc::clone(&context.max_body_size);
 
     let docs = service.swagger_ui();
     let spec = service.spec_endpoint();
@@ -134,7 +137,10 @@ pub fn build(context: ApiContext) -> BoxEndpoint<'static, Response> {
         .at("/s/:token/download", get(share_page::download).head(share_page::download))
         .data(context.shares.clone())
         .data(Arc::clone(&context.auth))
-        .around(move |endpoint, req| middleware::body_limit(endpoint, req, limit, UPLOAD_ROUTES))
+        .around(move |endpoint, req| {
+            let limit = limit.load(std::sync::atomic::Ordering::Relaxed);
+            middleware::body_limit(endpoint, req, limit, UPLOAD_ROUTES)
+        })
         .around(move |endpoint, req| error::json_errors(endpoint, req, Arc::clone(&allow)))
         .around(middleware::security_headers)
         .around(middleware::request_log)

@@ -4,7 +4,10 @@
 //! The TLS handshake and each request head must arrive within `header_read_timeout`; a
 //! connection on which no byte moves either way for `idle_timeout` is dropped (a stalled
 //! download or a forgotten keep-alive). A request that keeps moving, however slowly, is never
-//! cut off here. On shutdown, requests in flight are allowed to finish.
+//! cut off here. On shutdown, requests in flight are allowed to finish, and so is the first
+//! request of a connection accepted just before: its handshake completes and its request is
+//! awaited (up to `header_read_timeout`) before the connection is asked to close, so a
+//! restart under socket activation refuses nobody who was already let in.
 
 use std::convert::Infallible;
 use std::io;
@@ -130,25 +133,30 @@ pub async fn serve(
     let stream = Tracked { inner: stream, activity: Arc::clone(&activity) };
     match tls {
         Some(acceptor) => {
+            // Bounded by the timeout even during shutdown: an accepted client gets its answer.
             let handshake = tokio::time::timeout(limits.header_read_timeout, acceptor.accept(stream));
-            let tls_stream = tokio::select! {
-                outcome = handshake => match outcome {
-                    Ok(Ok(tls_stream)) => tls_stream,
-                    Ok(Err(err)) => {
-                        tracing::debug!(%peer, error = %err, "TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => {
-                        tracing::debug!(%peer, "TLS handshake timed out");
-                        return;
-                    }
-                },
-                () = shutdown.cancelled() => return,
+            let tls_stream = match handshake.await {
+                Ok(Ok(tls_stream)) => tls_stream,
+                Ok(Err(err)) => {
+                    tracing::debug!(%peer, error = %err, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    return;
+                }
             };
             serve_http(tls_stream, peer, local, true, endpoint, limits, shutdown, &activity).await;
         }
         None => serve_http(stream, peer, local, false, endpoint, limits, shutdown, &activity).await,
     }
+}
+
+/// Completes once shutdown began and the connection has had its first request (or the time
+/// to send one has passed): the moment to ask it to close.
+async fn first_request_or_timeout(shutdown: &CancellationToken, request_seen: &tokio::sync::Notify, wait: Duration) {
+    shutdown.cancelled().await;
+    let _ = tokio::time::timeout(wait, request_seen.notified()).await;
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -165,9 +173,13 @@ async fn serve_http<Io>(
     Io: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let scheme = if secure { http::uri::Scheme::HTTPS } else { http::uri::Scheme::HTTP };
+    // Holds a permit once any request has started on this connection.
+    let request_seen = Arc::new(tokio::sync::Notify::new());
+    let seen = Arc::clone(&request_seen);
     let service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
         let endpoint = Arc::clone(&endpoint);
         let scheme = scheme.clone();
+        seen.notify_one();
         async move {
             let req = (req, LocalAddr(Addr::SocketAddr(local)), RemoteAddr(Addr::SocketAddr(peer)), scheme).into();
             let response: Response = endpoint.get_response(req).await;
@@ -202,7 +214,7 @@ async fn serve_http<Io>(
                 }
                 return;
             }
-            () = shutdown.cancelled(), if !draining => {
+            () = first_request_or_timeout(&shutdown, &request_seen, limits.header_read_timeout), if !draining => {
                 connection.as_mut().graceful_shutdown();
                 draining = true;
             }

@@ -2,14 +2,19 @@
 //!
 //! Connections beyond `server.max_connections` are not accepted until one ends, so they wait
 //! in the kernel's backlog instead of costing memory here. On shutdown the listeners close
-//! first (new connections are refused), then requests in flight get `server.shutdown_grace`
+//! first (new connections are refused, unless the service manager holds the socket, which
+//! then queues them for the next start), then requests in flight get `server.shutdown_grace`
 //! to finish; whatever is still open after that is dropped.
+//!
+//! Each listener has its own TLS setting and endpoint (the API over HTTPS, or a redirect to
+//! it over plain HTTP). Connection limits are read at each accept, so a reload changes them
+//! for new connections.
 
 mod connection;
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use poem::Response;
@@ -26,11 +31,25 @@ pub use connection::ConnectionLimits;
 /// The whole HTTP application, shared by every connection.
 pub type AppEndpoint = Arc<BoxEndpoint<'static, Response>>;
 
+/// Limits shared with the reloader.
+pub type SharedLimits = Arc<RwLock<ConnectionLimits>>;
+
+/// A bound socket and what is served on it.
+pub struct Listener {
+    pub socket: TcpListener,
+    pub tls: Option<Arc<ServerConfig>>,
+    pub endpoint: AppEndpoint,
+}
+
+impl Listener {
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.socket.local_addr().ok()
+    }
+}
+
 pub struct HttpServer {
-    listeners: Vec<TcpListener>,
-    tls: Option<TlsAcceptor>,
-    endpoint: AppEndpoint,
-    limits: ConnectionLimits,
+    listeners: Vec<Listener>,
+    limits: SharedLimits,
     max_connections: usize,
 }
 
@@ -47,18 +66,12 @@ pub async fn bind_all(addrs: &[SocketAddr]) -> io::Result<Vec<TcpListener>> {
 }
 
 impl HttpServer {
-    pub fn new(
-        listeners: Vec<TcpListener>,
-        tls: Option<Arc<ServerConfig>>,
-        endpoint: AppEndpoint,
-        limits: ConnectionLimits,
-        max_connections: usize,
-    ) -> Self {
-        Self { listeners, tls: tls.map(TlsAcceptor::from), endpoint, limits, max_connections }
+    pub fn new(listeners: Vec<Listener>, limits: SharedLimits, max_connections: usize) -> Self {
+        Self { listeners, limits, max_connections }
     }
 
-    pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.listeners.iter().filter_map(|listener| listener.local_addr().ok()).collect()
+    pub fn listeners(&self) -> &[Listener] {
+        &self.listeners
     }
 
     /// Serves until `shutdown` is cancelled, then drains for at most `grace`.
@@ -68,9 +81,7 @@ impl HttpServer {
         for listener in self.listeners {
             tracker.spawn(accept_loop(
                 listener,
-                self.tls.clone(),
-                Arc::clone(&self.endpoint),
-                self.limits,
+                Arc::clone(&self.limits),
                 Arc::clone(&permits),
                 shutdown.clone(),
                 tracker.clone(),
@@ -88,10 +99,8 @@ impl HttpServer {
 }
 
 async fn accept_loop(
-    listener: TcpListener,
-    tls: Option<TlsAcceptor>,
-    endpoint: AppEndpoint,
-    limits: ConnectionLimits,
+    Listener { socket: listener, tls, endpoint }: Listener,
+    limits: SharedLimits,
     permits: Arc<Semaphore>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
@@ -99,6 +108,7 @@ async fn accept_loop(
     let Ok(local) = listener.local_addr() else {
         return;
     };
+    let tls = tls.map(TlsAcceptor::from);
     loop {
         let permit = tokio::select! {
             permit = Arc::clone(&permits).acquire_owned() => match permit {
@@ -120,6 +130,7 @@ async fn accept_loop(
             () = shutdown.cancelled() => break,
         };
         let _ = stream.set_nodelay(true);
+        let limits = limits.read().map(|limits| *limits).unwrap_or_else(|poisoned| *poisoned.into_inner());
         let connection =
             connection::serve(stream, peer, local, tls.clone(), Arc::clone(&endpoint), limits, shutdown.clone());
         tracker.spawn(async move {

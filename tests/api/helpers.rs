@@ -89,6 +89,12 @@ pub struct Options {
     /// Run the server in a private mount namespace with its state dir on a tmpfs this many
     /// MiB large (a small disk that can fill up).
     pub tmpfs_mib: Option<u32>,
+    /// A listening socket the test owns (as `coffer.socket` would), passed to the server
+    /// through `systemd-socket-activate --fdname=https`.
+    pub passed_socket: Option<Arc<std::net::TcpListener>>,
+    /// A command that runs the server binary (given as its next argument), such as a
+    /// sandbox.
+    pub wrapper: Vec<String>,
 }
 
 pub struct TestApp {
@@ -238,6 +244,24 @@ pub fn start(options: Options) -> Result<TestApp, (ExitStatus, String)> {
         command.arg(format!("mount -t tmpfs -o size={mib}m coffer-test \"$1\" && exec \"$2\" serve --config \"$3\""));
         command.arg("sh").arg(&state_dir).arg(BIN).arg(&config);
         command
+    } else if let Some(socket) = &options.passed_socket {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::process::CommandExt;
+        let mut command = Command::new("sh");
+        command.args(["-c", "LISTEN_PID=$$ exec systemd-socket-activate --fdname=https \"$@\"", "sh", BIN]);
+        command.env("LISTEN_FDS", "1");
+        let fd = socket.as_raw_fd();
+        // SAFETY: only async-signal-safe calls between fork and exec: dup2 clears FD_CLOEXEC
+        // on the copy, which becomes the first passed descriptor (3).
+        unsafe {
+            command
+                .pre_exec(move || if libc::dup2(fd, 3) == 3 { Ok(()) } else { Err(std::io::Error::last_os_error()) });
+        }
+        command
+    } else if let Some((program, args)) = options.wrapper.split_first() {
+        let mut command = Command::new(program);
+        command.args(args).arg(BIN);
+        command
     } else if options.obey_permissions && is_root() {
         let mut command = Command::new("setpriv");
         command.args(["--bounding-set=-dac_override,-dac_read_search", "--"]).arg(BIN);
@@ -252,6 +276,10 @@ pub fn start(options: Options) -> Result<TestApp, (ExitStatus, String)> {
     let mut child = command.spawn().expect("coffer starts");
     let logs = Logs::default();
     logs.collect(child.stderr.take().unwrap());
+    if let Some(socket) = &options.passed_socket {
+        // systemd-socket-activate starts the server at the first connection: make one.
+        drop(std::net::TcpStream::connect(socket.local_addr().unwrap()));
+    }
     let Some(listening) = logs.wait_for_message("listening") else {
         let _ = child.kill();
         let status = child.wait().unwrap();

@@ -17,6 +17,7 @@ mod http;
 mod share_links;
 mod shares;
 mod shutdown;
+mod systemd;
 mod throttling;
 mod tls;
 mod users;

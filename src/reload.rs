@@ -1,0 +1,165 @@
+//! Applying a new configuration to the running server (SIGHUP, `systemctl reload`).
+//!
+//! The new settings were loaded and validated by the caller; everything that can fail (the
+//! certificate files) is prepared before anything changes, so a reload applies fully or not at
+//! all. Live: `log.level`, `server.max_body_size`, `server.header_read_timeout`,
+//! `server.idle_timeout`, `server.max_header_size` (for new connections) and, in files mode,
+//! the certificate and key (read again on every reload, so renewed files at the same paths are
+//! picked up). Every other changed key is named in the log as needing a restart; the running
+//! value stays.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
+
+use crate::config::{Settings, TlsMode};
+use crate::server::{ConnectionLimits, SharedLimits};
+use crate::tls::{self, CertResolver};
+
+/// Keys whose new value takes effect without a restart.
+const LIVE_KEYS: &[&str] = &[
+    "log.level",
+    "server.max_body_size",
+    "server.header_read_timeout",
+    "server.idle_timeout",
+    "server.max_header_size",
+    "tls.cert_file",
+    "tls.key_file",
+];
+
+pub struct Reloader {
+    current: Mutex<Settings>,
+    limits: SharedLimits,
+    max_body_size: Arc<AtomicU64>,
+    resolver: Option<Arc<CertResolver>>,
+}
+
+/// What a reload did.
+#[derive(Debug, Default)]
+pub struct ReloadOutcome {
+    /// Changed keys now in effect.
+    pub applied: Vec<String>,
+    /// Changed keys that keep their running value until a restart.
+    pub needs_restart: Vec<String>,
+    /// Whether the certificate was read again.
+    pub certificate_reloaded: bool,
+}
+
+pub fn connection_limits(settings: &Settings) -> ConnectionLimits {
+    ConnectionLimits {
+        header_read_timeout: settings.server.header_read_timeout.0,
+        idle_timeout: settings.server.idle_timeout.0,
+        max_header_size: usize::try_from(settings.server.max_header_size.0).unwrap_or(usize::MAX),
+    }
+}
+
+/// Dotted keys with their values, for comparing two settings.
+fn flatten(prefix: &str, value: &serde_json::Value, out: &mut BTreeMap<String, serde_json::Value>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, inner) in map {
+                let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+                flatten(&path, inner, out);
+            }
+        }
+        other => {
+            out.insert(prefix.to_owned(), other.clone());
+        }
+    }
+}
+
+/// The keys whose values differ, sorted.
+pub fn changed_keys(old: &Settings, new: &Settings) -> Vec<String> {
+    let (mut before, mut after) = (BTreeMap::new(), BTreeMap::new());
+    flatten("", &serde_json::to_value(old).unwrap_or_default(), &mut before);
+    flatten("", &serde_json::to_value(new).unwrap_or_default(), &mut after);
+    let mut keys: Vec<String> = before.keys().chain(after.keys()).cloned().collect();
+    keys.sort();
+    keys.dedup();
+    keys.retain(|key| before.get(key) != after.get(key));
+    keys
+}
+
+impl Reloader {
+    pub fn new(
+        settings: Settings,
+        limits: SharedLimits,
+        max_body_size: Arc<AtomicU64>,
+        resolver: Option<Arc<CertResolver>>,
+    ) -> Self {
+        Self { current: Mutex::new(settings), limits, max_body_size, resolver }
+    }
+
+    pub async fn apply(&self, new: Settings) -> anyhow::Result<ReloadOutcome> {
+        let old = self.current.lock().map(|current| current.clone()).unwrap_or_else(|p| p.into_inner().clone());
+        let changed = changed_keys(&old, &new);
+        let tls_mode_changed = changed.iter().any(|key| key == "tls.mode");
+        let (mut applied, mut needs_restart): (Vec<String>, Vec<String>) =
+            changed.into_iter().partition(|key| LIVE_KEYS.contains(&key.as_str()) && !key.starts_with("tls."));
+
+        // Prepare: the certificate pair must load before anything changes.
+        let mut certificate = None;
+        if old.tls.mode == TlsMode::Files && !tls_mode_changed {
+            if let (Some(cert), Some(key)) = (new.tls.cert_file.clone(), new.tls.key_file.clone()) {
+                let loaded = tokio::task::spawn_blocking(move || tls::load_pem_pair(&cert, &key))
+                    .await
+                    .context("the certificate loader panicked")?
+                    .context("the new certificate files are unusable; the running certificate stays")?;
+                certificate = Some(loaded);
+            }
+            let (tls_live, tls_rest): (Vec<String>, Vec<String>) =
+                needs_restart.into_iter().partition(|key| key == "tls.cert_file" || key == "tls.key_file");
+            applied.extend(tls_live);
+            needs_restart = tls_rest;
+        }
+
+        // Commit.
+        crate::telemetry::set_level(&new.log.level).map_err(anyhow::Error::msg).context("log.level")?;
+        if let Ok(mut limits) = self.limits.write() {
+            *limits = connection_limits(&new);
+        }
+        self.max_body_size.store(new.server.max_body_size.0, Ordering::Relaxed);
+        let certificate_reloaded = match (certificate, &self.resolver) {
+            (Some(certificate), Some(resolver)) => {
+                resolver.set(certificate);
+                true
+            }
+            _ => false,
+        };
+        // Keys needing a restart keep their running values, so the next reload names them again.
+        let mut stored = old;
+        stored.log.level = new.log.level;
+        stored.server.max_body_size = new.server.max_body_size;
+        stored.server.header_read_timeout = new.server.header_read_timeout;
+        stored.server.idle_timeout = new.server.idle_timeout;
+        stored.server.max_header_size = new.server.max_header_size;
+        if certificate_reloaded {
+            stored.tls.cert_file = new.tls.cert_file;
+            stored.tls.key_file = new.tls.key_file;
+        }
+        if let Ok(mut current) = self.current.lock() {
+            *current = stored;
+        }
+        applied.sort();
+        needs_restart.sort();
+        Ok(ReloadOutcome { applied, needs_restart, certificate_reloaded })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changed_keys_are_dotted_and_sorted() {
+        let old = Settings::default();
+        let mut new = old.clone();
+        new.log.level = "debug".into();
+        new.storage.max_file_size.0 = 5;
+        new.server.listen.push("127.0.0.1:9000".parse().unwrap());
+        assert_eq!(changed_keys(&old, &new), vec!["log.level", "server.listen", "storage.max_file_size"]);
+        assert!(changed_keys(&old, &old).is_empty());
+    }
+}
