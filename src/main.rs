@@ -49,6 +49,9 @@ enum Command {
     },
     /// Print the version.
     Version,
+    /// Print the manual page (roff), for packaging.
+    #[command(hide = true)]
+    Manpage,
 }
 
 #[derive(clap::Args)]
@@ -72,6 +75,16 @@ fn load_settings(explicit: Option<&Path>) -> Result<(Option<PathBuf>, Settings),
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Manpage => {
+            let page = clap_mangen::Man::new(<Cli as clap::CommandFactory>::command());
+            match page.render(&mut std::io::stdout()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => {
+                    eprintln!("coffer: {err}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Version => {
             println!("coffer {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
