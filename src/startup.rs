@@ -327,6 +327,14 @@ impl Application {
             shutdown.clone(),
         ));
         let watchdog = tokio::spawn(systemd::watchdog(self.db.clone(), shutdown.clone()));
+        if let (TlsMode::Files, Some(cert), Some(key), Some(resolver)) =
+            (self.settings.tls.mode, &self.settings.tls.cert_file, &self.settings.tls.key_file, &self.resolver)
+        {
+            let (cert, key, resolver) = (cert.clone(), key.clone(), Arc::clone(resolver));
+            if let Err(err) = tls::watch_pair(cert, key, resolver, shutdown.clone()) {
+                tracing::warn!(error = %err, "cannot watch the certificate files; reload (SIGHUP) picks up changes");
+            }
+        }
         systemd::ready(&self.status_line().render().await);
         self.server.run(shutdown, self.settings.server.shutdown_grace.0).await;
         let _ = gc.await;

@@ -6,6 +6,7 @@
 
 mod files;
 mod self_signed;
+mod watch;
 
 use std::sync::{Arc, RwLock};
 
@@ -17,6 +18,7 @@ use time::OffsetDateTime;
 
 pub use files::load_pem_pair;
 pub use self_signed::ensure_self_signed;
+pub use watch::watch_pair;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {

@@ -160,3 +160,39 @@ async fn files_mode_refuses_a_key_that_does_not_fit_the_certificate() {
     assert!(log.contains("does not fit certificate"), "{log}");
     assert!(log.contains(&other_key.display().to_string()), "{log}");
 }
+
+#[tokio::test]
+async fn files_mode_serves_renewed_files_and_keeps_the_running_pair_when_they_break() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = write_pair(dir.path(), &["127.0.0.1"]);
+    let toml = format!(
+        "[tls]\nmode = \"files\"\ncert_file = {:?}\nkey_file = {:?}\n",
+        cert.display().to_string(),
+        key.display().to_string()
+    );
+    let app = spawn_app(Options { toml, ..Options::default() });
+    let health = app.url("/api/v1/health");
+    assert_eq!(client_trusting(Some(&cert)).get(&health).send().await.unwrap().status(), 200);
+    let trusted_old = dir.path().join("old-trust.crt");
+    std::fs::copy(&cert, &trusted_old).unwrap();
+
+    // A renewal tool writes new files elsewhere and renames them into place.
+    let staging = tempfile::tempdir_in(dir.path()).unwrap();
+    let (new_cert, new_key) = write_pair(staging.path(), &["127.0.0.1", "renewed.test"]);
+    let trusted_new = dir.path().join("renewed-trust.crt");
+    std::fs::copy(&new_cert, &trusted_new).unwrap();
+    std::fs::rename(&new_key, &key).unwrap();
+    std::fs::rename(&new_cert, &cert).unwrap();
+    app.logs.wait_for_message("certificate files changed: serving the new certificate").expect("picked up");
+    assert_eq!(client_trusting(Some(&trusted_new)).get(&health).send().await.unwrap().status(), 200);
+    assert!(client_trusting(Some(&trusted_old)).get(&health).send().await.is_err(), "the old one is gone");
+
+    // A broken file is rejected; the running certificate stays, for the watcher and SIGHUP.
+    std::fs::write(&cert, "-----BEGIN CERTIFICATE-----\nnot base64\n").unwrap();
+    app.logs
+        .wait_for_message("the changed certificate files are unusable; the running certificate stays")
+        .expect("rejected");
+    rustix::process::kill_process(app.pid(), rustix::process::Signal::HUP).unwrap();
+    app.logs.wait_for_message("configuration rejected; the running configuration stays").expect("reload rejected");
+    assert_eq!(client_trusting(Some(&trusted_new)).get(&health).send().await.unwrap().status(), 200);
+}
