@@ -3,6 +3,7 @@
 //! `startup` builds the application from `config::Settings`; `api` is the HTTP layer over the
 //! plain modules (`db`, `tls`, `readiness`, `state_dir`); `server` owns connections.
 
+pub mod acme;
 pub mod api;
 pub mod auth;
 pub mod cli;

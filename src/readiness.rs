@@ -3,14 +3,15 @@
 //! Each check runs its blocking part off the async workers and says plainly what is wrong, so
 //! the 503 from `/api/v1/ready` tells an admin where to look.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
+use crate::acme::CertificateState;
 use crate::db::Db;
 use crate::state_dir::StateDir;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CheckResult {
-    /// Stable name: `database`, `state_dir_writable`, `disk_space`.
+    /// Stable name: `database`, `state_dir_writable`, `disk_space`, `certificate` (ACME).
     pub name: &'static str,
     pub ok: bool,
     pub detail: String,
@@ -20,16 +21,41 @@ pub struct Readiness {
     db: Db,
     state_dir: StateDir,
     disk_reserve: u64,
+    certificate: Option<Arc<RwLock<CertificateState>>>,
 }
 
 impl Readiness {
-    pub fn new(db: Db, state_dir: StateDir, disk_reserve: u64) -> Arc<Self> {
-        Arc::new(Self { db, state_dir, disk_reserve })
+    pub fn new(
+        db: Db,
+        state_dir: StateDir,
+        disk_reserve: u64,
+        certificate: Option<Arc<RwLock<CertificateState>>>,
+    ) -> Arc<Self> {
+        Arc::new(Self { db, state_dir, disk_reserve, certificate })
     }
 
     pub async fn check(&self) -> Vec<CheckResult> {
         let (database, writable, disk) = tokio::join!(self.database(), self.writable(), self.disk_space());
-        vec![database, writable, disk]
+        let mut checks = vec![database, writable, disk];
+        checks.extend(self.certificate());
+        checks
+    }
+
+    /// With ACME: ready once a certificate is served; the detail says how long it lasts and
+    /// the last renewal error, if any.
+    fn certificate(&self) -> Option<CheckResult> {
+        let state = self.certificate.as_ref()?.read().map(|state| state.clone()).unwrap_or_default();
+        let error = state.last_error.as_deref().map(|error| format!("; last error: {error}")).unwrap_or_default();
+        Some(match state.days_left() {
+            Some(days) => {
+                CheckResult { name: "certificate", ok: true, detail: format!("valid {days} more days{error}") }
+            }
+            None => CheckResult {
+                name: "certificate",
+                ok: false,
+                detail: format!("no certificate yet: obtaining one from the ACME CA{error}"),
+            },
+        })
     }
 
     async fn database(&self) -> CheckResult {

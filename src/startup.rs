@@ -11,6 +11,7 @@ use std::sync::{Arc, RwLock};
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
+use crate::acme::{AcmeManager, Http01Answers};
 use crate::api::{self, ApiContext};
 use crate::auth::password::{HashParams, PasswordHasherPool};
 use crate::auth::throttle::ThrottlePolicy;
@@ -36,6 +37,7 @@ pub struct Application {
     db: Db,
     resolver: Option<Arc<CertResolver>>,
     reloader: Arc<Reloader>,
+    acme: Option<Arc<AcmeManager>>,
 }
 
 async fn blocking<T: Send + 'static>(work: impl FnOnce() -> anyhow::Result<T> + Send + 'static) -> anyhow::Result<T> {
@@ -165,7 +167,10 @@ async fn listen_sockets(settings: &Settings) -> anyhow::Result<Vec<(SocketRole, 
     let passed = systemd::passed_sockets().context("cannot use the sockets passed by the service manager")?;
     if passed.is_empty() {
         let bound = server::bind_all(&settings.server.listen).await?;
-        return Ok(bound.into_iter().map(|socket| (SocketRole::Application, socket)).collect());
+        let mut sockets: Vec<_> = bound.into_iter().map(|socket| (SocketRole::Application, socket)).collect();
+        let plain = server::bind_all(&settings.server.http_listen).await?;
+        sockets.extend(plain.into_iter().map(|socket| (SocketRole::RedirectToHttps, socket)));
+        return Ok(sockets);
     }
     let tls_off = settings.tls.mode == TlsMode::Off;
     let mut sockets = Vec::new();
@@ -242,10 +247,21 @@ impl Application {
             None => None,
         };
 
+        let http01 = Arc::new(Http01Answers::default());
+        let acme = match (&resolver, settings.tls.mode) {
+            (Some(resolver), TlsMode::Acme) => {
+                let dir = state_dir.root().join("acme");
+                let (acme, domains) = (settings.acme.clone(), settings.tls.domains.clone());
+                let manager = AcmeManager::start(acme, domains, dir, Arc::clone(resolver), Arc::clone(&http01));
+                Some(manager.await.context("ACME (tls.mode = \"acme\")")?)
+            }
+            _ => None,
+        };
         let sockets = listen_sockets(&settings).await?;
         let files = prepare_files(&settings, &db, &state_dir).await?;
         let shares = build_shares(&settings, &db, &files, &auth, &state_dir).await?;
-        let readiness = Readiness::new(db.clone(), state_dir, settings.storage.disk_reserve.0);
+        let certificate = acme.as_ref().map(|acme| acme.state());
+        let readiness = Readiness::new(db.clone(), state_dir, settings.storage.disk_reserve.0, certificate);
         let max_body_size = Arc::new(AtomicU64::new(settings.server.max_body_size.0));
         let public_url = settings.server.public_url.as_ref().map(|url| url.trim_end_matches('/').to_owned());
         let endpoint: AppEndpoint = Arc::new(api::build(ApiContext {
@@ -261,7 +277,7 @@ impl Application {
             .filter(|(role, _)| *role == SocketRole::Application)
             .find_map(|(_, socket)| socket.local_addr().ok())
             .map_or(443, |addr| addr.port());
-        let redirect: AppEndpoint = Arc::new(api::to_https(public_url, https_port));
+        let redirect: AppEndpoint = Arc::new(api::to_https(public_url, https_port, http01));
         let listeners = sockets
             .into_iter()
             .map(|(role, socket)| match role {
@@ -274,7 +290,7 @@ impl Application {
         let limits = Arc::new(RwLock::new(reload::connection_limits(&settings)));
         let server = HttpServer::new(listeners, Arc::clone(&limits), settings.server.max_connections);
         let reloader = Arc::new(Reloader::new(settings.clone(), limits, max_body_size, resolver.clone()));
-        Ok(Self { server, settings, files, db, resolver, reloader })
+        Ok(Self { server, settings, files, db, resolver, reloader, acme })
     }
 
     /// Whether a listener serves the application (not the redirect to HTTPS).
@@ -327,6 +343,7 @@ impl Application {
             shutdown.clone(),
         ));
         let watchdog = tokio::spawn(systemd::watchdog(self.db.clone(), shutdown.clone()));
+        let acme = self.acme.clone().map(|acme| tokio::spawn(acme.run(shutdown.clone())));
         if let (TlsMode::Files, Some(cert), Some(key), Some(resolver)) =
             (self.settings.tls.mode, &self.settings.tls.cert_file, &self.settings.tls.key_file, &self.resolver)
         {
@@ -339,5 +356,8 @@ impl Application {
         self.server.run(shutdown, self.settings.server.shutdown_grace.0).await;
         let _ = gc.await;
         let _ = watchdog.await;
+        if let Some(acme) = acme {
+            let _ = acme.await;
+        }
     }
 }

@@ -1,9 +1,14 @@
-//! The plain-HTTP listener's only answer: a 308 to the same path over HTTPS, so a browser
-//! typing the bare domain lands on the real site and no request is ever served unencrypted.
+//! The plain-HTTP listener: ACME HTTP-01 answers at `/.well-known/acme-challenge/<token>`,
+//! and for everything else a 308 to the same path over HTTPS, so a browser typing the bare
+//! domain lands on the real site and no request is ever served unencrypted.
+
+use std::sync::Arc;
 
 use poem::endpoint::BoxEndpoint;
 use poem::http::{StatusCode, header};
 use poem::{EndpointExt, Request, Response};
+
+use crate::acme::Http01Answers;
 
 fn location(req: &Request, public_url: Option<&str>, https_port: u16) -> Option<String> {
     let path = req.uri().path_and_query().map_or("/", |path| path.as_str());
@@ -27,12 +32,26 @@ fn location(req: &Request, public_url: Option<&str>, https_port: u16) -> Option<
     Some(format!("https://{name}{port}{path}"))
 }
 
-pub fn to_https(public_url: Option<String>, https_port: u16) -> BoxEndpoint<'static, Response> {
-    poem::endpoint::make_sync(move |req: Request| match location(&req, public_url.as_deref(), https_port) {
-        Some(target) => {
-            Response::builder().status(StatusCode::PERMANENT_REDIRECT).header(header::LOCATION, target).finish()
+const CHALLENGE_PATH: &str = "/.well-known/acme-challenge/";
+
+pub fn to_https(
+    public_url: Option<String>,
+    https_port: u16,
+    http01: Arc<Http01Answers>,
+) -> BoxEndpoint<'static, Response> {
+    poem::endpoint::make_sync(move |req: Request| {
+        if let Some(token) = req.uri().path().strip_prefix(CHALLENGE_PATH) {
+            return match http01.get(token) {
+                Some(answer) => Response::builder().content_type("text/plain").body(answer),
+                None => super::error_response(StatusCode::NOT_FOUND, "not_found", "no such challenge", None),
+            };
         }
-        None => super::error_response(StatusCode::BAD_REQUEST, "bad_request", "a Host header is needed", None),
+        match location(&req, public_url.as_deref(), https_port) {
+            Some(target) => {
+                Response::builder().status(StatusCode::PERMANENT_REDIRECT).header(header::LOCATION, target).finish()
+            }
+            None => super::error_response(StatusCode::BAD_REQUEST, "bad_request", "a Host header is needed", None),
+        }
     })
     .boxed()
 }

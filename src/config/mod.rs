@@ -34,6 +34,7 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub auth: AuthSettings,
     pub shares: ShareSettings,
+    pub acme: AcmeSettings,
     pub log: LogSettings,
 }
 
@@ -42,6 +43,8 @@ pub struct Settings {
 pub struct ServerSettings {
     /// Addresses to listen on; port 0 picks a free port (the log says which).
     pub listen: Vec<SocketAddr>,
+    /// Plain-HTTP addresses (port 80) that redirect to HTTPS and answer ACME HTTP-01.
+    pub http_listen: Vec<SocketAddr>,
     /// How long in-flight requests may run after SIGTERM/SIGINT before the process exits.
     pub shutdown_grace: HumanDuration,
     /// A client must finish the TLS handshake, and then each request's headers, within this.
@@ -64,6 +67,7 @@ impl Default for ServerSettings {
     fn default() -> Self {
         Self {
             listen: vec![SocketAddr::from(([127, 0, 0, 1], 8443))],
+            http_listen: Vec::new(),
             shutdown_grace: HumanDuration(std::time::Duration::from_secs(30)),
             header_read_timeout: HumanDuration(std::time::Duration::from_secs(10)),
             idle_timeout: HumanDuration(std::time::Duration::from_secs(120)),
@@ -84,6 +88,8 @@ pub enum TlsMode {
     Files,
     /// Plain HTTP, for loopback or behind a reverse proxy.
     Off,
+    /// Certificates for `tls.domains` from an ACME CA (Let's Encrypt by default).
+    Acme,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -98,6 +104,8 @@ pub struct TlsSettings {
     pub key_file: Option<PathBuf>,
     /// DNS names and IP addresses the self-signed certificate is valid for.
     pub self_signed_names: Vec<String>,
+    /// The domains the ACME certificate is for (mode "acme").
+    pub domains: Vec<String>,
 }
 
 impl Default for TlsSettings {
@@ -107,6 +115,7 @@ impl Default for TlsSettings {
             cert_file: None,
             key_file: None,
             self_signed_names: vec!["localhost".into(), "127.0.0.1".into(), "::1".into()],
+            domains: Vec::new(),
         }
     }
 }
@@ -188,6 +197,46 @@ impl Default for AuthSettings {
             max_concurrent_hashes: 4,
             login_free_failures: 5,
             login_max_delay: HumanDuration(std::time::Duration::from_secs(15 * 60)),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AcmeChallenge {
+    /// Answered on the HTTPS listener itself.
+    #[serde(rename = "tls-alpn-01")]
+    TlsAlpn01,
+    /// Answered by the plain-HTTP listener (port 80).
+    #[serde(rename = "http-01")]
+    Http01,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AcmeSettings {
+    /// The CA's ACME directory.
+    pub directory_url: String,
+    /// Contact addresses for the CA, like `mailto:admin@example.org`.
+    pub contact: Vec<String>,
+    /// An extra trusted root (PEM) for reaching the CA, for private CAs and tests.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_root: Option<PathBuf>,
+    pub challenge: AcmeChallenge,
+    /// First wait after a failed order; each further failure doubles it, up to 6 hours.
+    pub retry_after: HumanDuration,
+}
+
+/// Let's Encrypt's production directory.
+pub const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
+
+impl Default for AcmeSettings {
+    fn default() -> Self {
+        Self {
+            directory_url: LETS_ENCRYPT.into(),
+            contact: Vec::new(),
+            ca_root: None,
+            challenge: AcmeChallenge::TlsAlpn01,
+            retry_after: HumanDuration(std::time::Duration::from_secs(60)),
         }
     }
 }
@@ -343,6 +392,9 @@ impl Settings {
             problems.push(
                 "keys `tls.cert_file` and `tls.key_file`: both are required when `tls.mode` is \"files\"".to_owned(),
             );
+        }
+        if self.tls.mode == TlsMode::Acme && self.tls.domains.is_empty() {
+            problems.push("key `tls.domains`: at least one domain is needed when `tls.mode` is \"acme\"".to_owned());
         }
         if self.tls.mode == TlsMode::SelfSigned && self.tls.self_signed_names.is_empty() {
             problems.push("key `tls.self_signed_names`: at least one name is needed".to_owned());

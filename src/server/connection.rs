@@ -136,6 +136,11 @@ pub async fn serve(
             // Bounded by the timeout even during shutdown: an accepted client gets its answer.
             let handshake = tokio::time::timeout(limits.header_read_timeout, acceptor.accept(stream));
             let tls_stream = match handshake.await {
+                // A TLS-ALPN-01 validation only needs the handshake: no HTTP follows.
+                Ok(Ok(tls_stream)) if tls_stream.get_ref().1.alpn_protocol() == Some(crate::tls::ACME_TLS_ALPN) => {
+                    tracing::debug!(%peer, "answered an ACME TLS-ALPN-01 validation");
+                    return;
+                }
                 Ok(Ok(tls_stream)) => tls_stream,
                 Ok(Err(err)) => {
                     tracing::debug!(%peer, error = %err, "TLS handshake failed");

@@ -40,6 +40,7 @@ pub fn crypto_provider() -> Arc<CryptoProvider> {
 /// What an admin wants to know about the certificate being served.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CertSummary {
+    pub not_before: OffsetDateTime,
     pub not_after: OffsetDateTime,
     pub names: Vec<String>,
 }
@@ -48,6 +49,7 @@ pub struct CertSummary {
 pub fn summarize(der: &[u8]) -> Result<CertSummary, String> {
     use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
     let (_, cert) = X509Certificate::from_der(der).map_err(|err| format!("not a valid certificate: {err}"))?;
+    let not_before = cert.validity().not_before.to_datetime();
     let not_after = cert.validity().not_after.to_datetime();
     let mut names = Vec::new();
     if let Ok(Some(san)) = cert.subject_alternative_name() {
@@ -65,18 +67,35 @@ pub fn summarize(der: &[u8]) -> Result<CertSummary, String> {
             }
         }
     }
-    Ok(CertSummary { not_after, names })
+    Ok(CertSummary { not_before, not_after, names })
 }
 
-/// Serves whichever certificate was stored last.
+/// The ALPN protocol of ACME's TLS-ALPN-01 challenge (RFC 8737).
+pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
+
+/// Serves whichever certificate was stored last, and, to a client asking for `acme-tls/1`,
+/// the challenge certificate for the name it asks about.
 #[derive(Debug, Default)]
 pub struct CertResolver {
     current: RwLock<Option<Arc<CertifiedKey>>>,
+    challenges: RwLock<std::collections::HashMap<String, Arc<CertifiedKey>>>,
 }
 
 impl CertResolver {
     pub fn new(key: CertifiedKey) -> Self {
-        Self { current: RwLock::new(Some(Arc::new(key))) }
+        Self { current: RwLock::new(Some(Arc::new(key))), challenges: RwLock::default() }
+    }
+
+    pub fn set_challenge(&self, domain: &str, key: CertifiedKey) {
+        if let Ok(mut challenges) = self.challenges.write() {
+            challenges.insert(domain.to_ascii_lowercase(), Arc::new(key));
+        }
+    }
+
+    pub fn clear_challenges(&self) {
+        if let Ok(mut challenges) = self.challenges.write() {
+            challenges.clear();
+        }
     }
 
     /// Replaces the served certificate; handshakes already done keep theirs.
@@ -92,7 +111,12 @@ impl CertResolver {
 }
 
 impl ResolvesServerCert for CertResolver {
-    fn resolve(&self, _client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+    fn resolve(&self, client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let wants_challenge = client_hello.alpn().is_some_and(|mut protocols| protocols.any(|p| p == ACME_TLS_ALPN));
+        if wants_challenge {
+            let name = client_hello.server_name()?.to_ascii_lowercase();
+            return self.challenges.read().ok()?.get(&name).cloned();
+        }
         self.current()
     }
 }
@@ -103,6 +127,6 @@ pub fn server_config(resolver: Arc<CertResolver>) -> Result<Arc<ServerConfig>, r
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
         .with_no_client_auth()
         .with_cert_resolver(resolver);
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec(), ACME_TLS_ALPN.to_vec()];
     Ok(Arc::new(config))
 }

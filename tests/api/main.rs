@@ -3,6 +3,7 @@
 
 mod access_tokens;
 mod accounts;
+mod acme;
 mod auth;
 mod cli;
 mod config;
