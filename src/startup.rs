@@ -37,7 +37,8 @@ pub struct Application {
     db: Db,
     resolver: Option<Arc<CertResolver>>,
     reloader: Arc<Reloader>,
-    acme: Option<Arc<AcmeManager>>,
+    acme: Option<tokio::task::JoinHandle<()>>,
+    acme_stop: CancellationToken,
 }
 
 async fn blocking<T: Send + 'static>(work: impl FnOnce() -> anyhow::Result<T> + Send + 'static) -> anyhow::Result<T> {
@@ -227,7 +228,6 @@ impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let state_dir = StateDir::new(&settings.storage.state_dir);
         let (db, auth) = open_accounts(&settings).await?;
-        auth::ensure_initial_admin(&db, auth.hasher(), &state_dir.initial_admin_password()).await?;
 
         let resolver = match settings.tls.mode {
             TlsMode::Off => None,
@@ -258,9 +258,14 @@ impl Application {
             _ => None,
         };
         let sockets = listen_sockets(&settings).await?;
+        // The certificate order starts as soon as the sockets exist (validation connections
+        // wait in the backlog until serving starts); the rest of startup overlaps with it.
+        let acme_stop = CancellationToken::new();
+        let certificate = acme.as_ref().map(|acme| acme.state());
+        let acme = acme.map(|acme| tokio::spawn(acme.run(acme_stop.clone())));
+        auth::ensure_initial_admin(&db, auth.hasher(), &state_dir.initial_admin_password()).await?;
         let files = prepare_files(&settings, &db, &state_dir).await?;
         let shares = build_shares(&settings, &db, &files, &auth, &state_dir).await?;
-        let certificate = acme.as_ref().map(|acme| acme.state());
         let readiness = Readiness::new(db.clone(), state_dir, settings.storage.disk_reserve.0, certificate);
         let max_body_size = Arc::new(AtomicU64::new(settings.server.max_body_size.0));
         let public_url = settings.server.public_url.as_ref().map(|url| url.trim_end_matches('/').to_owned());
@@ -290,7 +295,7 @@ impl Application {
         let limits = Arc::new(RwLock::new(reload::connection_limits(&settings)));
         let server = HttpServer::new(listeners, Arc::clone(&limits), settings.server.max_connections);
         let reloader = Arc::new(Reloader::new(settings.clone(), limits, max_body_size, resolver.clone()));
-        Ok(Self { server, settings, files, db, resolver, reloader, acme })
+        Ok(Self { server, settings, files, db, resolver, reloader, acme, acme_stop })
     }
 
     /// Whether a listener serves the application (not the redirect to HTTPS).
@@ -343,7 +348,12 @@ impl Application {
             shutdown.clone(),
         ));
         let watchdog = tokio::spawn(systemd::watchdog(self.db.clone(), shutdown.clone()));
-        let acme = self.acme.clone().map(|acme| tokio::spawn(acme.run(shutdown.clone())));
+        let acme_stop = self.acme_stop.clone();
+        let stop_acme = shutdown.clone();
+        tokio::spawn(async move {
+            stop_acme.cancelled().await;
+            acme_stop.cancel();
+        });
         if let (TlsMode::Files, Some(cert), Some(key), Some(resolver)) =
             (self.settings.tls.mode, &self.settings.tls.cert_file, &self.settings.tls.key_file, &self.resolver)
         {
@@ -356,7 +366,7 @@ impl Application {
         self.server.run(shutdown, self.settings.server.shutdown_grace.0).await;
         let _ = gc.await;
         let _ = watchdog.await;
-        if let Some(acme) = acme {
+        if let Some(acme) = self.acme {
             let _ = acme.await;
         }
     }

@@ -124,7 +124,9 @@ pub async fn obtain(
             }
             challenge.set_ready().await.map_err(|err| anyhow::anyhow!("challenge: {err}"))?;
         }
-        let retries = RetryPolicy::new().initial_delay(Duration::from_millis(100)).timeout(Duration::from_secs(90));
+        // Validation takes from milliseconds (a nearby CA) to seconds: poll soon, then back off.
+        let retries =
+            RetryPolicy::new().initial_delay(Duration::from_millis(20)).backoff(1.5).timeout(Duration::from_secs(90));
         let status = order.poll_ready(&retries).await.map_err(|err| anyhow::anyhow!("order: {err}"))?;
         if status != OrderStatus::Ready {
             anyhow::bail!("the order is {status:?}, not ready: validation failed");
