@@ -3,7 +3,9 @@
 //! The new settings were loaded and validated by the caller; everything that can fail (the
 //! certificate files) is prepared before anything changes, so a reload applies fully or not at
 //! all. Live: `log.level`, `server.max_body_size`, `server.header_read_timeout`,
-//! `server.idle_timeout`, `server.max_header_size` (for new connections) and, in files mode,
+//! `server.idle_timeout`, `server.max_header_size` (for new connections),
+//! `storage.max_file_size` (for new uploads), `shares.*` (for shares made, changed or
+//! unlocked from then on) and, in files mode,
 //! the certificate and key (read again on every reload, so renewed files at the same paths are
 //! picked up). Every other changed key is named in the log as needing a restart; the running
 //! value stays.
@@ -15,7 +17,9 @@ use std::sync::{Arc, Mutex};
 use anyhow::Context;
 
 use crate::config::{Settings, TlsMode};
+use crate::files::Files;
 use crate::server::{ConnectionLimits, SharedLimits};
+use crate::shares::{SharePolicy, Shares};
 use crate::tls::{self, CertResolver};
 
 /// Keys whose new value takes effect without a restart.
@@ -25,15 +29,26 @@ const LIVE_KEYS: &[&str] = &[
     "server.header_read_timeout",
     "server.idle_timeout",
     "server.max_header_size",
+    "storage.max_file_size",
+    "shares.default_expiry",
+    "shares.max_lifetime",
+    "shares.unlock_lifetime",
     "tls.cert_file",
     "tls.key_file",
 ];
 
+/// The running parts a reload can change.
+pub struct Live {
+    pub limits: SharedLimits,
+    pub max_body_size: Arc<AtomicU64>,
+    pub resolver: Option<Arc<CertResolver>>,
+    pub files: Files,
+    pub shares: Shares,
+}
+
 pub struct Reloader {
     current: Mutex<Settings>,
-    limits: SharedLimits,
-    max_body_size: Arc<AtomicU64>,
-    resolver: Option<Arc<CertResolver>>,
+    live: Live,
 }
 
 /// What a reload did.
@@ -83,13 +98,8 @@ pub fn changed_keys(old: &Settings, new: &Settings) -> Vec<String> {
 }
 
 impl Reloader {
-    pub fn new(
-        settings: Settings,
-        limits: SharedLimits,
-        max_body_size: Arc<AtomicU64>,
-        resolver: Option<Arc<CertResolver>>,
-    ) -> Self {
-        Self { current: Mutex::new(settings), limits, max_body_size, resolver }
+    pub fn new(settings: Settings, live: Live) -> Self {
+        Self { current: Mutex::new(settings), live }
     }
 
     pub async fn apply(&self, new: Settings) -> anyhow::Result<ReloadOutcome> {
@@ -117,11 +127,13 @@ impl Reloader {
 
         // Commit.
         crate::telemetry::set_level(&new.log.level).map_err(anyhow::Error::msg).context("log.level")?;
-        if let Ok(mut limits) = self.limits.write() {
+        if let Ok(mut limits) = self.live.limits.write() {
             *limits = connection_limits(&new);
         }
-        self.max_body_size.store(new.server.max_body_size.0, Ordering::Relaxed);
-        let certificate_reloaded = match (certificate, &self.resolver) {
+        self.live.max_body_size.store(new.server.max_body_size.0, Ordering::Relaxed);
+        self.live.files.set_max_file_size(new.storage.max_file_size.0);
+        self.live.shares.set_policy(SharePolicy::from_settings(&new.shares));
+        let certificate_reloaded = match (certificate, &self.live.resolver) {
             (Some(certificate), Some(resolver)) => {
                 resolver.set(certificate);
                 true
@@ -135,6 +147,8 @@ impl Reloader {
         stored.server.header_read_timeout = new.server.header_read_timeout;
         stored.server.idle_timeout = new.server.idle_timeout;
         stored.server.max_header_size = new.server.max_header_size;
+        stored.storage.max_file_size = new.storage.max_file_size;
+        stored.shares = new.shares;
         if certificate_reloaded {
             stored.tls.cert_file = new.tls.cert_file;
             stored.tls.key_file = new.tls.key_file;

@@ -123,13 +123,7 @@ async fn build_shares(
 ) -> anyhow::Result<Shares> {
     let key_path = state_dir.share_key();
     let keys = blocking(move || Ok(ShareKeys::load_or_create(&key_path)?)).await?;
-    let seconds = |duration: crate::config::HumanDuration| i64::try_from(duration.0.as_secs()).unwrap_or(i64::MAX);
-    let config = &settings.shares;
-    let policy = SharePolicy {
-        default_expiry: seconds(config.default_expiry),
-        max_lifetime: seconds(config.max_lifetime),
-        unlock_lifetime: seconds(config.unlock_lifetime),
-    };
+    let policy = SharePolicy::from_settings(&settings.shares);
     let throttle = ThrottlePolicy {
         free_failures: settings.auth.login_free_failures,
         base_delay: std::time::Duration::from_secs(1),
@@ -273,7 +267,7 @@ impl Application {
             readiness,
             auth,
             files: files.clone(),
-            shares,
+            shares: shares.clone(),
             max_body_size: Arc::clone(&max_body_size),
             public_url: public_url.clone(),
         }));
@@ -294,7 +288,8 @@ impl Application {
             .collect();
         let limits = Arc::new(RwLock::new(reload::connection_limits(&settings)));
         let server = HttpServer::new(listeners, Arc::clone(&limits), settings.server.max_connections);
-        let reloader = Arc::new(Reloader::new(settings.clone(), limits, max_body_size, resolver.clone()));
+        let live = reload::Live { limits, max_body_size, resolver: resolver.clone(), files: files.clone(), shares };
+        let reloader = Arc::new(Reloader::new(settings.clone(), live));
         Ok(Self { server, settings, files, db, resolver, reloader, acme, acme_stop })
     }
 

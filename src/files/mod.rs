@@ -12,6 +12,8 @@
 
 mod access;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -91,13 +93,19 @@ pub struct Files {
     db: Db,
     store: BlobStore,
     state_dir: StateDir,
-    max_file_size: u64,
+    /// `storage.max_file_size`, shared by every clone so a reload changes it everywhere.
+    max_file_size: Arc<AtomicU64>,
     disk_reserve: u64,
 }
 
 impl Files {
     pub fn new(db: Db, store: BlobStore, state_dir: StateDir, max_file_size: u64, disk_reserve: u64) -> Self {
-        Self { db, store, state_dir, max_file_size, disk_reserve }
+        Self { db, store, state_dir, max_file_size: Arc::new(AtomicU64::new(max_file_size)), disk_reserve }
+    }
+
+    /// A new `storage.max_file_size`, for uploads that start from now on.
+    pub fn set_max_file_size(&self, limit: u64) {
+        self.max_file_size.store(limit, Ordering::Relaxed);
     }
 
     pub fn store(&self) -> &BlobStore {
@@ -108,8 +116,9 @@ impl Files {
     where
         S: Stream<Item = Result<Bytes, std::io::Error>> + Unpin,
     {
-        if request.declared_size.is_some_and(|size| size > self.max_file_size) {
-            return Err(FileError::TooLarge { limit: self.max_file_size });
+        let max_file_size = self.max_file_size.load(Ordering::Relaxed);
+        if request.declared_size.is_some_and(|size| size > max_file_size) {
+            return Err(FileError::TooLarge { limit: max_file_size });
         }
         let (who, folder, name) = (owner.clone(), request.folder.clone(), request.name.clone());
         let (quota, used, taken) = self
@@ -136,9 +145,8 @@ impl Files {
             return Err(FileError::NoSpace);
         }
 
-        let quota_bound =
-            quota_left.filter(|left| *left < self.max_file_size && request.on_conflict != OnConflict::Replace);
-        let limit = quota_bound.unwrap_or(self.max_file_size);
+        let quota_bound = quota_left.filter(|left| *left < max_file_size && request.on_conflict != OnConflict::Replace);
+        let limit = quota_bound.unwrap_or(max_file_size);
         let pending = self.store.ingest(body, limit, request.expected_sha256).await.map_err(|err| match err {
             IngestError::TooLarge { .. } if quota_bound.is_some() => FileError::QuotaExceeded,
             other => ingest_error(other),

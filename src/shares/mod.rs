@@ -65,6 +65,17 @@ pub struct SharePolicy {
     pub unlock_lifetime: i64,
 }
 
+impl SharePolicy {
+    pub fn from_settings(settings: &crate::config::ShareSettings) -> Self {
+        let seconds = |duration: crate::config::HumanDuration| i64::try_from(duration.0.as_secs()).unwrap_or(i64::MAX);
+        Self {
+            default_expiry: seconds(settings.default_expiry),
+            max_lifetime: seconds(settings.max_lifetime),
+            unlock_lifetime: seconds(settings.unlock_lifetime),
+        }
+    }
+}
+
 /// When a share stops working.
 #[derive(Clone, Copy, Debug)]
 pub enum Expiry {
@@ -153,7 +164,8 @@ struct Inner {
     keys: ShareKeys,
     hasher: PasswordHasherPool,
     throttle: Throttle,
-    policy: SharePolicy,
+    /// `[shares]`, replaced by a reload.
+    policy: std::sync::RwLock<SharePolicy>,
 }
 
 pub fn token_hash(token: &str) -> Vec<u8> {
@@ -200,7 +212,17 @@ impl Shares {
         policy: SharePolicy,
     ) -> Self {
         let throttle = Throttle::new(throttle);
+        let policy = std::sync::RwLock::new(policy);
         Self { inner: Arc::new(Inner { db, files, keys, hasher, throttle, policy }) }
+    }
+
+    pub fn policy(&self) -> SharePolicy {
+        *self.inner.policy.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// New `[shares]` settings, for shares made, changed or unlocked from now on.
+    pub fn set_policy(&self, policy: SharePolicy) {
+        *self.inner.policy.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = policy;
     }
 
     pub fn files(&self) -> &Files {
@@ -208,7 +230,7 @@ impl Shares {
     }
 
     fn expires_at(&self, expiry: Expiry, now: i64) -> Result<i64, ShareError> {
-        let policy = self.inner.policy;
+        let policy = self.policy();
         let at = match expiry {
             Expiry::Default => now.saturating_add(policy.default_expiry),
             Expiry::In(seconds) => now.saturating_add(seconds),

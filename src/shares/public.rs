@@ -148,7 +148,7 @@ impl Shares {
         }
         throttle.record_success(&keys);
         self.record(opened.id(), ip, "share_unlocked", String::new()).await?;
-        Ok(Some(self.issue(CookieKind::Unlock, opened, self.inner.policy.unlock_lifetime)))
+        Ok(Some(self.issue(CookieKind::Unlock, opened, self.policy().unlock_lifetime)))
     }
 
     /// Decides whether a download counts against the limit. A partial request carrying this

@@ -77,13 +77,18 @@ async fn reload_applies_what_it_can_names_what_needs_a_restart_and_rejects_a_bro
     let changed = original
         .replace("level = \"warn,coffer::startup=info\"", "level = \"info\"")
         .replace("[server]\n", "[server]\nmax_body_size = \"8 KiB\"\n")
-        .replace("[storage]\n", "[storage]\ngc_interval = \"2h\"\n");
+        .replace("[storage]\n", "[storage]\ngc_interval = \"2h\"\nmax_file_size = \"1 KiB\"\n")
+        + "[shares]\ndefault_expiry = \"30m\"\nmax_lifetime = \"1h\"\n";
     assert_ne!(changed, original);
     std::fs::write(&app.config, &changed).unwrap();
     signal(&app, rustix::process::Signal::HUP);
     let reloaded = app.logs.wait_for_message("configuration reloaded").expect("reloaded");
     let applied = reloaded["applied"].as_str().unwrap();
-    assert!(applied.contains("log.level") && applied.contains("server.max_body_size"), "{applied}");
+    for key in
+        ["log.level", "server.max_body_size", "storage.max_file_size", "shares.default_expiry", "shares.max_lifetime"]
+    {
+        assert!(applied.contains(key), "{key} not in {applied}");
+    }
     let restart = app
         .logs
         .wait_for_message("these changed settings keep their running values until a restart")
@@ -98,6 +103,27 @@ async fn reload_applies_what_it_can_names_what_needs_a_restart_and_rejects_a_bro
     let big = json!({"username": "x".repeat(10_000), "password": "y"});
     let response = app.client.post(app.url("/api/v1/auth/login")).json(&big).send().await.unwrap();
     assert_eq!(response.status(), 413);
+
+    // The new upload and share limits.
+    let admin = crate::files::admin_token(&app).await;
+    let (status, _) = crate::files::put(&app, &admin, "name=big.bin", vec![7; 2048]).await;
+    assert_eq!(status, 413);
+    let file = crate::shares::upload(&app, &admin, "small.bin", vec![7; 512]).await;
+    let made = crate::shares::share(&app, &admin, &file, json!({})).await;
+    let at = |key: &str| {
+        time::OffsetDateTime::parse(made[key].as_str().unwrap(), &time::format_description::well_known::Rfc3339)
+            .unwrap()
+    };
+    assert_eq!((at("expires_at") - at("created_at")).whole_minutes(), 30);
+    let (status, _) = crate::accounts::call(
+        &app,
+        "POST",
+        "/api/v1/shares",
+        &admin,
+        Some(json!({"file_id": file, "expires_in": 7200})),
+    )
+    .await;
+    assert_eq!(status, 400, "beyond the new max_lifetime");
 
     // A broken file changes nothing.
     std::fs::write(&app.config, "[server\nthis is not toml").unwrap();
