@@ -218,7 +218,8 @@ pub struct AcmeSettings {
     pub directory_url: String,
     /// Contact addresses for the CA, like `mailto:admin@example.org`.
     pub contact: Vec<String>,
-    /// An extra trusted root (PEM) for reaching the CA, for private CAs and tests.
+    /// The root (PEM) the CA's API is checked against instead of the system's roots, for
+    /// private CAs and tests.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ca_root: Option<PathBuf>,
     pub challenge: AcmeChallenge,
