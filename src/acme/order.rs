@@ -3,11 +3,12 @@
 //! finalization and the certificate chain.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use instant_acme::{
-    Account, AccountCredentials, AuthorizationStatus, ChallengeType, Identifier, NewAccount, NewOrder, OrderStatus,
-    RetryPolicy,
+    Account, AccountBuilder, AccountCredentials, AuthorizationStatus, BodyWrapper, ChallengeType, Identifier,
+    NewAccount, NewOrder, OrderStatus, RetryPolicy,
 };
 
 use super::Http01Answers;
@@ -27,13 +28,40 @@ async fn blocking<T: Send + 'static>(work: impl FnOnce() -> anyhow::Result<T> + 
     tokio::task::spawn_blocking(work).await.map_err(|err| anyhow::anyhow!("a blocking task failed: {err}"))?
 }
 
+/// The HTTP client for the CA: the system's trusted roots, plus `acme.ca_root` if set.
+async fn client(settings: &AcmeSettings) -> anyhow::Result<AccountBuilder> {
+    let Some(root) = settings.ca_root.clone() else {
+        return Account::builder().map_err(|err| anyhow::anyhow!("cannot set up the ACME client: {err}"));
+    };
+    let roots = blocking(move || {
+        use rustls_pki_types::pem::PemObject;
+        let roots: Result<Vec<_>, _> = rustls_pki_types::CertificateDer::pem_file_iter(&root)
+            .map_err(|err| anyhow::anyhow!("acme.ca_root {}: {err}", root.display()))?
+            .collect();
+        roots.map_err(|err| anyhow::anyhow!("acme.ca_root {}: {err}", root.display()))
+    })
+    .await?;
+    let provider = crate::tls::crypto_provider();
+    let verifier = rustls_platform_verifier::Verifier::new_with_extra_roots(roots, Arc::clone(&provider))?;
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth();
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(config)
+        .https_only()
+        .enable_http1()
+        .enable_http2()
+        .build();
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build::<_, BodyWrapper<bytes::Bytes>>(connector);
+    Ok(Account::builder_with_http(Box::new(client)))
+}
+
 /// The stored account, or a new one (stored before it is used).
 async fn account(settings: &AcmeSettings, dir: &Path) -> anyhow::Result<Account> {
-    let builder = match &settings.ca_root {
-        Some(root) => Account::builder_with_root(root),
-        None => Account::builder(),
-    }
-    .map_err(|err| anyhow::anyhow!("cannot set up the ACME client: {err}"))?;
+    let builder = client(settings).await?;
     let path = dir.join("account.json");
     let stored = {
         let path = path.clone();

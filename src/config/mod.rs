@@ -218,8 +218,8 @@ pub struct AcmeSettings {
     pub directory_url: String,
     /// Contact addresses for the CA, like `mailto:admin@example.org`.
     pub contact: Vec<String>,
-    /// The root (PEM) the CA's API is checked against instead of the system's roots, for
-    /// private CAs and tests.
+    /// A root (PEM) trusted for the CA's API besides the system's roots, for private CAs and
+    /// tests.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ca_root: Option<PathBuf>,
     pub challenge: AcmeChallenge,
