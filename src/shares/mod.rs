@@ -290,26 +290,34 @@ impl Shares {
             note: request.note,
             disabled: false,
         };
+        let detail = format!("file={} expires_at={}", row.file_id, row.expires_at);
+        let entry = self.store_audited(row, shares::insert, "share_created", caller, ip, detail).await?;
+        Ok(ShareView { entry, token: Some(token), state: ShareState::Active })
+    }
+
+    /// Writes `row` with `store` and records `event` about it, in one transaction; returns the
+    /// share as stored.
+    async fn store_audited(
+        &self,
+        row: ShareRow,
+        store: fn(&rusqlite::Connection, &ShareRow) -> Result<(), DbError>,
+        event: &'static str,
+        caller: &Principal,
+        ip: &str,
+        detail: String,
+    ) -> Result<ShareEntry, ShareError> {
         let (actor, ip) = (caller.user_id.0.clone(), ip.to_owned());
-        let entry = self
-            .inner
+        self.inner
             .db
             .write(move |tx| {
-                shares::insert(tx, &row)?;
-                let detail = format!("file={} expires_at={}", row.file_id, row.expires_at);
-                let event = AuditEvent {
-                    event: "share_created",
-                    actor_id: Some(&actor),
-                    subject: Some(&row.id),
-                    ip: &ip,
-                    detail: &detail,
-                };
-                audit::record(tx, now, &event)?;
+                store(tx, &row)?;
+                let entry =
+                    AuditEvent { event, actor_id: Some(&actor), subject: Some(&row.id), ip: &ip, detail: &detail };
+                audit::record(tx, now(), &entry)?;
                 shares::by_id(tx, &row.id)
             })
             .await?
-            .ok_or(ShareError::NotFound)?;
-        Ok(ShareView { entry, token: Some(token), state: ShareState::Active })
+            .ok_or(ShareError::NotFound)
     }
 
     /// The caller's shares, or everyone's for an admin asking for all, newest first.
@@ -383,25 +391,8 @@ impl Shares {
             row.password_version += 1;
             changed.push("password");
         }
-        let (actor, ip) = (caller.user_id.0.clone(), ip.to_owned());
         let detail = format!("changed={}", changed.join(","));
-        let entry = self
-            .inner
-            .db
-            .write(move |tx| {
-                shares::update_settings(tx, &row)?;
-                let event = AuditEvent {
-                    event: "share_updated",
-                    actor_id: Some(&actor),
-                    subject: Some(&row.id),
-                    ip: &ip,
-                    detail: &detail,
-                };
-                audit::record(tx, now, &event)?;
-                shares::by_id(tx, &row.id)
-            })
-            .await?
-            .ok_or(ShareError::NotFound)?;
+        let entry = self.store_audited(row, shares::update_settings, "share_updated", caller, ip, detail).await?;
         Ok(self.view(entry))
     }
 
