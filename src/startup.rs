@@ -11,7 +11,7 @@ use std::sync::{Arc, RwLock};
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
-use crate::acme::{AcmeManager, Http01Answers};
+use crate::acme::{AcmeManager, CertificateState, Http01Answers};
 use crate::api::{self, ApiContext};
 use crate::auth::password::{HashParams, PasswordHasherPool};
 use crate::auth::throttle::ThrottlePolicy;
@@ -39,6 +39,7 @@ pub struct Application {
     reloader: Arc<Reloader>,
     acme: Option<tokio::task::JoinHandle<()>>,
     acme_stop: CancellationToken,
+    certificate: Option<Arc<std::sync::RwLock<CertificateState>>>,
 }
 
 async fn blocking<T: Send + 'static>(work: impl FnOnce() -> anyhow::Result<T> + Send + 'static) -> anyhow::Result<T> {
@@ -188,21 +189,35 @@ pub struct StatusLine {
     db: Db,
     urls: Vec<String>,
     resolver: Option<Arc<CertResolver>>,
+    acme: Option<Arc<std::sync::RwLock<CertificateState>>>,
 }
 
 impl StatusLine {
     pub async fn render(&self) -> String {
-        status_line(&self.db, &self.urls, self.resolver.as_deref()).await
+        status_line(&self.db, &self.urls, self.resolver.as_deref(), self.acme.as_deref()).await
     }
 }
 
-async fn status_line(db: &Db, urls: &[String], tls: Option<&CertResolver>) -> String {
-    let certificate = match tls.and_then(CertResolver::current) {
-        Some(key) => match key.cert.first().map(|cert| tls::summarize(cert.as_ref())) {
+/// How often the status line is sent again while serving (counts and certificates change).
+const STATUS_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+async fn status_line(
+    db: &Db,
+    urls: &[String],
+    tls: Option<&CertResolver>,
+    acme: Option<&std::sync::RwLock<CertificateState>>,
+) -> String {
+    let acme = acme.and_then(|state| state.read().ok().map(|state| state.clone()));
+    let certificate = match (acme, tls.and_then(CertResolver::current)) {
+        (Some(state), _) if state.not_after.is_none() => match state.last_error {
+            Some(error) => format!("obtaining a certificate from the ACME CA (last error: {error})"),
+            None => "obtaining a certificate from the ACME CA".to_owned(),
+        },
+        (_, Some(key)) => match key.cert.first().map(|cert| tls::summarize(cert.as_ref())) {
             Some(Ok(summary)) => format!("certificate valid until {}", summary.not_after.date()),
             _ => "certificate unreadable".to_owned(),
         },
-        None => "TLS off".to_owned(),
+        (_, None) => "TLS off".to_owned(),
     };
     let counts = db
         .read(|conn| {
@@ -260,7 +275,7 @@ impl Application {
         auth::ensure_initial_admin(&db, auth.hasher(), &state_dir.initial_admin_password()).await?;
         let files = prepare_files(&settings, &db, &state_dir).await?;
         let shares = build_shares(&settings, &db, &files, &auth, &state_dir).await?;
-        let readiness = Readiness::new(db.clone(), state_dir, settings.storage.disk_reserve.0, certificate);
+        let readiness = Readiness::new(db.clone(), state_dir, settings.storage.disk_reserve.0, certificate.clone());
         let max_body_size = Arc::new(AtomicU64::new(settings.server.max_body_size.0));
         let public_url = settings.server.public_url.as_ref().map(|url| url.trim_end_matches('/').to_owned());
         let endpoint: AppEndpoint = Arc::new(api::build(ApiContext {
@@ -290,7 +305,7 @@ impl Application {
         let server = HttpServer::new(listeners, Arc::clone(&limits), settings.server.max_connections);
         let live = reload::Live { limits, max_body_size, resolver: resolver.clone(), files: files.clone(), shares };
         let reloader = Arc::new(Reloader::new(settings.clone(), live));
-        Ok(Self { server, settings, files, db, resolver, reloader, acme, acme_stop })
+        Ok(Self { server, settings, files, db, resolver, reloader, acme, acme_stop, certificate })
     }
 
     /// Whether a listener serves the application (not the redirect to HTTPS).
@@ -319,7 +334,7 @@ impl Application {
                 listener.local_addr().map(|addr| format!("{scheme}://{addr}"))
             })
             .collect();
-        StatusLine { db: self.db.clone(), urls, resolver: self.resolver.clone() }
+        StatusLine { db: self.db.clone(), urls, resolver: self.resolver.clone(), acme: self.certificate.clone() }
     }
 
     /// Serves until `shutdown` is cancelled, then lets requests in flight finish within
@@ -357,7 +372,18 @@ impl Application {
                 tracing::warn!(error = %err, "cannot watch the certificate files; reload (SIGHUP) picks up changes");
             }
         }
-        systemd::ready(&self.status_line().render().await);
+        let status = self.status_line();
+        systemd::ready(&status.render().await);
+        let refresh = shutdown.clone();
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + STATUS_EVERY, STATUS_EVERY);
+            loop {
+                tokio::select! {
+                    _ = ticks.tick() => systemd::status(&status.render().await),
+                    () = refresh.cancelled() => return,
+                }
+            }
+        });
         self.server.run(shutdown, self.settings.server.shutdown_grace.0).await;
         let _ = gc.await;
         let _ = watchdog.await;

@@ -225,7 +225,10 @@ async fn without_a_certificate_the_server_starts_and_says_why_it_is_not_ready() 
     let port = free_tcp_port();
     let closed = free_tcp_port();
     let state = tempfile::tempdir().unwrap();
+    let notify_path = state.path().join("notify.sock");
+    let notify = tokio::net::UnixDatagram::bind(&notify_path).unwrap();
     let app = spawn_app(Options {
+        env: vec![("NOTIFY_SOCKET".into(), notify_path.display().to_string())],
         toml: format!(
             "[server]\nlisten = [\"127.0.0.1:{port}\"]\n[tls]\nmode = \"acme\"\ndomains = [\"{DOMAIN}\"]\n\
              [acme]\ndirectory_url = \"https://127.0.0.1:{closed}/dir\"\nretry_after = \"1s\"\n"
@@ -244,6 +247,11 @@ async fn without_a_certificate_the_server_starts_and_says_why_it_is_not_ready() 
     let detail = check["detail"].as_str().unwrap();
     assert!(detail.starts_with("no certificate yet") && detail.contains("last error"), "{detail}");
     assert_eq!(app.get("/api/v1/health").await.status(), 200, "alive all the same");
+    // systemd's status line says what is going on, not the fallback certificate's expiry.
+    let mut buffer = vec![0u8; 4096];
+    let length = tokio::time::timeout(PATIENCE, notify.recv(&mut buffer)).await.unwrap().unwrap();
+    let ready = String::from_utf8_lossy(&buffer[..length]).into_owned();
+    assert!(ready.contains("READY=1") && ready.contains("obtaining a certificate from the ACME CA"), "{ready}");
 }
 
 #[tokio::test]
