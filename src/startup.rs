@@ -4,7 +4,6 @@
 //! makes the certificate and binds the listeners; it fails before serving anything if any of
 //! that fails. Blocking steps run on the blocking pool.
 
-use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, RwLock};
 
@@ -311,12 +310,6 @@ impl Application {
     /// Whether a listener serves the application (not the redirect to HTTPS).
     fn serves_application(&self, listener: &Listener) -> bool {
         listener.tls.is_some() || self.settings.tls.mode == TlsMode::Off
-    }
-
-    /// The addresses serving the application.
-    pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        let listeners = self.server.listeners().iter();
-        listeners.filter(|listener| self.serves_application(listener)).filter_map(Listener::local_addr).collect()
     }
 
     pub fn reloader(&self) -> Arc<Reloader> {

@@ -34,10 +34,6 @@ impl Opened {
     pub fn state(&self) -> ShareState {
         ShareState::of(&self.entry, now())
     }
-
-    pub fn has_password(&self) -> bool {
-        self.entry.share.password_hash.is_some()
-    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
