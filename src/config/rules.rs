@@ -1,0 +1,122 @@
+//! What can be wrong with the settings, reported so that each problem names where the value
+//! came from (file, environment variable or credential), the key and what is wrong; and the
+//! rules that span fields or that types alone cannot express.
+
+use std::fmt;
+
+use super::{ENV_PREFIX, Settings, TlsMode};
+
+/// Everything that can be wrong with the settings, each naming where and what.
+#[derive(Debug)]
+pub struct ConfigError {
+    pub problems: Vec<String>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("invalid configuration:")?;
+        for problem in &self.problems {
+            write!(f, "\n  - {problem}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl From<figment::Error> for ConfigError {
+    fn from(error: figment::Error) -> Self {
+        let problems = error
+            .into_iter()
+            .map(|error| {
+                let key = error.path.join(".");
+                let origin = match &error.metadata {
+                    Some(meta) if meta.name.contains("environment") => {
+                        format!("environment variable {ENV_PREFIX}{}", error.path.join("__").to_uppercase())
+                    }
+                    Some(meta) => match &meta.source {
+                        // figment displays file paths relative to the working directory.
+                        Some(figment::Source::File(path)) => {
+                            format!("{} {}", meta.name, path.display())
+                        }
+                        Some(source) => format!("{} {source}", meta.name),
+                        None => meta.name.to_string(),
+                    },
+                    None => "settings".to_owned(),
+                };
+                if key.is_empty() {
+                    format!("{origin}: {}", error.kind)
+                } else {
+                    format!("{origin}: key `{key}`: {}", error.kind)
+                }
+            })
+            .collect();
+        Self { problems }
+    }
+}
+
+impl Settings {
+    /// Rules that span fields or that types alone cannot express.
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        if self.server.listen.is_empty() {
+            problems.push("key `server.listen`: at least one address is needed".to_owned());
+        }
+        if self.server.max_connections == 0 {
+            problems.push("key `server.max_connections`: must be at least 1".to_owned());
+        }
+        if self.server.max_header_size.0 < 8192 {
+            problems.push("key `server.max_header_size`: must be at least 8 KiB".to_owned());
+        }
+        if self.storage.gc_interval.0.is_zero() {
+            problems.push("key `storage.gc_interval`: must be above 0s".to_owned());
+        }
+        if self.server.header_read_timeout.0.is_zero() || self.server.idle_timeout.0.is_zero() {
+            problems.push("keys `server.header_read_timeout` and `server.idle_timeout`: must be above 0s".to_owned());
+        }
+        if self.auth.max_concurrent_hashes == 0 {
+            problems.push("key `auth.max_concurrent_hashes`: must be at least 1".to_owned());
+        }
+        if self.auth.access_token_ttl.0.as_secs() == 0 || self.auth.refresh_idle_timeout.0.as_secs() == 0 {
+            problems
+                .push("keys `auth.access_token_ttl` and `auth.refresh_idle_timeout`: must be at least 1s".to_owned());
+        }
+        if self.database.max_connections == 0 {
+            problems.push("key `database.max_connections`: must be at least 1".to_owned());
+        }
+        if self.tls.mode == TlsMode::Files && (self.tls.cert_file.is_none() || self.tls.key_file.is_none()) {
+            problems.push(
+                "keys `tls.cert_file` and `tls.key_file`: both are required when `tls.mode` is \"files\"".to_owned(),
+            );
+        }
+        if self.tls.mode == TlsMode::Acme && self.tls.domains.is_empty() {
+            problems.push("key `tls.domains`: at least one domain is needed when `tls.mode` is \"acme\"".to_owned());
+        }
+        if self.tls.mode == TlsMode::SelfSigned && self.tls.self_signed_names.is_empty() {
+            problems.push("key `tls.self_signed_names`: at least one name is needed".to_owned());
+        }
+        if let Some(url) = &self.server.public_url {
+            let valid = ["https://", "http://"].iter().any(|scheme| {
+                url.strip_prefix(scheme)
+                    .is_some_and(|rest| !rest.is_empty() && !rest.contains(['?', '#', ' ', '"', '<', '>', '\\']))
+            });
+            if !valid {
+                problems.push(format!(
+                    "key `server.public_url`: `{url}` is not an http(s) URL like https://files.example.org"
+                ));
+            }
+        }
+        let shares = &self.shares;
+        if shares.default_expiry.0.is_zero() || shares.unlock_lifetime.0.is_zero() {
+            problems.push("keys `shares.default_expiry` and `shares.unlock_lifetime`: must be above 0s".to_owned());
+        }
+        if shares.default_expiry.0 > shares.max_lifetime.0 {
+            problems.push("key `shares.default_expiry`: must not exceed `shares.max_lifetime`".to_owned());
+        }
+        if self.log.level.parse::<tracing_subscriber::EnvFilter>().is_err() {
+            problems
+                .push(format!("key `log.level`: `{}` is not a valid log filter (try info or debug)", self.log.level));
+        }
+        if problems.is_empty() { Ok(()) } else { Err(ConfigError { problems }) }
+    }
+}
