@@ -32,6 +32,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::AppEndpoint;
 
+/// HTTP/2 flow-control window per request stream, in bytes.
+const HTTP2_STREAM_WINDOW: u32 = 2 << 20;
+
 /// Per-connection limits, from `[server]` settings.
 #[derive(Clone, Copy, Debug)]
 pub struct ConnectionLimits {
@@ -203,8 +206,12 @@ async fn serve_http<Io>(
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(limits.max_header_size).unwrap_or(u32::MAX))
         .max_concurrent_streams(128)
-        // Let a fast client keep more than the 64 KiB default in flight, in larger frames.
-        .adaptive_window(true)
+        // Let a client keep 2 MiB per stream (4 MiB per connection) in flight: enough for a
+        // fast upload on a long path, and the window is topped up about once per MiB read.
+        // hyper's adaptive windows start at 64 KiB and, on fast short paths, stay small enough
+        // that the server sends a WINDOW_UPDATE (and the client reads one) every few dozen KiB.
+        .initial_stream_window_size(HTTP2_STREAM_WINDOW)
+        .initial_connection_window_size(2 * HTTP2_STREAM_WINDOW)
         .max_frame_size(256 << 10)
         .max_pending_accept_reset_streams(64);
 

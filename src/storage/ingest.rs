@@ -7,23 +7,21 @@
 //! removes its temp file too.
 
 use std::fs::OpenOptions;
-use std::io::{self, Write};
+use std::io::{self, IoSlice, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
 use bytes::Bytes;
-use futures_util::{Stream, StreamExt};
+use futures_util::{FutureExt, Stream, StreamExt};
 use tokio::sync::mpsc;
 
 use super::BlobStore;
+use super::write_behind::WriteBehind;
 
-/// Chunks in flight between the body reader and the writer thread.
-const CHANNEL_CHUNKS: usize = 16;
-/// After this many bytes, write-back of what was written so far is started without waiting,
-/// so the fsync before acknowledging has little left to do.
-const WRITE_BEHIND: u64 = 8 << 20;
-/// Bytes gathered before each write to the temp file.
-const WRITE_BUFFER: usize = 1 << 20;
+/// Batches in flight between the body reader and the writer thread.
+const CHANNEL_BATCHES: usize = 4;
+/// Most bytes gathered from the body into one batch: whatever has already arrived, up to this.
+const BATCH_BYTES: usize = 1 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
@@ -79,45 +77,49 @@ impl Drop for PendingBlob {
     }
 }
 
-/// Asks the kernel to start writing the file's dirty pages now (Linux `sync_file_range` with
-/// `SYNC_FILE_RANGE_WRITE`: it does not wait). Durability still comes from the fsync at the
-/// end; this only spreads the disk work over the upload.
-fn start_write_back(file: &std::fs::File) {
-    use std::os::fd::AsRawFd;
-    // SAFETY: the descriptor is valid for the duration of the call; the call only starts I/O.
-    let _ = unsafe { libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
-}
-
 enum Piece {
-    Data(Bytes),
+    Data(Vec<Bytes>),
     Done,
 }
 
+/// Writes every byte of `chunks` with as few `writev` calls as the kernel allows.
+fn write_all_vectored(file: &mut std::fs::File, chunks: &[Bytes]) -> io::Result<()> {
+    let mut slices: Vec<IoSlice<'_>> = chunks.iter().map(|chunk| IoSlice::new(chunk)).collect();
+    let mut rest = &mut slices[..];
+    while !rest.is_empty() {
+        match file.write_vectored(rest) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(written) => IoSlice::advance_slices(&mut rest, written),
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(())
+}
+
 /// Writes pieces to a new temp file until `Done` (kept, synced) or the channel closes
-/// without it (removed). Returns the path and the SHA-256 of what was written.
-fn write_temp(tmp: PathBuf, mut pieces: mpsc::Receiver<Piece>) -> io::Result<Option<(PathBuf, [u8; 32])>> {
+/// without it (removed). Returns the path and the SHA-256 of what was written, or `None` when
+/// the upload ended early.
+fn write_temp(
+    tmp: PathBuf,
+    mut pieces: mpsc::Receiver<Piece>,
+    mut write_behind: WriteBehind,
+) -> io::Result<Option<(PathBuf, [u8; 32])>> {
     let path = tmp.join(format!("upload-{:032x}", rand::random::<u128>()));
-    let file = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path)?;
-    // Network chunks are small (16 KiB TLS records); write to disk in larger pieces.
-    let mut file = io::BufWriter::with_capacity(WRITE_BUFFER, file);
+    let mut file = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path)?;
     let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
-    let mut since_write_behind = 0u64;
     let written = (|| -> io::Result<bool> {
         loop {
             match pieces.blocking_recv() {
-                Some(Piece::Data(bytes)) => {
-                    file.write_all(&bytes)?;
-                    digest.update(&bytes);
-                    since_write_behind += bytes.len() as u64;
-                    if since_write_behind >= WRITE_BEHIND {
-                        file.flush()?;
-                        start_write_back(file.get_ref());
-                        since_write_behind = 0;
+                Some(Piece::Data(batch)) => {
+                    write_all_vectored(&mut file, &batch)?;
+                    for chunk in &batch {
+                        digest.update(chunk);
                     }
+                    write_behind.advance(&file, batch.iter().map(Bytes::len).sum())?;
                 }
                 Some(Piece::Done) => {
-                    file.flush()?;
-                    file.get_ref().sync_all()?;
+                    write_behind.finish(&file)?;
                     return Ok(true);
                 }
                 None => return Ok(false),
@@ -144,6 +146,40 @@ fn write_temp(tmp: PathBuf, mut pieces: mpsc::Receiver<Piece>) -> io::Result<Opt
     }
 }
 
+/// Waits for the next chunk of `body`, then takes whatever else has already arrived, up to
+/// [`BATCH_BYTES`]: one hand-off to the writer thread per batch instead of per network chunk
+/// (HTTP/2 DATA frames are often 16 KiB). `None` once the body has ended.
+async fn next_batch<S>(body: &mut S, size: &mut u64, limit: u64) -> Result<Option<Vec<Bytes>>, IngestError>
+where
+    S: Stream<Item = Result<Bytes, io::Error>> + Unpin,
+{
+    let mut batch = Vec::new();
+    let mut batch_bytes = 0;
+    let mut next = body.next().await;
+    loop {
+        match next {
+            None => break,
+            Some(Err(err)) => return Err(IngestError::Body(err.to_string())),
+            Some(Ok(chunk)) => {
+                *size += chunk.len() as u64;
+                if *size > limit {
+                    return Err(IngestError::TooLarge { limit });
+                }
+                batch_bytes += chunk.len();
+                batch.push(chunk);
+            }
+        }
+        if batch_bytes >= BATCH_BYTES {
+            break;
+        }
+        match body.next().now_or_never() {
+            Some(item) => next = item,
+            None => break,
+        }
+    }
+    Ok((!batch.is_empty()).then_some(batch))
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
@@ -153,28 +189,27 @@ impl BlobStore {
     /// given the contents must hash to it.
     pub async fn ingest<S>(
         &self,
-        mut body: S,
+        body: S,
         limit: u64,
         expected_sha256: Option<[u8; 32]>,
     ) -> Result<PendingBlob, IngestError>
     where
         S: Stream<Item = Result<Bytes, io::Error>> + Unpin,
     {
-        let (sender, receiver) = mpsc::channel(CHANNEL_CHUNKS);
+        let (sender, receiver) = mpsc::channel(CHANNEL_BATCHES);
         let tmp = self.tmp.clone();
-        let writer = tokio::task::spawn_blocking(move || write_temp(tmp, receiver));
+        let write_behind = WriteBehind::new(tokio::runtime::Handle::current());
+        let writer = tokio::task::spawn_blocking(move || write_temp(tmp, receiver, write_behind));
+        // Fused: a batch may end with the body, and the next call must see that end again.
+        let mut body = body.fuse();
         let mut size = 0u64;
         let read: Result<(), IngestError> = loop {
-            match body.next().await {
-                None => break Ok(()),
-                Some(Err(err)) => break Err(IngestError::Body(err.to_string())),
-                Some(Ok(chunk)) => {
-                    size += chunk.len() as u64;
-                    if size > limit {
-                        break Err(IngestError::TooLarge { limit });
-                    }
-                    // A closed channel means the writer failed; its error is reported below.
-                    if sender.send(Piece::Data(chunk)).await.is_err() {
+            match next_batch(&mut body, &mut size, limit).await {
+                Ok(None) => break Ok(()),
+                Err(err) => break Err(err),
+                // A closed channel means the writer failed; its error is reported below.
+                Ok(Some(batch)) => {
+                    if sender.send(Piece::Data(batch)).await.is_err() {
                         break Ok(());
                     }
                 }
@@ -224,6 +259,41 @@ mod tests {
         assert_eq!(published.sha256, again.sha256);
         assert_eq!(store.list_blobs().unwrap(), vec![published.sha256.clone()]);
         assert_eq!(std::fs::read_dir(store.tmp_dir()).unwrap().count(), 0, "no temp file left");
+    }
+
+    #[tokio::test]
+    async fn a_large_upload_in_small_chunks_is_stored_whole_across_write_behind_windows() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path());
+        // 20 MiB and a bit in 16 KiB pieces: several batches, write-back windows and flushes.
+        let data: Vec<u8> =
+            (0..(20 << 20) + 12_345).map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+        let pieces: Vec<Result<Bytes, io::Error>> =
+            data.chunks(16 << 10).map(|piece| Ok(Bytes::copy_from_slice(piece))).collect();
+        let pending = store.ingest(futures_util::stream::iter(pieces), u64::MAX, None).await.unwrap();
+        let expected = hex(ring::digest::digest(&ring::digest::SHA256, &data).as_ref());
+        assert_eq!((pending.sha256.clone(), pending.size), (expected.clone(), data.len() as u64));
+        let published = store.publish(pending).await.unwrap();
+        assert!(std::fs::read(store.blob_path(&published.sha256).unwrap()).unwrap() == data, "stored bytes differ");
+        assert_eq!(published.sha256, expected);
+    }
+
+    #[tokio::test]
+    async fn batches_gather_what_has_arrived_up_to_the_batch_size_and_see_the_end_once() {
+        let pieces: Vec<Result<Bytes, io::Error>> = (0..100).map(|_| Ok(Bytes::from(vec![7u8; 64 << 10]))).collect();
+        let mut body = futures_util::stream::iter(pieces).fuse();
+        let mut size = 0;
+        let mut batches = Vec::new();
+        while let Some(batch) = next_batch(&mut body, &mut size, u64::MAX).await.unwrap() {
+            batches.push(batch.iter().map(Bytes::len).sum::<usize>());
+        }
+        assert_eq!(size, 100 * (64 << 10));
+        // 6.25 MiB already waiting: six full batches, then the remaining quarter.
+        assert_eq!(
+            batches,
+            vec![BATCH_BYTES, BATCH_BYTES, BATCH_BYTES, BATCH_BYTES, BATCH_BYTES, BATCH_BYTES, 256 << 10]
+        );
+        assert!(next_batch(&mut body, &mut size, u64::MAX).await.unwrap().is_none(), "the end is seen again");
     }
 
     #[tokio::test]

@@ -11,6 +11,7 @@
 
 pub mod check;
 mod ingest;
+mod write_behind;
 
 use std::io;
 use std::path::{Path, PathBuf};
