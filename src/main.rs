@@ -128,7 +128,19 @@ fn report(outcome: anyhow::Result<bool>) -> ExitCode {
     }
 }
 
+/// Makes glibc hand every allocation of 1 MiB or more straight back to the kernel when freed.
+/// By default it raises that threshold after the first large free, so the password hash's
+/// working memory (19 MiB per login) would stay resident for the life of the process.
+fn return_large_allocations() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: called before any other thread exists; mallopt only changes allocator tuning.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+    }
+}
+
 fn serve(config: Option<PathBuf>, settings: Settings) -> ExitCode {
+    return_large_allocations();
     // Everything Coffer writes (database, keys, files) is for its own user only.
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     coffer::telemetry::init(&settings.log);
