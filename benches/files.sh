@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
-# Benchmark (not a test): one 1 GiB file through Coffer and through nginx (TLS, sendfile, PUT
-# via its DAV module) on loopback in the same run: HTTPS download and upload MB/s with their
-# Coffer/nginx ratios, Coffer's peak RSS over the transfers, and authenticated list-files
-# requests/s and p99 latency at 64 connections (wrk; nginx serves the same JSON as a file).
+# Benchmark (not a test): 1 GiB files through Coffer and through nginx (TLS, sendfile, PUT
+# via its DAV module) on loopback in the same run, alternating, for several rounds: median
+# HTTPS download and upload MB/s with their Coffer/nginx ratios, the disk's own durable write
+# speed for the same bytes (dd with fsync, no network: the ceiling for any upload that fsyncs),
+# Coffer's peak RSS over the transfers, and authenticated list-files requests/s and p99
+# latency at 64 connections (wrk; nginx serves the same JSON as a file).
 #
-# Usage: benches/files.sh [size_mib]   (default 1024)
-# As root on Debian it installs nginx-light, curl and wrk when missing.
+# Usage: benches/files.sh [size_mib] [rounds]   (default 1024 and 3)
+# Each round uploads a file of its own (no deduplication) after a `sync`, so neither server
+# pays for the other's dirty pages. As root on Debian it installs nginx-light, curl and wrk
+# when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 size_mib=${1:-1024}
+rounds=${2:-3}
 
 for tool in nginx curl wrk; do
   if ! command -v "$tool" >/dev/null; then
@@ -23,7 +28,7 @@ work=$(mktemp -d /var/tmp/coffer-bench.XXXXXX)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 coffer_port=18643 nginx_port=18644
 
-head -c "$((size_mib << 20))" /dev/urandom > "$work/payload"
+for round in $(seq "$rounds"); do head -c "$((size_mib << 20))" /dev/urandom > "$work/payload$round"; done
 cat > "$work/coffer.toml" <<TOML
 [server]
 listen = ["127.0.0.1:$coffer_port"]
@@ -44,11 +49,11 @@ token=$(curl -ks "https://127.0.0.1:$coffer_port/api/v1/auth/login" -H 'content-
 mkdir -p "$work/www/upload" "$work/nginx-tmp"
 # nginx's workers run as an unprivileged user: let them read the payload and write uploads.
 chmod 755 "$work" "$work/www"
-chmod 644 "$work/payload"
+chmod 644 "$work"/payload*
 chmod 777 "$work/www/upload" "$work/nginx-tmp"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 -subj /CN=localhost \
   -keyout "$work/nginx.key" -out "$work/nginx.crt" 2>/dev/null
-ln "$work/payload" "$work/www/payload"
+ln "$work/payload1" "$work/www/payload"
 cat > "$work/nginx.conf" <<NGINX
 worker_processes 1;
 pid $work/nginx.pid;
@@ -73,13 +78,30 @@ until curl -ksf -o /dev/null "https://127.0.0.1:$nginx_port/payload" -r 0-0; do 
 mbps() { awk -v bytes_per_s="$1" 'BEGIN { printf "%.0f", bytes_per_s / 1048576 }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 
-c_up=$(curl -ks -o "$work/meta.json" -w '%{speed_upload}' -X PUT -T "$work/payload" -H "authorization: Bearer $token" \
-  "https://127.0.0.1:$coffer_port/api/v1/files/upload?name=payload")
-file_id=$(sed -E 's/.*"id":"([^"]+)".*/\1/' "$work/meta.json")
-n_up=$(curl -ks -o /dev/null -w '%{speed_upload}' -T "$work/payload" "https://127.0.0.1:$nginx_port/upload/payload")
-c_down=$(curl -ks -o /dev/null -w '%{speed_download}' -H "authorization: Bearer $token" \
-  "https://127.0.0.1:$coffer_port/api/v1/files/$file_id/content")
-n_down=$(curl -ks -o /dev/null -w '%{speed_download}' "https://127.0.0.1:$nginx_port/payload")
+# Peak RSS from here on: the transfers, not start-up or the login's password hash.
+echo 5 > "/proc/$coffer_pid/clear_refs"
+median() { printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
+c_ups=() n_ups=() c_downs=() n_downs=() dd_writes=()
+for round in $(seq "$rounds"); do
+  payload=$work/payload$round
+  sync
+  c_ups+=("$(curl -ks -o "$work/meta.json" -w '%{speed_upload}' -X PUT -T "$payload" -H "authorization: Bearer $token" \
+    "https://127.0.0.1:$coffer_port/api/v1/files/upload?name=payload$round")")
+  file_id=$(sed -E 's/.*"id":"([^"]+)".*/\1/' "$work/meta.json")
+  sync
+  n_ups+=("$(curl -ks -o /dev/null -w '%{speed_upload}' -T "$payload" "https://127.0.0.1:$nginx_port/upload/payload")")
+  rm -f "$work/www/upload/payload"
+  sync
+  start=$(date +%s.%N)
+  dd if="$payload" of="$work/dd-write" bs=1M conv=fsync status=none
+  dd_writes+=("$(awk -v start="$start" -v end="$(date +%s.%N)" -v bytes="$((size_mib << 20))" 'BEGIN { print bytes / (end - start) }')")
+  rm -f "$work/dd-write"
+  c_downs+=("$(curl -ks -o /dev/null -w '%{speed_download}' -H "authorization: Bearer $token" \
+    "https://127.0.0.1:$coffer_port/api/v1/files/$file_id/content")")
+  n_downs+=("$(curl -ks -o /dev/null -w '%{speed_download}' "https://127.0.0.1:$nginx_port/payload")")
+done
+c_up=$(median "${c_ups[@]}") n_up=$(median "${n_ups[@]}") dd_write=$(median "${dd_writes[@]}")
+c_down=$(median "${c_downs[@]}") n_down=$(median "${n_downs[@]}")
 peak_kib=$(awk '/^VmHWM/ {print $2}' "/proc/$coffer_pid/status")
 
 curl -ks -H "authorization: Bearer $token" "https://127.0.0.1:$coffer_port/api/v1/files" > "$work/www/files.json"
@@ -87,9 +109,13 @@ wrk_line() { wrk -t2 -c64 -d10s --latency "$@" 2>/dev/null | awk '/Requests\/sec
 read -r c_rps c_p99 < <(wrk_line -H "authorization: Bearer $token" "https://127.0.0.1:$coffer_port/api/v1/files")
 read -r n_rps n_p99 < <(wrk_line "https://127.0.0.1:$nginx_port/files.json")
 
-echo "${size_mib} MiB over HTTPS on loopback        coffer      nginx     coffer/nginx"
+all_mbps() { for value in "$@"; do printf ' %s' "$(mbps "$value")"; done; }
+echo "${size_mib} MiB over HTTPS on loopback, median of $rounds rounds"
+echo "                                       coffer      nginx     coffer/nginx"
 printf 'download MB/s                        %8s   %8s   %6s (goal >= 1.0)\n' "$(mbps "$c_down")" "$(mbps "$n_down")" "$(ratio "$c_down" "$n_down")"
 printf 'upload MB/s (coffer hashes, fsyncs)  %8s   %8s   %6s (goal >= 0.9)\n' "$(mbps "$c_up")" "$(mbps "$n_up")" "$(ratio "$c_up" "$n_up")"
-printf 'coffer peak RSS over both            %6s MiB                      (goal <= 64)\n' "$((peak_kib / 1024))"
+printf 'disk alone: dd + fsync, MB/s         %8s              coffer upload/dd %s\n' "$(mbps "$dd_write")" "$(ratio "$c_up" "$dd_write")"
+printf 'uploads by round, MB/s: coffer%s; nginx%s; dd%s\n' "$(all_mbps "${c_ups[@]}")" "$(all_mbps "${n_ups[@]}")" "$(all_mbps "${dd_writes[@]}")"
+printf 'coffer peak RSS over the transfers   %6s MiB                      (goal <= 64)\n' "$((peak_kib / 1024))"
 printf 'list files, 64 connections req/s    %8s   %8s   (nginx: the same JSON as a static file)\n' "$c_rps" "$n_rps"
 printf 'list files p99                       %8s   %8s\n' "$c_p99" "$n_p99"
