@@ -83,13 +83,20 @@ enum Piece {
 }
 
 /// Writes every byte of `chunks` with as few `writev` calls as the kernel allows.
-fn write_all_vectored(file: &mut std::fs::File, chunks: &[Bytes]) -> io::Result<()> {
-    let mut slices: Vec<IoSlice<'_>> = chunks.iter().map(|chunk| IoSlice::new(chunk)).collect();
+fn write_all_vectored(file: &mut impl Write, chunks: &[Bytes]) -> io::Result<()> {
+    // Empty chunks are left out: a `writev` of nothing but empty slices writes 0 bytes, which
+    // would read as a device that accepts no more.
+    let mut slices: Vec<IoSlice<'_>> =
+        chunks.iter().filter(|chunk| !chunk.is_empty()).map(|chunk| IoSlice::new(chunk)).collect();
+    let mut left: usize = chunks.iter().map(Bytes::len).sum();
     let mut rest = &mut slices[..];
-    while !rest.is_empty() {
+    while left > 0 {
         match file.write_vectored(rest) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(written) => IoSlice::advance_slices(&mut rest, written),
+            Ok(written) => {
+                left -= written;
+                IoSlice::advance_slices(&mut rest, written);
+            }
             Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
             Err(err) => return Err(err),
         }
@@ -166,7 +173,9 @@ where
                     return Err(IngestError::TooLarge { limit });
                 }
                 batch_bytes += chunk.len();
-                batch.push(chunk);
+                if !chunk.is_empty() {
+                    batch.push(chunk);
+                }
             }
         }
         if batch_bytes >= BATCH_BYTES {
@@ -294,6 +303,29 @@ mod tests {
             vec![BATCH_BYTES, BATCH_BYTES, BATCH_BYTES, BATCH_BYTES, BATCH_BYTES, BATCH_BYTES, 256 << 10]
         );
         assert!(next_batch(&mut body, &mut size, u64::MAX).await.unwrap().is_none(), "the end is seen again");
+    }
+
+    #[tokio::test]
+    async fn empty_chunks_anywhere_in_the_body_are_harmless() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path());
+        // HTTP/2 may deliver empty DATA frames, e.g. one that only ends the stream.
+        let pending = store.ingest(chunks(&[b"", b"hello ", b"", b"world", b""]), 100, None).await.unwrap();
+        assert_eq!(
+            (pending.sha256.as_str(), pending.size),
+            ("b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9", 11)
+        );
+        let empty = store.ingest(chunks(&[b"", b""]), 100, None).await.unwrap();
+        assert_eq!(empty.size, 0);
+    }
+
+    #[test]
+    fn vectored_writes_finish_when_only_empty_slices_are_left() {
+        let mut out = Vec::new();
+        let pieces = [Bytes::from_static(b"ab"), Bytes::new(), Bytes::from_static(b"c"), Bytes::new()];
+        write_all_vectored(&mut out, &pieces).unwrap();
+        write_all_vectored(&mut out, &[Bytes::new()]).unwrap();
+        assert_eq!(out, b"abc");
     }
 
     #[tokio::test]

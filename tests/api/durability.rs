@@ -177,8 +177,9 @@ async fn a_slow_upload_outlives_its_access_token_and_the_idle_timeout() {
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status(), 201, "an upload authorised at its start was cut off");
+    let status = response.status();
     let stored: Value = response.json().await.unwrap();
+    assert_eq!(status, 201, "an upload authorised at its start was cut off: {stored}\n{}", app.logs.text());
     assert_eq!(stored["size"], 16 * 4096);
     let expired = app.client.get(app.url("/api/v1/me")).bearer_auth(&token).send().await.unwrap();
     assert_eq!(expired.status(), 401, "the token did expire meanwhile");
