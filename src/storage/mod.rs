@@ -64,16 +64,16 @@ impl BlobStore {
         &self.tmp
     }
 
-    /// Moves a fully written, fsynced upload into place (or drops it when the same contents
-    /// are already stored), then fsyncs the directories involved.
+    /// Moves a fully written, fsynced upload into place, then fsyncs the directories involved;
+    /// when the same contents are already stored, the upload is removed in the background.
     pub async fn publish(&self, pending: PendingBlob) -> Result<Published, IngestError> {
         let guard = Arc::clone(&self.publish_lock).read_owned().await;
         let target = self.blob_path(&pending.sha256).ok_or_else(|| IngestError::Disk(io::Error::other("bad hash")))?;
         let (sha256, size) = (pending.sha256.clone(), pending.size);
-        tokio::task::spawn_blocking(move || -> io::Result<()> {
+        let redundant = tokio::task::spawn_blocking(move || -> io::Result<Option<PathBuf>> {
             let temp = pending.take_path();
             if target.exists() {
-                return std::fs::remove_file(&temp);
+                return Ok(Some(temp));
             }
             let shard = target.parent().ok_or_else(|| io::Error::other("blob path has no parent"))?;
             std::fs::create_dir_all(shard)?;
@@ -82,11 +82,17 @@ impl BlobStore {
             if let Some(top) = shard.parent() {
                 sync_dir(top)?;
             }
-            Ok(())
+            Ok(None)
         })
         .await
         .map_err(|err| IngestError::Disk(io::Error::other(err.to_string())))?
         .map_err(IngestError::from_io)?;
+        if let Some(temp) = redundant {
+            // Freeing a large file's extents takes a while (about 0.5 s per GiB); the caller
+            // need not wait for it. A crash before it is done leaves a temp file the next
+            // start sweeps.
+            drop(tokio::task::spawn_blocking(move || std::fs::remove_file(temp)));
+        }
         Ok(Published { sha256, size, _guard: guard })
     }
 
