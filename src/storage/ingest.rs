@@ -115,6 +115,7 @@ fn write_temp(
     let path = tmp.join(format!("upload-{:032x}", rand::random::<u128>()));
     let mut file = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path)?;
     let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut bytes_written = 0u64;
     let written = (|| -> io::Result<bool> {
         loop {
             match pieces.blocking_recv() {
@@ -123,7 +124,9 @@ fn write_temp(
                     for chunk in &batch {
                         digest.update(chunk);
                     }
-                    write_behind.advance(&file, batch.iter().map(Bytes::len).sum())?;
+                    let len = batch.iter().map(Bytes::len).sum();
+                    bytes_written += len as u64;
+                    write_behind.advance(&file, len)?;
                 }
                 Some(Piece::Done) => {
                     write_behind.finish(&file)?;
@@ -142,7 +145,11 @@ fn write_temp(
         Ok(false) => {
             drop(file);
             std::fs::remove_file(&path)?;
-            tracing::info!(target: "coffer::storage", "an upload ended before its last byte; its temp file is removed");
+            tracing::info!(
+                target: "coffer::storage",
+                bytes_written,
+                "an upload ended before its last byte; its temp file is removed"
+            );
             Ok(None)
         }
         Err(err) => {

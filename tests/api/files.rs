@@ -204,6 +204,13 @@ async fn over_limit_uploads_get_413_and_store_nothing() {
     assert_eq!(response.status(), 413);
     let taken = offered.load(std::sync::atomic::Ordering::SeqCst);
     assert!(taken <= (1 << 20) + (2 << 20) + (256 << 10), "{taken} bytes were read for a 1 MiB limit");
+    // What reached the disk before the refusal: never more than the limit and 1 MiB.
+    let removed = app
+        .logs
+        .wait_for(|line| line["message"] == "an upload ended before its last byte; its temp file is removed")
+        .expect("the refused upload's temp file was removed");
+    let written = removed["bytes_written"].as_u64().expect("the log line says how much was written");
+    assert!(written <= 2 << 20, "{written} bytes were written for a 1 MiB limit");
     let (_, listing) = call(&app, "GET", "/api/v1/files", &token, None).await;
     assert_eq!(listing["files"], json!([]));
     assert_eq!(state_entries(&app, "tmp"), 0);
