@@ -3,7 +3,7 @@
 //! The new settings were loaded and validated by the caller; everything that can fail (the
 //! certificate files) is prepared before anything changes, so a reload applies fully or not at
 //! all. Live: `log.level`, `server.max_body_size`, `server.header_read_timeout`,
-//! `server.idle_timeout`, `server.max_header_size` (for new connections),
+//! `server.idle_timeout`, `server.max_header_size`, `server.http2_window` (for new connections),
 //! `storage.max_file_size` (for new uploads), `shares.*` (for shares made, changed or
 //! unlocked from then on) and, in files mode,
 //! the certificate and key (read again on every reload, so renewed files at the same paths are
@@ -29,6 +29,7 @@ const LIVE_KEYS: &[&str] = &[
     "server.header_read_timeout",
     "server.idle_timeout",
     "server.max_header_size",
+    "server.http2_window",
     "storage.max_file_size",
     "shares.default_expiry",
     "shares.max_lifetime",
@@ -67,6 +68,7 @@ pub fn connection_limits(settings: &Settings) -> ConnectionLimits {
         header_read_timeout: settings.server.header_read_timeout.0,
         idle_timeout: settings.server.idle_timeout.0,
         max_header_size: usize::try_from(settings.server.max_header_size.0).unwrap_or(usize::MAX),
+        http2_window: u32::try_from(settings.server.http2_window.0).unwrap_or(u32::MAX),
     }
 }
 
@@ -147,6 +149,7 @@ impl Reloader {
         stored.server.header_read_timeout = new.server.header_read_timeout;
         stored.server.idle_timeout = new.server.idle_timeout;
         stored.server.max_header_size = new.server.max_header_size;
+        stored.server.http2_window = new.server.http2_window;
         stored.storage.max_file_size = new.storage.max_file_size;
         stored.shares = new.shares;
         if certificate_reloaded {

@@ -54,6 +54,10 @@ pub struct ServerSettings {
     pub idle_timeout: HumanDuration,
     /// Largest request head (request line and headers) accepted.
     pub max_header_size: ByteSize,
+    /// HTTP/2 flow-control window per request stream (the connection's is twice it): what a
+    /// client may send ahead of the server's reading. One HTTP/2 upload runs at most at this
+    /// divided by the round-trip time.
+    pub http2_window: ByteSize,
     /// Connections served at once; further clients wait in the listen backlog.
     pub max_connections: usize,
     /// Largest request body for API calls (uploads have their own limit).
@@ -73,6 +77,7 @@ impl Default for ServerSettings {
             header_read_timeout: HumanDuration(std::time::Duration::from_secs(10)),
             idle_timeout: HumanDuration(std::time::Duration::from_secs(120)),
             max_header_size: ByteSize(16 << 10),
+            http2_window: ByteSize(2 << 20),
             max_connections: 1024,
             max_body_size: ByteSize(1 << 20),
             public_url: None,

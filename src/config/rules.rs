@@ -68,6 +68,9 @@ impl Settings {
         if self.server.max_header_size.0 < 8192 {
             problems.push("key `server.max_header_size`: must be at least 8 KiB".to_owned());
         }
+        if !(64 << 10..=64 << 20).contains(&self.server.http2_window.0) {
+            problems.push("key `server.http2_window`: must be between 64 KiB and 64 MiB".to_owned());
+        }
         if self.storage.gc_interval.0.is_zero() {
             problems.push("key `storage.gc_interval`: must be above 0s".to_owned());
         }

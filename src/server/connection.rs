@@ -32,15 +32,14 @@ use tokio_util::sync::CancellationToken;
 
 use super::AppEndpoint;
 
-/// HTTP/2 flow-control window per request stream, in bytes.
-const HTTP2_STREAM_WINDOW: u32 = 2 << 20;
-
 /// Per-connection limits, from `[server]` settings.
 #[derive(Clone, Copy, Debug)]
 pub struct ConnectionLimits {
     pub header_read_timeout: Duration,
     pub idle_timeout: Duration,
     pub max_header_size: usize,
+    /// HTTP/2 flow-control window per request stream, in bytes; the connection's is twice it.
+    pub http2_window: u32,
 }
 
 /// When bytes last moved on a connection, as milliseconds since it was accepted.
@@ -206,12 +205,12 @@ async fn serve_http<Io>(
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(limits.max_header_size).unwrap_or(u32::MAX))
         .max_concurrent_streams(128)
-        // Let a client keep 2 MiB per stream (4 MiB per connection) in flight: enough for a
-        // fast upload on a long path, and the window is topped up about once per MiB read.
-        // hyper's adaptive windows start at 64 KiB and, on fast short paths, stay small enough
-        // that the server sends a WINDOW_UPDATE (and the client reads one) every few dozen KiB.
-        .initial_stream_window_size(HTTP2_STREAM_WINDOW)
-        .initial_connection_window_size(2 * HTTP2_STREAM_WINDOW)
+        // Fixed windows (2 MiB per stream by default): the window is topped up once per half
+        // window read. hyper's adaptive windows start at 64 KiB and, on fast short paths, stay
+        // small enough that the server sends a WINDOW_UPDATE (and the client reads one) every
+        // few dozen KiB.
+        .initial_stream_window_size(limits.http2_window)
+        .initial_connection_window_size(limits.http2_window.saturating_mul(2))
         .max_frame_size(256 << 10)
         .max_pending_accept_reset_streams(64);
 

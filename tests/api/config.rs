@@ -148,6 +148,18 @@ fn missing_config_file_is_refused() {
 }
 
 #[test]
+fn out_of_range_values_are_refused_naming_the_bounds() {
+    for window in ["\"16 KiB\"", "\"1 GiB\""] {
+        assert_rejected(
+            &format!("[server]\nhttp2_window = {window}\n"),
+            &[],
+            &["server.http2_window", "between 64 KiB and 64 MiB"],
+        );
+    }
+    assert_rejected("[server]\nmax_header_size = \"1 KiB\"\n", &[], &["server.max_header_size", "at least 8 KiB"]);
+}
+
+#[test]
 fn files_mode_without_files_is_refused() {
     assert_rejected("[tls]\nmode = \"files\"\n", &[], &["tls.cert_file", "tls.key_file"]);
 }

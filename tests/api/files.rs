@@ -218,6 +218,33 @@ async fn over_limit_uploads_get_413_and_store_nothing() {
 }
 
 #[tokio::test]
+async fn the_http2_window_bounds_what_a_client_sends_ahead_of_a_refusal() {
+    // The over-limit case above with a 256 KiB window instead of the default 2 MiB: the
+    // client can get only the window (and a chunk it holds) past what the server read.
+    let toml = "[server]\nhttp2_window = \"256 KiB\"\n[storage]\nmax_file_size = \"1 MiB\"\n";
+    let app = spawn_app(Options { toml: toml.into(), ..Options::default() });
+    let token = admin_token(&app).await;
+    let offered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = std::sync::Arc::clone(&offered);
+    let chunks = futures_util::stream::iter(0..256).map(move |_| {
+        counter.fetch_add(64 << 10, std::sync::atomic::Ordering::SeqCst);
+        Ok::<_, std::io::Error>(vec![7u8; 64 << 10])
+    });
+    let response = app
+        .client
+        .put(app.url("/api/v1/files/upload?name=streamed"))
+        .bearer_auth(&token)
+        .body(reqwest::Body::wrap_stream(chunks))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.version(), reqwest::Version::HTTP_2);
+    assert_eq!(response.status(), 413);
+    let taken = offered.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(taken <= (1 << 20) + (256 << 10) + (256 << 10), "{taken} bytes were read with a 256 KiB window");
+}
+
+#[tokio::test]
 async fn a_mismatched_content_digest_gets_400_and_stores_nothing() {
     use base64::Engine;
     let app = spawn_default();
