@@ -139,7 +139,8 @@ pub async fn security_headers<E: Endpoint>(endpoint: Arc<E>, req: Request) -> po
 
 /// Middleware: refuses request bodies over `limit` bytes with 413, whether the size is
 /// announced in `Content-Length` or only found while reading a chunked body. `exempt`
-/// (method, path) pairs carry file contents and enforce their own limit.
+/// (method, path) pairs carry file contents and enforce their own limit; a refused one has
+/// a small remainder of its body read first (see [`super::drain`]).
 pub async fn body_limit<E: Endpoint>(
     endpoint: Arc<E>,
     mut req: Request,
@@ -151,7 +152,7 @@ pub async fn body_limit<E: Endpoint>(
         if !req.headers().contains_key(header::CONTENT_TYPE) {
             req.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
         }
-        return endpoint.call(req).await.map(IntoResponse::into_response);
+        return super::drain::call(endpoint.as_ref(), req).await;
     }
     let announced = req
         .header(header::CONTENT_LENGTH)

@@ -8,6 +8,7 @@ mod audit;
 mod auth;
 mod content;
 mod download;
+mod drain;
 mod error;
 mod failure;
 mod files;

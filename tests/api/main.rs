@@ -21,4 +21,5 @@ mod shutdown;
 mod systemd;
 mod throttling;
 mod tls;
+mod upload_refusals;
 mod users;
