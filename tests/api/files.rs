@@ -1,12 +1,12 @@
 //! Files: uploads, downloads, limits, names and who may see what.
 
-use futures_util::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::accounts::call;
 use crate::auth::{login, login_admin};
 use crate::helpers::{Options, TestApp, spawn_app, spawn_default};
+use crate::upload_refusals::offer_upload;
 
 pub const PASSWORD: &str = "plum-quartz-ladder-71";
 
@@ -187,22 +187,9 @@ async fn over_limit_uploads_get_413_and_store_nothing() {
     // Without Content-Length the limit is found while streaming: 16 MiB offered, and the
     // server stops taking bytes soon after the first 1 MiB: at most the HTTP/2 stream window
     // (2 MiB) more can be in flight when it answers.
-    let offered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let counter = std::sync::Arc::clone(&offered);
-    let chunks = futures_util::stream::iter(0..256).map(move |_| {
-        counter.fetch_add(64 << 10, std::sync::atomic::Ordering::SeqCst);
-        Ok::<_, std::io::Error>(vec![7u8; 64 << 10])
-    });
-    let response = app
-        .client
-        .put(app.url("/api/v1/files/upload?name=streamed"))
-        .bearer_auth(&token)
-        .body(reqwest::Body::wrap_stream(chunks))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 413);
-    let taken = offered.load(std::sync::atomic::Ordering::SeqCst);
+    let offered = offer_upload(&app, &app.client, &token, "streamed", 256, false).await;
+    assert_eq!(offered.status, 413);
+    let taken = offered.taken;
     assert!(taken <= (1 << 20) + (2 << 20) + (256 << 10), "{taken} bytes were read for a 1 MiB limit");
     // What reached the disk before the refusal: never more than the limit and 1 MiB.
     let removed = app
@@ -215,33 +202,6 @@ async fn over_limit_uploads_get_413_and_store_nothing() {
     assert_eq!(listing["files"], json!([]));
     assert_eq!(state_entries(&app, "tmp"), 0);
     assert_eq!(state_entries(&app, "blobs"), 0);
-}
-
-#[tokio::test]
-async fn the_http2_window_bounds_what_a_client_sends_ahead_of_a_refusal() {
-    // The over-limit case above with a 256 KiB window instead of the default 2 MiB: the
-    // client can get only the window (and a chunk it holds) past what the server read.
-    let toml = "[server]\nhttp2_window = \"256 KiB\"\n[storage]\nmax_file_size = \"1 MiB\"\n";
-    let app = spawn_app(Options { toml: toml.into(), ..Options::default() });
-    let token = admin_token(&app).await;
-    let offered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let counter = std::sync::Arc::clone(&offered);
-    let chunks = futures_util::stream::iter(0..256).map(move |_| {
-        counter.fetch_add(64 << 10, std::sync::atomic::Ordering::SeqCst);
-        Ok::<_, std::io::Error>(vec![7u8; 64 << 10])
-    });
-    let response = app
-        .client
-        .put(app.url("/api/v1/files/upload?name=streamed"))
-        .bearer_auth(&token)
-        .body(reqwest::Body::wrap_stream(chunks))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.version(), reqwest::Version::HTTP_2);
-    assert_eq!(response.status(), 413);
-    let taken = offered.load(std::sync::atomic::Ordering::SeqCst);
-    assert!(taken <= (1 << 20) + (256 << 10) + (256 << 10), "{taken} bytes were read with a 256 KiB window");
 }
 
 #[tokio::test]
