@@ -23,6 +23,8 @@ pub enum KeyError {
         "the share-link key {path} is not 32 bytes; move it away to make a new one (existing links then cannot be shown again)"
     )]
     Invalid { path: String },
+    #[error("the system's random number generator or cipher failed")]
+    Crypto,
 }
 
 pub struct ShareKeys {
@@ -44,26 +46,26 @@ impl ShareKeys {
             Err(err) => return Err(io(err)),
         };
         let master: [u8; 32] = master.try_into().map_err(|_| KeyError::Invalid { path: path.display().to_string() })?;
-        Ok(Self::from_master(&master))
+        Self::from_master(&master)
     }
 
-    fn from_master(master: &[u8; 32]) -> Self {
+    fn from_master(master: &[u8; 32]) -> Result<Self, KeyError> {
         let derive = |label: &[u8]| hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, master), label);
         let seal_key = derive(b"coffer share token sealing v1");
-        let seal = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, seal_key.as_ref()).expect("32-byte AES key"));
+        let seal = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, seal_key.as_ref()).map_err(|_| KeyError::Crypto)?);
         let cookie = hmac::Key::new(hmac::HMAC_SHA256, derive(b"coffer share cookies v1").as_ref());
-        Self { seal, cookie }
+        Ok(Self { seal, cookie })
     }
 
     /// `nonce || ciphertext || tag`, bound to the share id.
-    pub fn seal(&self, share_id: &str, token: &str) -> Vec<u8> {
+    pub fn seal(&self, share_id: &str, token: &str) -> Result<Vec<u8>, KeyError> {
         let mut nonce = [0u8; NONCE_LEN];
-        SystemRandom::new().fill(&mut nonce).expect("system randomness");
+        SystemRandom::new().fill(&mut nonce).map_err(|_| KeyError::Crypto)?;
         let mut sealed = token.as_bytes().to_vec();
         self.seal
             .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(share_id.as_bytes()), &mut sealed)
-            .expect("sealing a short token");
-        [nonce.as_slice(), &sealed].concat()
+            .map_err(|_| KeyError::Crypto)?;
+        Ok([nonce.as_slice(), &sealed].concat())
     }
 
     /// The token, or `None` if `sealed` was not made by this key for this share.
@@ -102,23 +104,23 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("share.key");
         let keys = ShareKeys::load_or_create(&path).unwrap();
-        let sealed = keys.seal("share-1", "the-token");
+        let sealed = keys.seal("share-1", "the-token").unwrap();
         assert_eq!(keys.open("share-1", &sealed).as_deref(), Some("the-token"));
         assert_eq!(keys.open("share-2", &sealed), None, "bound to the share id");
         let reloaded = ShareKeys::load_or_create(&path).unwrap();
         assert_eq!(reloaded.open("share-1", &sealed).as_deref(), Some("the-token"));
-        let other = ShareKeys::from_master(&[7; 32]);
+        let other = ShareKeys::from_master(&[7; 32]).unwrap();
         assert_eq!(other.open("share-1", &sealed), None);
-        assert_ne!(keys.seal("share-1", "the-token"), sealed, "a fresh nonce each time");
+        assert_ne!(keys.seal("share-1", "the-token").unwrap(), sealed, "a fresh nonce each time");
     }
 
     #[test]
     fn signatures_reject_any_change() {
-        let keys = ShareKeys::from_master(&[1; 32]);
+        let keys = ShareKeys::from_master(&[1; 32]).unwrap();
         let signed = keys.sign("unlock.abc.0.1700000000");
         assert_eq!(keys.verify(&signed), Some("unlock.abc.0.1700000000"));
         assert_eq!(keys.verify(&signed.replace("abc", "abd")), None);
-        assert_eq!(ShareKeys::from_master(&[2; 32]).verify(&signed), None);
+        assert_eq!(ShareKeys::from_master(&[2; 32]).unwrap().verify(&signed), None);
         assert_eq!(keys.verify("no-signature"), None);
     }
 }

@@ -46,6 +46,8 @@ pub enum ShareError {
     Db(#[from] DbError),
     #[error(transparent)]
     Hash(#[from] HashError),
+    #[error(transparent)]
+    Key(#[from] KeyError),
 }
 
 /// Limits from `[shares]`, in seconds.

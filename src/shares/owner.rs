@@ -93,7 +93,7 @@ impl Shares {
         let token = new_token();
         let row = ShareRow {
             token_hash: token_hash(&token),
-            sealed_token: self.inner.keys.seal(&id, &token),
+            sealed_token: self.inner.keys.seal(&id, &token)?,
             id,
             file_id: file.id,
             owner_id: caller.user_id.clone(),

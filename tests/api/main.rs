@@ -1,6 +1,9 @@
 //! Black-box tests: the real `coffer` binary on 127.0.0.1:0 with a temp state dir, driven by
 //! real HTTPS clients.
 
+// A failing test should stop loudly at the line that failed.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod access_tokens;
 mod accounts;
 mod acme;
