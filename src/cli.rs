@@ -140,7 +140,7 @@ pub fn run(settings: Settings, command: UserCommand) -> anyhow::Result<()> {
     check_owner(&settings)?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async move {
-        let (_, auth) = open_accounts(&settings).await?;
+        let (_, auth) = open_accounts(&settings, &crate::clock::Clock::system()).await?;
         let actor = Actor::cli();
         match command {
             UserCommand::Add { username, admin, email, quota } => {

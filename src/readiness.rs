@@ -6,6 +6,7 @@
 use std::sync::{Arc, RwLock};
 
 use crate::acme::CertificateState;
+use crate::clock::Clock;
 use crate::db::Db;
 use crate::state_dir::StateDir;
 
@@ -19,6 +20,7 @@ pub struct CheckResult {
 
 pub struct Readiness {
     db: Db,
+    clock: Clock,
     state_dir: StateDir,
     disk_reserve: u64,
     certificate: Option<Arc<RwLock<CertificateState>>>,
@@ -27,11 +29,12 @@ pub struct Readiness {
 impl Readiness {
     pub fn new(
         db: Db,
+        clock: Clock,
         state_dir: StateDir,
         disk_reserve: u64,
         certificate: Option<Arc<RwLock<CertificateState>>>,
     ) -> Arc<Self> {
-        Arc::new(Self { db, state_dir, disk_reserve, certificate })
+        Arc::new(Self { db, clock, state_dir, disk_reserve, certificate })
     }
 
     pub async fn check(&self) -> Vec<CheckResult> {
@@ -46,7 +49,7 @@ impl Readiness {
     fn certificate(&self) -> Option<CheckResult> {
         let state = self.certificate.as_ref()?.read().map(|state| state.clone()).unwrap_or_default();
         let error = state.last_error.as_deref().map(|error| format!("; last error: {error}")).unwrap_or_default();
-        Some(match state.days_left() {
+        Some(match state.days_left(self.clock.now_utc()) {
             Some(days) => {
                 CheckResult { name: "certificate", ok: true, detail: format!("valid {days} more days{error}") }
             }

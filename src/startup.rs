@@ -12,10 +12,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::acme::{AcmeManager, CertificateState, Http01Answers};
 use crate::api::{self, ApiContext};
+use crate::auth::device::DeviceTokens;
 use crate::auth::password::{HashParams, PasswordHasherPool};
 use crate::auth::throttle::ThrottlePolicy;
 use crate::auth::token::TokenSigner;
-use crate::auth::{self, Auth, Lifetimes};
+use crate::auth::{self, Auth, AuthParts, Lifetimes};
+use crate::clock::Clock;
 use crate::config::{Settings, TlsMode};
 use crate::db::Db;
 use crate::files::Files;
@@ -23,7 +25,7 @@ use crate::readiness::Readiness;
 use crate::reload::{self, Reloader};
 use crate::server::{self, AppEndpoint, HttpServer, Listener};
 use crate::shares::{ShareKeys, SharePolicy, Shares};
-use crate::state_dir::StateDir;
+use crate::state_dir::{StateDir, load_or_create_secret};
 use crate::storage::BlobStore;
 use crate::systemd;
 use crate::tls::{self, CertResolver};
@@ -45,17 +47,19 @@ async fn blocking<T: Send + 'static>(work: impl FnOnce() -> anyhow::Result<T> + 
     tokio::task::spawn_blocking(work).await.context("a startup task panicked")?
 }
 
-/// The password hasher, the token key and the first admin account.
-async fn build_auth(settings: &Settings, db: &Db, state_dir: &StateDir) -> anyhow::Result<Arc<Auth>> {
+/// The password hasher, the token and device keys.
+async fn build_auth(settings: &Settings, db: &Db, clock: &Clock, state_dir: &StateDir) -> anyhow::Result<Arc<Auth>> {
     let config = &settings.auth;
     let params = HashParams {
         memory_kib: config.argon2_memory_kib,
         iterations: config.argon2_iterations,
         parallelism: config.argon2_parallelism,
     };
-    let hasher = PasswordHasherPool::new(params, config.max_concurrent_hashes).context("settings under [auth]")?;
-    let key_path = state_dir.token_signing_key();
+    let hasher = PasswordHasherPool::new(params, config.max_concurrent_hashes, config.max_queued_hashes)
+        .context("settings under [auth]")?;
+    let (key_path, device_key_path) = (state_dir.token_signing_key(), state_dir.device_key());
     let signer = blocking(move || Ok(TokenSigner::load_or_create(&key_path)?)).await?;
+    let device_secret = blocking(move || Ok(load_or_create_secret(&device_key_path)?)).await?;
     let seconds = |duration: crate::config::HumanDuration| i64::try_from(duration.0.as_secs()).unwrap_or(i64::MAX);
     let lifetimes = Lifetimes {
         access: seconds(config.access_token_ttl),
@@ -67,12 +71,20 @@ async fn build_auth(settings: &Settings, db: &Db, state_dir: &StateDir) -> anyho
         base_delay: std::time::Duration::from_secs(1),
         max_delay: config.login_max_delay.0,
     };
-    Ok(Arc::new(Auth::new(db.clone(), hasher, signer, lifetimes, throttle)))
+    Ok(Arc::new(Auth::new(AuthParts {
+        db: db.clone(),
+        clock: clock.clone(),
+        hasher,
+        signer,
+        devices: DeviceTokens::new(&device_secret),
+        lifetimes,
+        throttle,
+    })))
 }
 
 /// Prepares the state directory, opens (creating and migrating) the database and builds the
 /// account service. Shared by the server and the `coffer user` commands.
-pub async fn open_accounts(settings: &Settings) -> anyhow::Result<(Db, Arc<Auth>)> {
+pub async fn open_accounts(settings: &Settings, clock: &Clock) -> anyhow::Result<(Db, Arc<Auth>)> {
     let state_dir = StateDir::new(&settings.storage.state_dir);
     let db = {
         let state_dir = state_dir.clone();
@@ -85,18 +97,19 @@ pub async fn open_accounts(settings: &Settings) -> anyhow::Result<(Db, Arc<Auth>
         .await?
     };
 
-    let auth = build_auth(settings, &db, &state_dir).await?;
+    let auth = build_auth(settings, &db, clock, &state_dir).await?;
     Ok((db, auth))
 }
 
 /// The file store: leftovers of uploads a crash interrupted are swept and unreferenced blobs
 /// collected before anything is served, when no upload can be in flight.
-async fn prepare_files(settings: &Settings, db: &Db, state_dir: &StateDir) -> anyhow::Result<Files> {
+async fn prepare_files(settings: &Settings, db: &Db, clock: &Clock, state_dir: &StateDir) -> anyhow::Result<Files> {
     let store = BlobStore::new(state_dir.blobs_dir(), state_dir.tmp_dir());
     let sweeper = store.clone();
     let swept = blocking(move || Ok(sweeper.sweep_tmp(std::time::Duration::ZERO)?)).await?;
     let files = Files::new(
         db.clone(),
+        clock.clone(),
         store,
         state_dir.clone(),
         settings.storage.max_file_size.0,
@@ -234,17 +247,18 @@ async fn status_line(
 
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let clock = Clock::system();
         let state_dir = StateDir::new(&settings.storage.state_dir);
-        let (db, auth) = open_accounts(&settings).await?;
+        let (db, auth) = open_accounts(&settings, &clock).await?;
 
         let resolver = match settings.tls.mode {
             TlsMode::Off => None,
             mode => {
                 let tls_settings = settings.tls.clone();
-                let tls_dir = state_dir.tls_dir();
+                let (tls_dir, clock) = (state_dir.tls_dir(), clock.clone());
                 let key = blocking(move || match (mode, &tls_settings.cert_file, &tls_settings.key_file) {
                     (TlsMode::Files, Some(cert), Some(key)) => Ok(tls::load_pem_pair(cert, key)?),
-                    _ => Ok(tls::ensure_self_signed(&tls_dir, &tls_settings.self_signed_names)?),
+                    _ => Ok(tls::ensure_self_signed(&tls_dir, &tls_settings.self_signed_names, &clock)?),
                 })
                 .await?;
                 Some(Arc::new(CertResolver::new(key)))
@@ -260,7 +274,8 @@ impl Application {
             (Some(resolver), TlsMode::Acme) => {
                 let dir = state_dir.root().join("acme");
                 let (acme, domains) = (settings.acme.clone(), settings.tls.domains.clone());
-                let manager = AcmeManager::start(acme, domains, dir, Arc::clone(resolver), Arc::clone(&http01));
+                let manager =
+                    AcmeManager::start(acme, clock.clone(), domains, dir, Arc::clone(resolver), Arc::clone(&http01));
                 Some(manager.await.context("ACME (tls.mode = \"acme\")")?)
             }
             _ => None,
@@ -271,10 +286,11 @@ impl Application {
         let acme_stop = CancellationToken::new();
         let certificate = acme.as_ref().map(|acme| acme.state());
         let acme = acme.map(|acme| tokio::spawn(acme.run(acme_stop.clone())));
-        auth::ensure_initial_admin(&db, auth.hasher(), &state_dir.initial_admin_password()).await?;
-        let files = prepare_files(&settings, &db, &state_dir).await?;
+        auth::ensure_initial_admin(&auth, &state_dir.initial_admin_password()).await?;
+        let files = prepare_files(&settings, &db, &clock, &state_dir).await?;
         let shares = build_shares(&settings, &db, &files, &auth, &state_dir).await?;
-        let readiness = Readiness::new(db.clone(), state_dir, settings.storage.disk_reserve.0, certificate.clone());
+        let readiness =
+            Readiness::new(db.clone(), clock.clone(), state_dir, settings.storage.disk_reserve.0, certificate.clone());
         let max_body_size = Arc::new(AtomicU64::new(settings.server.max_body_size.0));
         let public_url = settings.server.public_url.as_ref().map(|url| url.trim_end_matches('/').to_owned());
         let endpoint: AppEndpoint = Arc::new(api::build(ApiContext {

@@ -70,6 +70,11 @@ impl StateDir {
         self.keys_dir().join("share-links.key")
     }
 
+    /// Signs the device tokens that let a client which signed in before skip account-wide waits.
+    pub fn device_key(&self) -> PathBuf {
+        self.keys_dir().join("device-tokens.key")
+    }
+
     /// Where the first admin's generated password is left for the operator.
     pub fn initial_admin_password(&self) -> PathBuf {
         self.root.join("initial-admin-password")
@@ -93,6 +98,26 @@ impl StateDir {
         let stats = rustix::fs::statvfs(&self.root)?;
         Ok(stats.f_bavail.saturating_mul(stats.f_frsize))
     }
+}
+
+/// A 32-byte secret kept in `path` (0600), made from the OS CSPRNG on first use. Blocking.
+/// A file of another length is an error naming it.
+pub fn load_or_create_secret(path: &Path) -> io::Result<[u8; 32]> {
+    let bytes = match fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => {
+            let fresh: [u8; 32] = rand::random();
+            write_file_atomically(path, &fresh, 0o600)?;
+            fresh.to_vec()
+        }
+        Err(err) => return Err(err),
+    };
+    bytes.try_into().map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{} is not a 32-byte key; move it away to make a new one", path.display()),
+        )
+    })
 }
 
 /// Writes `contents` to `path` so that after a crash the file is either absent or complete:

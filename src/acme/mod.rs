@@ -18,6 +18,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::Clock;
 use crate::config::AcmeSettings;
 use crate::state_dir::write_file_atomically;
 use crate::tls::{self, CertResolver};
@@ -33,8 +34,9 @@ pub struct CertificateState {
 }
 
 impl CertificateState {
-    pub fn days_left(&self) -> Option<i64> {
-        self.not_after.map(|not_after| (not_after - OffsetDateTime::now_utc()).whole_days())
+    /// Whole days the certificate has left at `now`.
+    pub fn days_left(&self, now: OffsetDateTime) -> Option<i64> {
+        self.not_after.map(|not_after| (not_after - now).whole_days())
     }
 }
 
@@ -65,6 +67,7 @@ impl Http01Answers {
 
 pub struct AcmeManager {
     settings: AcmeSettings,
+    clock: Clock,
     http01: Arc<Http01Answers>,
     domains: Vec<String>,
     dir: PathBuf,
@@ -76,12 +79,13 @@ impl AcmeManager {
     /// Prepares `<state>/acme/` and serves a stored certificate if it still fits.
     pub async fn start(
         settings: AcmeSettings,
+        clock: Clock,
         domains: Vec<String>,
         dir: PathBuf,
         resolver: Arc<CertResolver>,
         http01: Arc<Http01Answers>,
     ) -> anyhow::Result<Arc<Self>> {
-        let manager = Arc::new(Self { settings, http01, domains, dir, resolver, state: Arc::default() });
+        let manager = Arc::new(Self { settings, clock, http01, domains, dir, resolver, state: Arc::default() });
         let (dir, domains) = (manager.dir.clone(), manager.domains.clone());
         let stored = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
             std::fs::create_dir_all(&dir)?;
@@ -127,7 +131,7 @@ impl AcmeManager {
                 let jitter = lifetime / 30 * rand::random::<f64>();
                 not_after - lifetime / 3 - jitter
             }
-            _ => OffsetDateTime::now_utc(),
+            _ => self.clock.now_utc(),
         }
     }
 
@@ -159,7 +163,7 @@ impl AcmeManager {
         let first_retry = self.settings.retry_after.0;
         let mut retry = first_retry;
         loop {
-            let wait = (self.renew_at() - OffsetDateTime::now_utc()).try_into().unwrap_or(Duration::ZERO);
+            let wait = (self.renew_at() - self.clock.now_utc()).try_into().unwrap_or(Duration::ZERO);
             if !wait.is_zero() {
                 tokio::select! {
                     () = tokio::time::sleep(wait) => {}

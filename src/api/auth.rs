@@ -9,7 +9,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 use super::failure::ApiFailure;
 use super::security::{BearerAuth, client_ip};
 use super::{ApiTags, ErrorBody};
-use crate::auth::{Auth, AuthError, Tokens};
+use crate::auth::{Auth, AuthError, LoginAttempt, Tokens};
 use crate::domain::password::MAX_CHARS;
 
 pub struct AuthApi {
@@ -20,6 +20,9 @@ pub struct AuthApi {
 struct LoginRequest {
     username: String,
     password: String,
+    /// The `device_token` of an earlier sign-in from this client, if kept: sign-ins from a
+    /// client that signed in before do not wait when others guess at the account.
+    device_token: Option<String>,
 }
 
 #[derive(Object)]
@@ -40,6 +43,10 @@ pub struct TokenResponse {
     refresh_token: String,
     /// Seconds the refresh token stays usable if not used.
     refresh_expires_in: i64,
+    /// After a password sign-in: keep it and send it with later sign-ins (also set as the
+    /// HttpOnly cookie `__Host-coffer_device`).
+    #[oai(skip_serializing_if_is_none)]
+    device_token: Option<String>,
 }
 
 impl From<Tokens> for TokenResponse {
@@ -50,21 +57,35 @@ impl From<Tokens> for TokenResponse {
             expires_in: tokens.expires_in,
             refresh_token: tokens.refresh_token,
             refresh_expires_in: tokens.refresh_expires_in,
+            device_token: tokens.device_token,
         }
     }
 }
 
 #[derive(ApiResponse)]
-enum TokenResult {
-    /// Signed in.
+enum LoginResult {
+    /// Signed in. The device cookie remembers this client for throttling only.
     #[oai(status = 200)]
-    Ok(Json<TokenResponse>),
-    /// `invalid_credentials` (login) or `invalid_token` (refresh).
+    Ok(Json<TokenResponse>, #[oai(header = "Set-Cookie")] String),
+    /// `invalid_credentials`.
     #[oai(status = 401)]
     Unauthorized(Json<ErrorBody>),
     /// `too_many_requests`: too many failed sign-ins; wait the given seconds.
     #[oai(status = 429)]
     TooManyRequests(Json<ErrorBody>, #[oai(header = "Retry-After")] u64),
+    /// `server_busy`: too many sign-ins are being checked at once; wait the given seconds.
+    #[oai(status = 503)]
+    Busy(Json<ErrorBody>, #[oai(header = "Retry-After")] u64),
+}
+
+#[derive(ApiResponse)]
+enum TokenResult {
+    /// New tokens.
+    #[oai(status = 200)]
+    Ok(Json<TokenResponse>),
+    /// `invalid_token`.
+    #[oai(status = 401)]
+    Unauthorized(Json<ErrorBody>),
 }
 
 #[derive(ApiResponse)]
@@ -74,31 +95,64 @@ enum LogoutResult {
     Ended,
 }
 
-fn unauthorized(code: &str, message: &str) -> TokenResult {
-    TokenResult::Unauthorized(Json(ErrorBody { error: code.into(), message: message.into(), request_id: None }))
+fn error_body(code: &str, message: impl Into<String>) -> Json<ErrorBody> {
+    Json(ErrorBody { error: code.into(), message: message.into(), request_id: None })
 }
 
-fn invalid_credentials() -> TokenResult {
-    unauthorized("invalid_credentials", "wrong username or password")
+fn invalid_credentials() -> LoginResult {
+    LoginResult::Unauthorized(error_body("invalid_credentials", "wrong username or password"))
+}
+
+/// The device cookie: only ever read by the sign-in, so scoped to it.
+const DEVICE_COOKIE: &str = "__Host-coffer_device";
+
+fn device_cookie(token: &str) -> String {
+    format!(
+        "{DEVICE_COOKIE}={token}; Max-Age={}; Path=/; Secure; HttpOnly; SameSite=Strict",
+        crate::auth::device::DEVICE_TOKEN_LIFETIME
+    )
+}
+
+fn cookie<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
+    req.headers()
+        .get_all(poem::http::header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find_map(|(key, value)| (key == name).then_some(value))
 }
 
 #[OpenApi(prefix_path = "/auth", tag = "ApiTags::Auth")]
 impl AuthApi {
     /// Sign in with username and password. Unknown users and wrong passwords get the same answer.
     #[oai(path = "/login", method = "post")]
-    async fn login(&self, req: &Request, body: Json<LoginRequest>) -> Result<TokenResult, ApiFailure> {
+    async fn login(&self, req: &Request, body: Json<LoginRequest>) -> Result<LoginResult, ApiFailure> {
         if body.password.chars().count() > MAX_CHARS {
             return Ok(invalid_credentials());
         }
-        match self.auth.login(&body.username, &body.password, &client_ip(req)).await {
-            Ok(tokens) => Ok(TokenResult::Ok(Json(tokens.into()))),
+        let ip = client_ip(req);
+        let attempt = LoginAttempt {
+            username: &body.username,
+            password: &body.password,
+            ip: &ip,
+            device_token: body.device_token.as_deref().or_else(|| cookie(req, DEVICE_COOKIE)),
+        };
+        match self.auth.login(attempt).await {
+            Ok(tokens) => {
+                let cookie = tokens.device_token.as_deref().map(device_cookie).unwrap_or_default();
+                Ok(LoginResult::Ok(Json(tokens.into()), cookie))
+            }
             Err(AuthError::InvalidCredentials) => Ok(invalid_credentials()),
             Err(AuthError::Throttled(wait)) => {
                 let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
                 let message = format!("too many failed sign-ins; try again in {seconds} s");
-                let body = ErrorBody { error: "too_many_requests".into(), message, request_id: None };
-                Ok(TokenResult::TooManyRequests(Json(body), seconds.max(1)))
+                Ok(LoginResult::TooManyRequests(error_body("too_many_requests", message), seconds.max(1)))
             }
+            Err(AuthError::Busy) => Ok(LoginResult::Busy(
+                error_body("server_busy", "the server is busy checking passwords; try again in a second"),
+                1,
+            )),
             Err(err) => Err(ApiFailure::internal(err)),
         }
     }
@@ -109,9 +163,10 @@ impl AuthApi {
     async fn refresh(&self, req: &Request, body: Json<RefreshRequest>) -> Result<TokenResult, ApiFailure> {
         match self.auth.refresh(&body.refresh_token, &client_ip(req)).await {
             Ok(tokens) => Ok(TokenResult::Ok(Json(tokens.into()))),
-            Err(AuthError::InvalidToken) => {
-                Ok(unauthorized("invalid_token", "the refresh token is invalid, spent, expired or revoked"))
-            }
+            Err(AuthError::InvalidToken) => Ok(TokenResult::Unauthorized(error_body(
+                "invalid_token",
+                "the refresh token is invalid, spent, expired or revoked",
+            ))),
             Err(err) => Err(ApiFailure::internal(err)),
         }
     }

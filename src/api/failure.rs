@@ -5,12 +5,13 @@ use poem_openapi::ApiResponse;
 use poem_openapi::payload::Json;
 
 use super::ErrorBody;
+use crate::auth::password::HashError;
 use crate::auth::{AccountError, AuthError};
 
 #[derive(ApiResponse)]
 pub enum ApiFailure {
     /// The request is not valid: `invalid`, `invalid_username`, `weak_password`,
-    /// `wrong_password`, `not_a_session`, `invalid_name`, `digest_mismatch`, `upload_incomplete`.
+    /// `wrong_password`, `password_unchanged`, `not_a_session`, `invalid_name`, `digest_mismatch`, `upload_incomplete`.
     #[oai(status = 400)]
     BadRequest(Json<ErrorBody>),
     /// `forbidden`: the caller may not do this (admin only, or a read-only token).
@@ -31,6 +32,9 @@ pub enum ApiFailure {
     /// `quota_exceeded` or `insufficient_storage`.
     #[oai(status = 507)]
     InsufficientStorage(Json<ErrorBody>),
+    /// `server_busy`: too many password checks are waiting; try again after the given seconds.
+    #[oai(status = 503)]
+    Busy(Json<ErrorBody>, #[oai(header = "Retry-After")] u64),
     /// `internal_error`: logged on the server under the request id.
     #[oai(status = 500)]
     Internal(Json<ErrorBody>),
@@ -58,6 +62,10 @@ impl ApiFailure {
         Self::Internal(body("internal_error", "the server could not complete the request; it has been logged"))
     }
 
+    pub fn busy() -> Self {
+        Self::Busy(body("server_busy", "the server is busy checking passwords; try again in a second"), 1)
+    }
+
     pub fn throttled(wait: std::time::Duration) -> Self {
         let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
         Self::TooManyRequests(
@@ -77,6 +85,8 @@ impl From<AccountError> for ApiFailure {
             AccountError::InvalidUsername(_) => Self::bad_request("invalid_username", message),
             AccountError::WeakPassword(_) => Self::bad_request("weak_password", message),
             AccountError::WrongPassword => Self::bad_request("wrong_password", message),
+            AccountError::PasswordUnchanged => Self::bad_request("password_unchanged", message),
+            AccountError::Auth(AuthError::Busy) | AccountError::Hash(HashError::Busy) => Self::busy(),
             AccountError::Invalid(_) => Self::bad_request("invalid", message),
             AccountError::Auth(AuthError::Throttled(wait)) => Self::throttled(wait),
             other => Self::internal(other),

@@ -113,7 +113,7 @@ async fn open(shares: &Shares, req: &Request, token: &str) -> Result<Opened, Res
         return Err(refusal(req, &ShareError::NotFound, None, token));
     }
     let opened = shares.open(token).await.map_err(|err| refusal(req, &err, None, token))?;
-    if opened.state() == ShareState::Expired {
+    if shares.state(&opened) == ShareState::Expired {
         let err = ShareError::Expired;
         let _ = shares.record(opened.id(), &client_ip(req), "share_refused", "outcome=expired".into()).await;
         return Err(refusal(req, &err, Some(&opened), token));
@@ -129,7 +129,7 @@ pub async fn landing(req: &Request, Path(token): Path<String>, shares: Data<&Sha
         Err(response) => return response,
     };
     let ip = client_ip(req);
-    let (event, mut response) = if opened.state() == ShareState::Exhausted {
+    let (event, mut response) = if shares.state(&opened) == ShareState::Exhausted {
         ("share_refused", refusal(req, &ShareError::Exhausted, Some(&opened), &token))
     } else {
         match shares.authorize(&opened, None, cookie(req, &unlock_cookie_name(opened.id())), &ip).await {

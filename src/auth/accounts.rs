@@ -5,9 +5,9 @@
 //! deleted; a new password, a role change or disabling ends the user's sessions. Every change
 //! is audited in the same transaction that makes it, and the checks come before any write.
 
-use std::time::Instant;
-
-use super::{Auth, AuthError, Principal, Tokens, now, start_session, throttle};
+use super::password::Verdict;
+use super::throttle::Keys;
+use super::{Auth, AuthError, Principal, Tokens, start_session};
 use crate::db::audit::{self, AuditEvent, AuditRow};
 use crate::db::sessions::{self, SessionRow};
 use crate::db::users::{self, NewUser, UserRow};
@@ -60,6 +60,8 @@ pub enum AccountError {
     WeakPassword(#[from] PasswordError),
     #[error("the current password is wrong")]
     WrongPassword,
+    #[error("the new password is the same as the current one; choose a different one")]
+    PasswordUnchanged,
     #[error("this would leave no enabled admin; make another user an admin first")]
     LastAdmin,
     #[error("{0}")]
@@ -117,12 +119,12 @@ impl Auth {
         ip: &str,
     ) -> Result<Tokens, AccountError> {
         let user = self.user(&principal.user_id).await?.ok_or(AccountError::NotFound)?;
-        let keys = throttle::keys(&user.username, ip, self.throttle.policy().free_failures);
-        self.throttle.check(&keys, Instant::now()).map_err(AuthError::Throttled)?;
+        let keys = Keys::for_account(&user.username, ip, self.throttle.policy().free_failures);
+        self.throttle.check(&keys).map_err(AuthError::Throttled)?;
         let verdict = self.hasher.verify(current, Some(user.password_hash.clone())).await?;
-        let (now, ip) = (now(), ip.to_owned());
-        if verdict == super::password::Verdict::Mismatch {
-            self.throttle.record_failure(&keys, Instant::now());
+        let (now, ip) = (self.now(), ip.to_owned());
+        if verdict == Verdict::Mismatch {
+            self.throttle.record_failure(&keys);
             let id = user.id.0.clone();
             self.db
                 .write(move |tx| {
@@ -137,6 +139,9 @@ impl Auth {
                 })
                 .await?;
             return Err(AccountError::WrongPassword);
+        }
+        if new == current {
+            return Err(AccountError::PasswordUnchanged);
         }
         let hash = self.hasher.hash(&Password::parse(new)?).await?;
         let lifetime = self.lifetimes.refresh_absolute;
@@ -163,13 +168,14 @@ impl Auth {
     }
 
     pub async fn own_sessions(&self, principal: &Principal) -> Result<Vec<SessionRow>, AccountError> {
-        let (user, now) = (principal.user_id.clone(), now());
+        let (user, now) = (principal.user_id.clone(), self.now());
         Ok(self.db.read(move |conn| sessions::list_live(conn, &user, now)).await?)
     }
 
     /// Ends one of the caller's sessions; `false` if there is no such live session of theirs.
     pub async fn end_own_session(&self, principal: &Principal, session: &str, ip: &str) -> Result<bool, AccountError> {
-        let (user, session, ip, now) = (principal.user_id.clone(), SessionId(session.to_owned()), ip.to_owned(), now());
+        let (user, session, ip, now) =
+            (principal.user_id.clone(), SessionId(session.to_owned()), ip.to_owned(), self.now());
         Ok(self
             .db
             .write(move |tx| {
@@ -203,7 +209,7 @@ impl Auth {
         check_quota(account.quota_bytes)?;
         check_email(account.email.as_deref())?;
         let hash = self.hasher.hash(&Password::parse(account.password)?).await?;
-        let (actor, now) = (actor.clone(), now());
+        let (actor, now) = (actor.clone(), self.now());
         self.db
             .write(move |tx| {
                 let new = NewUser {
@@ -237,10 +243,17 @@ impl Auth {
             check_email(email.as_deref())?;
         }
         let hash = match changes.password {
-            Some(password) => Some(self.hasher.hash(&Password::parse(password)?).await?),
+            Some(password) => {
+                let password = Password::parse(password)?;
+                let current = self.user(id).await?.map(|user| user.password_hash);
+                if current.is_some() && self.hasher.verify(password.expose(), current).await? != Verdict::Mismatch {
+                    return Err(AccountError::PasswordUnchanged);
+                }
+                Some(self.hasher.hash(&password).await?)
+            }
             None => None,
         };
-        let (actor, id, now) = (actor.clone(), id.clone(), now());
+        let (actor, id, now) = (actor.clone(), id.clone(), self.now());
         self.db
             .write(move |tx| {
                 let Some(user) = users::by_id(tx, &id)? else { return Ok(Err(AccountError::NotFound)) };
@@ -290,7 +303,7 @@ impl Auth {
     }
 
     pub async fn delete_user(&self, actor: &Actor, id: &UserId) -> Result<(), AccountError> {
-        let (actor, id, now) = (actor.clone(), id.clone(), now());
+        let (actor, id, now) = (actor.clone(), id.clone(), self.now());
         self.db
             .write(move |tx| {
                 let Some(user) = users::by_id(tx, &id)? else { return Ok(Err(AccountError::NotFound)) };
@@ -307,7 +320,7 @@ impl Auth {
 
     /// Ends every session of a user; returns how many.
     pub async fn end_user_sessions(&self, actor: &Actor, id: &UserId) -> Result<usize, AccountError> {
-        let (actor, id, now) = (actor.clone(), id.clone(), now());
+        let (actor, id, now) = (actor.clone(), id.clone(), self.now());
         self.db
             .write(move |tx| {
                 if users::by_id(tx, &id)?.is_none() {
@@ -323,7 +336,7 @@ impl Auth {
 
     /// Records that `principal` tried something it may not do.
     pub async fn record_denial(&self, principal: &Principal, what: &str, ip: &str) -> Result<(), AccountError> {
-        let (user, what, ip, now) = (principal.user_id.clone(), what.to_owned(), ip.to_owned(), now());
+        let (user, what, ip, now) = (principal.user_id.clone(), what.to_owned(), ip.to_owned(), self.now());
         self.db
             .write(move |tx| {
                 let event = AuditEvent {
@@ -351,7 +364,7 @@ impl Auth {
 
     /// Revokes one of the caller's API tokens; `false` if they have no such live token.
     pub async fn revoke_api_token(&self, principal: &Principal, id: &str, ip: &str) -> Result<bool, AccountError> {
-        let (user, id, ip, now) = (principal.user_id.clone(), id.to_owned(), ip.to_owned(), now());
+        let (user, id, ip, now) = (principal.user_id.clone(), id.to_owned(), ip.to_owned(), self.now());
         Ok(self
             .db
             .write(move |tx| {

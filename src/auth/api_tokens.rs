@@ -4,7 +4,7 @@
 //! being separate credentials the user lists and revokes.
 
 use super::accounts::AccountError;
-use super::{Auth, Principal, now, token_hash};
+use super::{Auth, Principal, token_hash};
 use crate::db::api_tokens::{self, ApiTokenRow, NewApiToken};
 use crate::db::audit::{self, AuditEvent};
 use crate::domain::random_id;
@@ -42,7 +42,7 @@ impl Auth {
             base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, rand::random::<[u8; 32]>())
         );
         let hash = token_hash(&token);
-        let now = now();
+        let now = self.now();
         let expires_at = expires_in_days.map(|days| now + i64::from(days) * 86_400);
         let row = ApiTokenRow {
             id: random_id(),
@@ -72,7 +72,7 @@ impl Auth {
     }
 
     pub async fn api_tokens(&self, principal: &Principal) -> Result<Vec<ApiTokenRow>, AccountError> {
-        let (user, now) = (principal.user_id.clone(), now());
+        let (user, now) = (principal.user_id.clone(), self.now());
         Ok(self.db.read(move |conn| api_tokens::list_live(conn, &user, now)).await?)
     }
 }

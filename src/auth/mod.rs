@@ -12,24 +12,27 @@
 
 mod accounts;
 mod api_tokens;
+pub mod device;
 pub mod password;
 pub mod throttle;
 pub mod token;
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
+use crate::clock::Clock;
 use crate::db::audit::{self, AuditEvent};
 use crate::db::{Db, DbError, sessions, users};
 use crate::domain::{Password, Role, SessionId, UserId, Username};
 pub use accounts::{AccountChanges, AccountError, Actor, NewAccount};
 pub use api_tokens::{API_TOKEN_PREFIX, CreatedApiToken};
+use device::DeviceTokens;
 use password::{PasswordHasherPool, Verdict};
-use throttle::{Throttle, ThrottlePolicy};
+use throttle::{Keys, Throttle, ThrottlePolicy};
 use token::{AccessClaims, TokenSigner};
 
 #[derive(Debug, thiserror::Error)]
@@ -41,10 +44,22 @@ pub enum AuthError {
     InvalidToken,
     #[error("too many failed sign-ins; try again in {} s", .0.as_secs().max(1))]
     Throttled(Duration),
+    /// Too many password checks are already waiting (a flood); nothing was counted.
+    #[error("the server is busy checking passwords; try again in a second")]
+    Busy,
     #[error(transparent)]
     Db(#[from] DbError),
     #[error(transparent)]
-    Hash(#[from] password::HashError),
+    Hash(password::HashError),
+}
+
+impl From<password::HashError> for AuthError {
+    fn from(err: password::HashError) -> Self {
+        match err {
+            password::HashError::Busy => Self::Busy,
+            other => Self::Hash(other),
+        }
+    }
 }
 
 /// Lifetimes, in seconds.
@@ -61,6 +76,17 @@ pub struct Tokens {
     pub expires_in: i64,
     pub refresh_token: String,
     pub refresh_expires_in: i64,
+    /// After a password sign-in: proof for later sign-ins that this client signed in before.
+    pub device_token: Option<String>,
+}
+
+/// A password sign-in attempt.
+pub struct LoginAttempt<'a> {
+    pub username: &'a str,
+    pub password: &'a str,
+    pub ip: &'a str,
+    /// The device token this client got at an earlier sign-in, if it kept one.
+    pub device_token: Option<&'a str>,
 }
 
 /// How the caller of a request proved who they are.
@@ -97,8 +123,6 @@ impl Principal {
     }
 }
 
-pub use crate::clock::now;
-
 fn token_hash(token: &str) -> Vec<u8> {
     ring::digest::digest(&ring::digest::SHA256, token.as_bytes()).as_ref().to_vec()
 }
@@ -109,10 +133,23 @@ fn new_refresh_token() -> String {
 
 pub struct Auth {
     db: Db,
+    clock: Clock,
     hasher: PasswordHasherPool,
     signer: Arc<TokenSigner>,
+    devices: DeviceTokens,
     lifetimes: Lifetimes,
     throttle: Throttle,
+}
+
+/// What `Auth::new` is made of.
+pub struct AuthParts {
+    pub db: Db,
+    pub clock: Clock,
+    pub hasher: PasswordHasherPool,
+    pub signer: TokenSigner,
+    pub devices: DeviceTokens,
+    pub lifetimes: Lifetimes,
+    pub throttle: ThrottlePolicy,
 }
 
 /// A new session row and the refresh token that opens it; the caller's transaction commits both.
@@ -137,18 +174,22 @@ enum RefreshOutcome {
 }
 
 impl Auth {
-    pub fn new(
-        db: Db,
-        hasher: PasswordHasherPool,
-        signer: TokenSigner,
-        lifetimes: Lifetimes,
-        throttle: ThrottlePolicy,
-    ) -> Self {
-        Self { db, hasher, signer: Arc::new(signer), lifetimes, throttle: Throttle::new(throttle) }
+    pub fn new(parts: AuthParts) -> Self {
+        let AuthParts { db, clock, hasher, signer, devices, lifetimes, throttle } = parts;
+        let throttle = Throttle::new(throttle, clock.clone());
+        Self { db, clock, hasher, signer: Arc::new(signer), devices, lifetimes, throttle }
     }
 
     pub fn hasher(&self) -> &PasswordHasherPool {
         &self.hasher
+    }
+
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    fn now(&self) -> i64 {
+        self.clock.now()
     }
 
     fn access_token(&self, user: &UserId, session: &SessionId, role: Role, now: i64) -> String {
@@ -178,51 +219,51 @@ impl Auth {
             expires_in: self.lifetimes.access,
             refresh_token,
             refresh_expires_in: self.lifetimes.refresh_idle.min(expires_at - now),
+            device_token: None,
         }
     }
 
-    pub async fn login(&self, username: &str, password: &str, ip: &str) -> Result<Tokens, AuthError> {
-        let keys = throttle::keys(username, ip, self.throttle.policy().free_failures);
-        self.throttle.check(&keys, Instant::now()).map_err(AuthError::Throttled)?;
-        let user = match Username::parse(username) {
-            Ok(username) => self.db.read(move |conn| users::by_username(conn, &username)).await?,
-            Err(_) => None,
+    /// Signs in with a password. A malformed username is refused at once (no account can have
+    /// it) and counted against the client's network only; otherwise the attempt is counted
+    /// under the device's own key when it presents a genuine device token for this account,
+    /// else under the account and network keys (see `throttle.rs`). Unknown accounts and wrong
+    /// passwords cost the same hash and get the same answer.
+    pub async fn login(&self, attempt: LoginAttempt<'_>) -> Result<Tokens, AuthError> {
+        let free = self.throttle.policy().free_failures;
+        let Ok(username) = Username::parse(attempt.username) else {
+            let keys = Keys::for_network(attempt.ip, free);
+            self.throttle.check(&keys).map_err(AuthError::Throttled)?;
+            self.record_failed_login(&keys, None, attempt.ip, "malformed username").await?;
+            return Err(AuthError::InvalidCredentials);
         };
-        let verdict = self.hasher.verify(password, user.as_ref().map(|user| user.password_hash.clone())).await?;
-        let now = now();
-        let ip = ip.to_owned();
+        let lookup = username.clone();
+        let user = self.db.read(move |conn| users::by_username(conn, &lookup)).await?;
+        let now = self.now();
+        let device = match (&user, attempt.device_token) {
+            (Some(user), Some(token)) => self.devices.device_of(token, &user.id, now),
+            _ => None,
+        };
+        let keys = match &device {
+            Some(device) => Keys::for_device(device, free),
+            None => Keys::for_account(username.as_str(), attempt.ip, free),
+        };
+        self.throttle.check(&keys).map_err(AuthError::Throttled)?;
+        let verdict =
+            self.hasher.verify(attempt.password, user.as_ref().map(|user| user.password_hash.clone())).await?;
         let accepted = match (&user, &verdict) {
             (Some(user), Verdict::Match | Verdict::MatchRehashed(_)) if !user.disabled => Some(user.clone()),
             _ => None,
         };
         let Some(user) = accepted else {
-            let started_wait = self.throttle.record_failure(&keys, Instant::now());
-            let subject = username.chars().take(64).collect::<String>();
-            let actor = user.map(|user| user.id.0);
-            self.db
-                .write(move |tx| {
-                    let mut event = AuditEvent {
-                        event: "login_failed",
-                        actor_id: actor.as_deref(),
-                        subject: Some(&subject),
-                        ip: &ip,
-                        detail: "",
-                    };
-                    audit::record(tx, now, &event)?;
-                    if let Some(wait) = started_wait {
-                        let detail = format!("further sign-ins wait {} s", wait.as_secs().max(1));
-                        event.event = "login_throttled";
-                        event.detail = &detail;
-                        audit::record(tx, now, &event)?;
-                    }
-                    Ok(())
-                })
-                .await?;
+            let actor = user.as_ref().map(|user| user.id.0.clone());
+            let detail = if actor.is_some() { "" } else { "unknown account" };
+            self.record_failed_login(&keys, actor, attempt.ip, detail).await?;
             return Err(AuthError::InvalidCredentials);
         };
         self.throttle.record_success(&keys);
+        self.throttle.clear_account(username.as_str());
         let lifetime = self.lifetimes.refresh_absolute;
-        let (user_id, role) = (user.id.clone(), user.role);
+        let (user_id, role, ip) = (user.id.clone(), user.role, attempt.ip.to_owned());
         let (session, refresh_token, expires_at) = self
             .db
             .write(move |tx| {
@@ -242,12 +283,47 @@ impl Auth {
                 Ok(started)
             })
             .await?;
-        Ok(self.tokens(&user_id, &session, role, refresh_token, now, expires_at))
+        let mut tokens = self.tokens(&user_id, &session, role, refresh_token, now, expires_at);
+        tokens.device_token = Some(self.devices.issue(&user_id, now));
+        Ok(tokens)
+    }
+
+    /// Counts a failed sign-in and audits it. The audit names the account when it exists and
+    /// never what was typed as a username: that is sometimes a password.
+    async fn record_failed_login(
+        &self,
+        keys: &Keys,
+        account: Option<String>,
+        ip: &str,
+        detail: &'static str,
+    ) -> Result<(), AuthError> {
+        let started_wait = self.throttle.record_failure(keys);
+        let (now, ip) = (self.now(), ip.to_owned());
+        self.db
+            .write(move |tx| {
+                let mut event = AuditEvent {
+                    event: "login_failed",
+                    actor_id: account.as_deref(),
+                    subject: account.as_deref(),
+                    ip: &ip,
+                    detail,
+                };
+                audit::record(tx, now, &event)?;
+                if let Some(wait) = started_wait {
+                    let detail = format!("further sign-ins wait {} s", wait.as_secs().max(1));
+                    event.event = "login_throttled";
+                    event.detail = &detail;
+                    audit::record(tx, now, &event)?;
+                }
+                Ok(())
+            })
+            .await?;
+        Ok(())
     }
 
     pub async fn refresh(self: &Arc<Self>, refresh_token: &str, ip: &str) -> Result<Tokens, AuthError> {
         let hash = token_hash(refresh_token);
-        let now = now();
+        let now = self.now();
         let ip = ip.to_owned();
         let auth = Arc::clone(self);
         let outcome = self
@@ -289,7 +365,7 @@ impl Auth {
         let Some(session) = principal.session().cloned() else { return Ok(false) };
         let user = principal.user_id.clone();
         let ip = ip.to_owned();
-        let now = now();
+        let now = self.now();
         self.db
             .write(move |tx| {
                 sessions::revoke(tx, &session, now, "logout")?;
@@ -309,7 +385,7 @@ impl Auth {
     /// Checks a bearer token (an access token or a personal API token) and that the session or
     /// token, the user and the role are still current.
     pub async fn authenticate(&self, bearer: &str) -> Result<Principal, AuthError> {
-        let now = now();
+        let now = self.now();
         if bearer.starts_with(API_TOKEN_PREFIX) {
             let hash = token_hash(bearer);
             let found = self.db.read(move |conn| crate::db::api_tokens::authenticate(conn, &hash, now)).await?;
@@ -337,11 +413,8 @@ impl Auth {
 /// First start with no users: makes `admin` with a random password, written to
 /// `password_file` (0600) before the account exists, so a crash never leaves an admin whose
 /// password nobody has. Returns whether it made one.
-pub async fn ensure_initial_admin(
-    db: &Db,
-    hasher: &PasswordHasherPool,
-    password_file: &Path,
-) -> Result<bool, anyhow::Error> {
+pub async fn ensure_initial_admin(auth: &Auth, password_file: &Path) -> Result<bool, anyhow::Error> {
+    let (db, hasher) = (&auth.db, &auth.hasher);
     if db.read(users::count).await? > 0 {
         return Ok(false);
     }
@@ -351,7 +424,7 @@ pub async fn ensure_initial_admin(
     let contents = format!("{}\n", password.expose());
     tokio::task::spawn_blocking(move || crate::state_dir::write_file_atomically(&file, contents.as_bytes(), 0o600))
         .await??;
-    let now = now();
+    let now = auth.now();
     let created = db
         .write(move |tx| {
             if users::count(tx)? > 0 {

@@ -1,10 +1,13 @@
 //! Password hashing with argon2id, behind a concurrency limit.
 //!
 //! Each hash costs `memory_kib` of RAM and real CPU time, so at most `max_concurrent` run at
-//! once and the rest wait their turn: a login flood queues instead of exhausting the machine.
+//! once and up to `max_queued` more wait their turn; beyond that a hash is refused at once
+//! ([`HashError::Busy`]), so a login flood neither exhausts the machine nor builds an endless
+//! queue of waiting requests.
 //! Hashing runs on the blocking pool. Verification of an unknown user still computes a hash,
 //! so "no such user" and "wrong password" take the same time.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -26,6 +29,8 @@ pub enum HashError {
     Params(String),
     #[error("password hashing failed: {0}")]
     Hash(String),
+    #[error("too many password checks are waiting; try again shortly")]
+    Busy,
 }
 
 /// What checking a password against a stored hash found.
@@ -42,18 +47,23 @@ pub struct PasswordHasherPool {
     argon2: Arc<Argon2<'static>>,
     params: HashParams,
     permits: Arc<Semaphore>,
+    /// Hashes waiting for a permit, and how many may.
+    waiting: Arc<AtomicUsize>,
+    max_queued: usize,
     /// A hash of a random password, verified against when the user does not exist.
     decoy: Arc<OnceLock<String>>,
 }
 
 impl PasswordHasherPool {
-    pub fn new(params: HashParams, max_concurrent: usize) -> Result<Self, HashError> {
+    pub fn new(params: HashParams, max_concurrent: usize, max_queued: usize) -> Result<Self, HashError> {
         let argon_params = Params::new(params.memory_kib, params.iterations, params.parallelism, None)
             .map_err(|err| HashError::Params(err.to_string()))?;
         Ok(Self {
             argon2: Arc::new(Argon2::new(Algorithm::Argon2id, Version::V0x13, argon_params)),
             params,
             permits: Arc::new(Semaphore::new(max_concurrent.max(1))),
+            waiting: Arc::new(AtomicUsize::new(0)),
+            max_queued,
             decoy: Arc::new(OnceLock::new()),
         })
     }
@@ -62,7 +72,18 @@ impl PasswordHasherPool {
         &self,
         work: impl FnOnce(&Argon2<'static>) -> T + Send + 'static,
     ) -> Result<T, HashError> {
-        let _permit = self.permits.acquire().await.map_err(|err| HashError::Hash(err.to_string()))?;
+        let _permit = match self.permits.try_acquire() {
+            Ok(permit) => permit,
+            Err(_) => {
+                if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.max_queued {
+                    self.waiting.fetch_sub(1, Ordering::AcqRel);
+                    return Err(HashError::Busy);
+                }
+                let permit = self.permits.acquire().await;
+                self.waiting.fetch_sub(1, Ordering::AcqRel);
+                permit.map_err(|err| HashError::Hash(err.to_string()))?
+            }
+        };
         let argon2 = Arc::clone(&self.argon2);
         tokio::task::spawn_blocking(move || work(&argon2)).await.map_err(|err| HashError::Hash(err.to_string()))
     }
@@ -133,7 +154,7 @@ mod tests {
 
     #[tokio::test]
     async fn hash_verifies_and_wrong_password_does_not() {
-        let pool = PasswordHasherPool::new(CHEAP, 2).unwrap();
+        let pool = PasswordHasherPool::new(CHEAP, 2, 8).unwrap();
         let hash = pool.hash(&Password::trusted("correct horse battery".into())).await.unwrap();
         assert!(hash.starts_with("$argon2id$v=19$m=64,t=1,p=1$"));
         assert_eq!(pool.verify("correct horse battery", Some(hash.clone())).await.unwrap(), Verdict::Match);
@@ -144,10 +165,10 @@ mod tests {
 
     #[tokio::test]
     async fn hash_with_old_parameters_is_upgraded_on_a_match() {
-        let old = PasswordHasherPool::new(CHEAP, 1).unwrap();
+        let old = PasswordHasherPool::new(CHEAP, 1, 8).unwrap();
         let hash = old.hash(&Password::trusted("correct horse battery".into())).await.unwrap();
         let stronger = HashParams { memory_kib: 128, iterations: 2, parallelism: 1 };
-        let new = PasswordHasherPool::new(stronger, 1).unwrap();
+        let new = PasswordHasherPool::new(stronger, 1, 8).unwrap();
         let Verdict::MatchRehashed(rehashed) = new.verify("correct horse battery", Some(hash)).await.unwrap() else {
             panic!("expected a rehash");
         };
@@ -157,7 +178,7 @@ mod tests {
 
     #[tokio::test]
     async fn hashes_wait_for_a_free_slot_beyond_the_limit() {
-        let pool = PasswordHasherPool::new(CHEAP, 1).unwrap();
+        let pool = PasswordHasherPool::new(CHEAP, 1, 8).unwrap();
         // Occupy the only slot, as a long-running hash would.
         let held = pool.permits.clone().acquire_owned().await.unwrap();
         let waiting = tokio::spawn({
@@ -173,5 +194,27 @@ mod tests {
         assert!(early.is_err(), "a hash ran while the limit was reached");
         drop(held);
         assert!(waiting.await.unwrap().unwrap().starts_with("$argon2id$"));
+    }
+
+    #[tokio::test]
+    async fn hashes_beyond_the_queue_are_refused_at_once() {
+        let pool = PasswordHasherPool::new(CHEAP, 1, 2).unwrap();
+        let held = pool.permits.clone().acquire_owned().await.unwrap();
+        let queued: Vec<_> = (0..2)
+            .map(|_| {
+                let pool = pool.clone();
+                tokio::spawn(async move { pool.hash(&Password::trusted("correct horse battery".into())).await })
+            })
+            .collect();
+        while pool.waiting.load(Ordering::Acquire) < 2 {
+            tokio::task::yield_now().await;
+        }
+        let refused = pool.hash(&Password::trusted("correct horse battery".into())).await;
+        assert!(matches!(refused, Err(HashError::Busy)), "{refused:?}");
+        drop(held);
+        for waiting in queued {
+            assert!(waiting.await.unwrap().is_ok(), "the queued hashes still ran");
+        }
+        assert_eq!(pool.waiting.load(Ordering::Acquire), 0);
     }
 }

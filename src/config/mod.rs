@@ -36,6 +36,7 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub shares: ShareSettings,
     pub acme: AcmeSettings,
+    pub audit: AuditSettings,
     pub log: LogSettings,
 }
 
@@ -48,10 +49,14 @@ pub struct ServerSettings {
     pub http_listen: Vec<SocketAddr>,
     /// How long in-flight requests may run after SIGTERM/SIGINT before the process exits.
     pub shutdown_grace: HumanDuration,
-    /// A client must finish the TLS handshake, and then each request's headers, within this.
+    /// A client must finish the TLS handshake, then send its first request, and then each
+    /// request's headers, within this.
     pub header_read_timeout: HumanDuration,
-    /// A connection on which nothing is read or written for this long is closed.
+    /// While a request is in progress, a connection on which nothing is read or written for this
+    /// long is closed.
     pub idle_timeout: HumanDuration,
+    /// A connection with no request in progress is closed after this long (keep-alive).
+    pub keep_alive_timeout: HumanDuration,
     /// Largest request head (request line and headers) accepted.
     pub max_header_size: ByteSize,
     /// HTTP/2 flow-control window per request stream (the connection's is twice it): what a
@@ -60,6 +65,8 @@ pub struct ServerSettings {
     pub http2_window: ByteSize,
     /// Connections served at once; further clients wait in the listen backlog.
     pub max_connections: usize,
+    /// Connections one client address (an IPv6 /64) may hold at once; more are closed at once.
+    pub max_connections_per_address: usize,
     /// Largest request body for API calls (uploads have their own limit).
     pub max_body_size: ByteSize,
     /// The address people reach this server at, such as `https://files.example.org`; share
@@ -76,9 +83,11 @@ impl Default for ServerSettings {
             shutdown_grace: HumanDuration(std::time::Duration::from_secs(30)),
             header_read_timeout: HumanDuration(std::time::Duration::from_secs(10)),
             idle_timeout: HumanDuration(std::time::Duration::from_secs(120)),
+            keep_alive_timeout: HumanDuration(std::time::Duration::from_secs(30)),
             max_header_size: ByteSize(16 << 10),
             http2_window: ByteSize(2 << 20),
             max_connections: 1024,
+            max_connections_per_address: 64,
             max_body_size: ByteSize(1 << 20),
             public_url: None,
         }
@@ -183,6 +192,8 @@ pub struct AuthSettings {
     pub argon2_parallelism: u32,
     /// Password hashes computed at once; more wait, so a login flood cannot exhaust memory.
     pub max_concurrent_hashes: usize,
+    /// Password checks that may wait for a slot; beyond them sign-ins get 503 with Retry-After.
+    pub max_queued_hashes: usize,
     /// Failed sign-ins to one account from one address before waits begin (an account from
     /// anywhere gets ten times as many, an address four times as many).
     pub login_free_failures: u32,
@@ -201,6 +212,7 @@ impl Default for AuthSettings {
             argon2_iterations: 2,
             argon2_parallelism: 1,
             max_concurrent_hashes: 4,
+            max_queued_hashes: 64,
             login_free_failures: 5,
             login_max_delay: HumanDuration(std::time::Duration::from_secs(15 * 60)),
         }
@@ -267,6 +279,20 @@ impl Default for ShareSettings {
             max_lifetime: days(365),
             unlock_lifetime: HumanDuration(std::time::Duration::from_secs(3600)),
         }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditSettings {
+    /// Audit entries older than this are deleted (daily); ended sessions, spent refresh tokens
+    /// and expired or revoked API tokens go after 30 days.
+    pub retention: HumanDuration,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        Self { retention: HumanDuration(std::time::Duration::from_secs(365 * 86_400)) }
     }
 }
 

@@ -65,6 +65,9 @@ impl Settings {
         if self.server.max_connections == 0 {
             problems.push("key `server.max_connections`: must be at least 1".to_owned());
         }
+        if self.server.max_connections_per_address == 0 {
+            problems.push("key `server.max_connections_per_address`: must be at least 1".to_owned());
+        }
         if self.server.max_header_size.0 < 8192 {
             problems.push("key `server.max_header_size`: must be at least 8 KiB".to_owned());
         }
@@ -74,8 +77,14 @@ impl Settings {
         if self.storage.gc_interval.0.is_zero() {
             problems.push("key `storage.gc_interval`: must be above 0s".to_owned());
         }
-        if self.server.header_read_timeout.0.is_zero() || self.server.idle_timeout.0.is_zero() {
-            problems.push("keys `server.header_read_timeout` and `server.idle_timeout`: must be above 0s".to_owned());
+        if self.server.header_read_timeout.0.is_zero()
+            || self.server.idle_timeout.0.is_zero()
+            || self.server.keep_alive_timeout.0.is_zero()
+        {
+            problems.push(
+                "keys `server.header_read_timeout`, `server.idle_timeout` and `server.keep_alive_timeout`: must be above 0s"
+                    .to_owned(),
+            );
         }
         if self.auth.max_concurrent_hashes == 0 {
             problems.push("key `auth.max_concurrent_hashes`: must be at least 1".to_owned());
@@ -83,6 +92,9 @@ impl Settings {
         if self.auth.access_token_ttl.0.as_secs() == 0 || self.auth.refresh_idle_timeout.0.as_secs() == 0 {
             problems
                 .push("keys `auth.access_token_ttl` and `auth.refresh_idle_timeout`: must be at least 1s".to_owned());
+        }
+        if self.audit.retention.0.as_secs() < 86_400 {
+            problems.push("key `audit.retention`: must be at least 1d".to_owned());
         }
         if self.database.max_connections == 0 {
             problems.push("key `database.max_connections`: must be at least 1".to_owned());

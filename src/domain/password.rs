@@ -1,7 +1,7 @@
 //! `Password`: a candidate new password that meets the rules, and never prints itself.
 //!
 //! Rules (OWASP ASVS 2.1): 10 to 1024 characters, compared in full (no truncation), any
-//! characters allowed, and not one of the most common passwords. The common list ships in the
+//! characters allowed, not one character repeated, and not one of the most common passwords. The common list ships in the
 //! binary: the entries of 10 or more characters from Django's common-passwords list
 //! (BSD-3-Clause), compared case-insensitively.
 
@@ -27,6 +27,8 @@ pub enum PasswordError {
     TooLong,
     #[error("this password is one of the most commonly used; choose another")]
     Common,
+    #[error("the password repeats one character; choose one with more variety")]
+    OneCharacter,
 }
 
 #[derive(Clone)]
@@ -43,6 +45,12 @@ impl Password {
         }
         if common_passwords().contains(candidate.to_lowercase().as_str()) {
             return Err(PasswordError::Common);
+        }
+        let mut chars = candidate.chars();
+        if let Some(first) = chars.next() {
+            if chars.all(|other| other == first) {
+                return Err(PasswordError::OneCharacter);
+            }
         }
         Ok(Self(candidate))
     }
@@ -71,8 +79,8 @@ mod tests {
     fn length_is_counted_in_characters_and_bounded_both_ways() {
         assert_eq!(Password::parse("short pw".into()).unwrap_err(), PasswordError::TooShort);
         assert!(Password::parse("ééééééééé€".into()).is_ok(), "10 characters, more bytes");
-        assert!(Password::parse("x".repeat(MAX_CHARS)).is_ok());
-        assert_eq!(Password::parse("x".repeat(MAX_CHARS + 1)).unwrap_err(), PasswordError::TooLong);
+        assert!(Password::parse(format!("{}y", "x".repeat(MAX_CHARS - 1))).is_ok());
+        assert_eq!(Password::parse(format!("{}y", "x".repeat(MAX_CHARS))).unwrap_err(), PasswordError::TooLong);
     }
 
     #[test]
@@ -81,6 +89,13 @@ mod tests {
         assert_eq!(Password::parse("1234567890".into()).unwrap_err(), PasswordError::Common);
         assert_eq!(Password::parse("QwertyUiop".into()).unwrap_err(), PasswordError::Common);
         assert!(Password::parse("plum-quartz-ladder-71".into()).is_ok());
+    }
+
+    #[test]
+    fn one_repeated_character_is_rejected() {
+        assert_eq!(Password::parse("x".repeat(40)).unwrap_err(), PasswordError::OneCharacter);
+        assert_eq!(Password::parse("é".repeat(12)).unwrap_err(), PasswordError::OneCharacter);
+        assert!(Password::parse(format!("{}y", "x".repeat(40))).is_ok());
     }
 
     #[test]

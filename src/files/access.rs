@@ -4,7 +4,7 @@
 //! does not exist.
 
 use super::{FileError, Files};
-use crate::auth::{Principal, now};
+use crate::auth::Principal;
 use crate::db::audit::{self, AuditEvent};
 use crate::db::files::{self, Cursor, FileRow, SortBy};
 use crate::db::users;
@@ -40,6 +40,7 @@ impl Files {
             Some((file, true)) => (file, Access::Grantee),
             Some((file, false)) if caller.is_admin() => {
                 let (actor, subject, ip) = (caller.user_id.0.clone(), file.id.0.clone(), ip.to_owned());
+                let now = self.clock.now();
                 self.db
                     .write(move |tx| {
                         let event = AuditEvent {
@@ -49,7 +50,7 @@ impl Files {
                             ip: &ip,
                             detail: "",
                         };
-                        audit::record(tx, now(), &event)
+                        audit::record(tx, now, &event)
                     })
                     .await?;
                 (file, Access::Admin)
@@ -102,9 +103,9 @@ impl Files {
             return Err(FileError::Invalid("a description is at most 4096 characters".into()));
         }
         let file = self.owned(caller, id).await?;
+        let now = self.clock.now();
         self.db
             .write(move |tx| {
-                let now = now();
                 if let Some((folder, name)) = &target {
                     if !files::rename(tx, &file.id, folder, name, now)? {
                         return Ok(Err(FileError::NameTaken));
@@ -129,7 +130,7 @@ impl Files {
     pub async fn grant(&self, caller: &Principal, id: &str, username: &str, ip: &str) -> Result<UserId, FileError> {
         let file = self.owned(caller, id).await?;
         let username = Username::parse(username).map_err(|_| FileError::Invalid("no such user".into()))?;
-        let (actor, ip) = (caller.user_id.clone(), ip.to_owned());
+        let (actor, ip, now) = (caller.user_id.clone(), ip.to_owned(), self.clock.now());
         self.db
             .write(move |tx| {
                 let Some(user) = users::by_username(tx, &username)? else {
@@ -138,7 +139,7 @@ impl Files {
                 if user.id == file.owner_id {
                     return Ok(Err(FileError::Invalid("the owner can already read the file".into())));
                 }
-                files::grant(tx, &file.id, &user.id, now())?;
+                files::grant(tx, &file.id, &user.id, now)?;
                 let detail = format!("user={}", user.id);
                 let event = AuditEvent {
                     event: "file_shared",
@@ -147,7 +148,7 @@ impl Files {
                     ip: &ip,
                     detail: &detail,
                 };
-                audit::record(tx, now(), &event)?;
+                audit::record(tx, now, &event)?;
                 Ok(Ok(user.id))
             })
             .await?

@@ -19,7 +19,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::Stream;
 
-use crate::auth::now;
+use crate::clock::Clock;
 use crate::db::files::{self, FileRow};
 use crate::db::{Db, DbError, users};
 use crate::domain::{FileId, FileName, FolderPath, NameError, UserId};
@@ -91,6 +91,7 @@ pub fn clean_content_type(given: Option<&str>) -> String {
 #[derive(Clone)]
 pub struct Files {
     db: Db,
+    clock: Clock,
     store: BlobStore,
     state_dir: StateDir,
     /// `storage.max_file_size`, shared by every clone so a reload changes it everywhere.
@@ -99,8 +100,20 @@ pub struct Files {
 }
 
 impl Files {
-    pub fn new(db: Db, store: BlobStore, state_dir: StateDir, max_file_size: u64, disk_reserve: u64) -> Self {
-        Self { db, store, state_dir, max_file_size: Arc::new(AtomicU64::new(max_file_size)), disk_reserve }
+    pub fn new(
+        db: Db,
+        clock: Clock,
+        store: BlobStore,
+        state_dir: StateDir,
+        max_file_size: u64,
+        disk_reserve: u64,
+    ) -> Self {
+        let max_file_size = Arc::new(AtomicU64::new(max_file_size));
+        Self { db, clock, store, state_dir, max_file_size, disk_reserve }
+    }
+
+    pub fn clock(&self) -> &Clock {
+        &self.clock
     }
 
     /// A new `storage.max_file_size`, for uploads that start from now on.
@@ -154,10 +167,10 @@ impl Files {
         let published = self.store.publish(pending).await.map_err(ingest_error)?;
         let (size, sha256) = (i64::try_from(published.size).unwrap_or(i64::MAX), published.sha256.clone());
         let owner = owner.clone();
+        let now = self.clock.now();
         let row = self
             .db
             .write(move |tx| {
-                let now = now();
                 let existing = files::by_name(tx, &owner, &request.folder, &request.name)?;
                 let freed = match (&existing, request.on_conflict) {
                     (Some(old), OnConflict::Replace) => old.size,

@@ -13,7 +13,7 @@ use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use ring::hmac;
 use ring::rand::{SecureRandom, SystemRandom};
 
-use crate::state_dir::write_file_atomically;
+use crate::state_dir::load_or_create_secret;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -34,18 +34,10 @@ pub struct ShareKeys {
 
 impl ShareKeys {
     pub fn load_or_create(path: &Path) -> Result<Self, KeyError> {
-        let io = |source| KeyError::Io { path: path.display().to_string(), source };
-        let master = match std::fs::read(path) {
-            Ok(bytes) => bytes,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-                let mut fresh = [0u8; 32];
-                SystemRandom::new().fill(&mut fresh).map_err(|_| io(std::io::Error::other("no randomness")))?;
-                write_file_atomically(path, &fresh, 0o600).map_err(io)?;
-                fresh.to_vec()
-            }
-            Err(err) => return Err(io(err)),
-        };
-        let master: [u8; 32] = master.try_into().map_err(|_| KeyError::Invalid { path: path.display().to_string() })?;
+        let master = load_or_create_secret(path).map_err(|source| match source.kind() {
+            std::io::ErrorKind::InvalidData => KeyError::Invalid { path: path.display().to_string() },
+            _ => KeyError::Io { path: path.display().to_string(), source },
+        })?;
         Self::from_master(&master)
     }
 

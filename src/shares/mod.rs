@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use crate::auth::password::{HashError, PasswordHasherPool};
 use crate::auth::throttle::{Throttle, ThrottlePolicy};
+use crate::clock::Clock;
 use crate::db::shares::ShareEntry;
 use crate::db::{Db, DbError};
 use crate::files::{FileError, Files};
@@ -153,6 +154,7 @@ pub struct Shares {
 
 struct Inner {
     db: Db,
+    clock: Clock,
     files: Files,
     keys: ShareKeys,
     hasher: PasswordHasherPool,
@@ -174,9 +176,10 @@ impl Shares {
         throttle: ThrottlePolicy,
         policy: SharePolicy,
     ) -> Self {
-        let throttle = Throttle::new(throttle);
+        let clock = files.clock().clone();
+        let throttle = Throttle::new(throttle, clock.clone());
         let policy = std::sync::RwLock::new(policy);
-        Self { inner: Arc::new(Inner { db, files, keys, hasher, throttle, policy }) }
+        Self { inner: Arc::new(Inner { db, clock, files, keys, hasher, throttle, policy }) }
     }
 
     pub fn policy(&self) -> SharePolicy {
@@ -190,5 +193,9 @@ impl Shares {
 
     pub fn files(&self) -> &Files {
         &self.inner.files
+    }
+
+    fn now(&self) -> i64 {
+        self.inner.clock.now()
     }
 }

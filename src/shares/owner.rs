@@ -4,7 +4,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use super::{Change, Expiry, NewShare, ShareChanges, ShareError, ShareState, ShareView, Shares, token_hash};
-use crate::auth::{Principal, now};
+use crate::auth::Principal;
 use crate::db::DbError;
 use crate::db::audit::{self, AuditEvent};
 use crate::db::shares::{self, ShareEntry, ShareRow};
@@ -72,14 +72,14 @@ impl Shares {
 
     fn view(&self, entry: ShareEntry) -> ShareView {
         let token = self.inner.keys.open(&entry.share.id, &entry.share.sealed_token);
-        let state = ShareState::of(&entry, now());
+        let state = ShareState::of(&entry, self.now());
         ShareView { entry, token, state }
     }
 
     /// Makes a link to a file the caller owns; returns it with its token.
     pub async fn create(&self, caller: &Principal, request: NewShare, ip: &str) -> Result<ShareView, ShareError> {
         let file = self.inner.files.owned(caller, &request.file_id).await?;
-        let now = now();
+        let now = self.now();
         let expires_at = self.expires_at(request.expiry, now)?;
         check_note(&request.note)?;
         if let Some(max) = request.max_downloads {
@@ -123,14 +123,14 @@ impl Shares {
         ip: &str,
         detail: String,
     ) -> Result<ShareEntry, ShareError> {
-        let (actor, ip) = (caller.user_id.0.clone(), ip.to_owned());
+        let (actor, ip, now) = (caller.user_id.0.clone(), ip.to_owned(), self.now());
         self.inner
             .db
             .write(move |tx| {
                 store(tx, &row)?;
                 let entry =
                     AuditEvent { event, actor_id: Some(&actor), subject: Some(&row.id), ip: &ip, detail: &detail };
-                audit::record(tx, now(), &entry)?;
+                audit::record(tx, now, &entry)?;
                 shares::by_id(tx, &row.id)
             })
             .await?
@@ -172,7 +172,7 @@ impl Shares {
     ) -> Result<ShareView, ShareError> {
         let entry = self.manageable(caller, id).await?;
         let mut row = entry.share;
-        let now = now();
+        let now = self.now();
         let mut changed = Vec::new();
         if let Some(expiry) = changes.expiry {
             row.expires_at = self.expires_at(expiry, now)?;
@@ -217,7 +217,7 @@ impl Shares {
     pub async fn revoke(&self, caller: &Principal, id: &str, ip: &str) -> Result<(), ShareError> {
         let entry = self.manageable(caller, id).await?;
         let by_admin = entry.share.owner_id != caller.user_id;
-        let (actor, ip, id) = (caller.user_id.0.clone(), ip.to_owned(), entry.share.id);
+        let (actor, ip, id, now) = (caller.user_id.0.clone(), ip.to_owned(), entry.share.id, self.now());
         let detail = if by_admin { format!("by_admin owner={}", entry.share.owner_id) } else { String::new() };
         self.inner
             .db
@@ -229,7 +229,7 @@ impl Shares {
                     ip: &ip,
                     detail: &detail,
                 };
-                audit::record(tx, now(), &event)?;
+                audit::record(tx, now, &event)?;
                 shares::delete(tx, &id)
             })
             .await?;

@@ -8,11 +8,8 @@
 //! partial requests carrying it do not count again, while a request without one counts as a
 //! new download, so ranges can never be used to get around the limit.
 
-use std::time::Instant;
-
 use super::{ShareError, ShareState, Shares, token_hash};
-use crate::auth::now;
-use crate::auth::throttle;
+use crate::auth::throttle::Keys;
 use crate::db::audit::{self, AuditEvent};
 use crate::db::files::{self, FileRow};
 use crate::db::shares::{self, ShareEntry};
@@ -29,10 +26,6 @@ pub struct Opened {
 impl Opened {
     pub fn id(&self) -> &str {
         &self.entry.share.id
-    }
-
-    pub fn state(&self) -> ShareState {
-        ShareState::of(&self.entry, now())
     }
 }
 
@@ -88,12 +81,17 @@ impl Shares {
                 Ok(files::by_id(conn, &entry.share.file_id)?.map(|file| Opened { entry, file }))
             })
             .await?;
-        found.filter(|opened| opened.state() != ShareState::Disabled).ok_or(ShareError::NotFound)
+        found.filter(|opened| self.state(opened) != ShareState::Disabled).ok_or(ShareError::NotFound)
+    }
+
+    /// Whether the share works right now.
+    pub fn state(&self, opened: &Opened) -> ShareState {
+        ShareState::of(&opened.entry, self.now())
     }
 
     fn issue(&self, kind: CookieKind, opened: &Opened, lifetime: i64) -> IssuedCookie {
         let share = &opened.entry.share;
-        let expires = now().saturating_add(lifetime);
+        let expires = self.now().saturating_add(lifetime);
         let payload = format!("{}.{}.{}.{expires}", kind.tag(), share.id, share.password_version);
         IssuedCookie {
             name: format!("{}{}", kind.prefix(), share.id),
@@ -111,7 +109,7 @@ impl Shares {
         tag == kind.tag()
             && id == share.id
             && version.parse() == Ok(share.password_version)
-            && expires.parse::<i64>().is_ok_and(|expires| expires > now())
+            && expires.parse::<i64>().is_ok_and(|expires| expires > self.now())
     }
 
     /// Lets the request through a protected share: by a valid unlock cookie, or by the right
@@ -130,11 +128,11 @@ impl Shares {
         }
         let Some(password) = password else { return Err(ShareError::PasswordRequired) };
         let throttle = &self.inner.throttle;
-        let keys = throttle::keys(&format!("share:{}", opened.id()), ip, throttle.policy().free_failures);
-        throttle.check(&keys, Instant::now()).map_err(ShareError::Throttled)?;
+        let keys = Keys::for_account(&format!("share:{}", opened.id()), ip, throttle.policy().free_failures);
+        throttle.check(&keys).map_err(ShareError::Throttled)?;
         let verdict = self.inner.hasher.verify(password, Some(stored)).await?;
         if verdict == crate::auth::password::Verdict::Mismatch {
-            let wait = throttle.record_failure(&keys, Instant::now());
+            let wait = throttle.record_failure(&keys);
             let detail = match wait {
                 Some(wait) => format!("outcome=wrong_password further attempts wait {} s", wait.as_secs().max(1)),
                 None => "outcome=wrong_password".to_owned(),
@@ -157,7 +155,7 @@ impl Shares {
         resume: Option<&str>,
     ) -> Result<Option<IssuedCookie>, ShareError> {
         let id = opened.id().to_owned();
-        let now = now();
+        let now = self.now();
         if partial && self.cookie_holds(CookieKind::Resume, opened, resume) {
             self.inner.db.write(move |tx| shares::touch(tx, &id, now)).await?;
             return Ok(None);
@@ -193,11 +191,10 @@ impl Shares {
         event: &'static str,
         detail: String,
     ) -> Result<(), ShareError> {
-        let (id, ip) = (share_id.to_owned(), ip.to_owned());
+        let (id, ip, now) = (share_id.to_owned(), ip.to_owned(), self.now());
         self.inner
             .db
             .write(move |tx| {
-                let now = now();
                 shares::touch(tx, &id, now)?;
                 let entry = AuditEvent { event, actor_id: None, subject: Some(&id), ip: &ip, detail: &detail };
                 audit::record(tx, now, &entry)

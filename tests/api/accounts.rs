@@ -149,3 +149,31 @@ async fn bad_token_requests_get_clear_400s() {
         assert!(answer["error"].is_string(), "{answer}");
     }
 }
+
+#[tokio::test]
+async fn a_new_password_must_differ_from_the_old_one_and_not_repeat_one_character() {
+    let app = spawn_default();
+    let current = admin_password(&app);
+    let tokens = login_admin(&app).await;
+    let change = |new: &str| json!({"current_password": current, "new_password": new});
+    for (new, code) in [(current.as_str(), "password_unchanged"), ("zzzzzzzzzzzzzzzz", "weak_password")] {
+        let (status, body) = call(&app, "PUT", "/api/v1/me/password", access(&tokens), Some(change(new))).await;
+        assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some(code)), "{body}");
+    }
+    assert_eq!(me_status(&app, access(&tokens)).await, 200, "a refused change ends no session");
+
+    // An admin setting someone's password is held to the same rules.
+    let (_, bob) = call(
+        &app,
+        "POST",
+        "/api/v1/users",
+        access(&tokens),
+        Some(json!({"username": "bob", "password": "plum-quartz-ladder-71"})),
+    )
+    .await;
+    let path = format!("/api/v1/users/{}", bob["id"].as_str().unwrap());
+    let same = json!({"password": "plum-quartz-ladder-71"});
+    let (status, body) = call(&app, "PATCH", &path, access(&tokens), Some(same)).await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("password_unchanged")));
+    assert_eq!(login(&app, "bob", "plum-quartz-ladder-71").await.0, 200);
+}

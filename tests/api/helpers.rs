@@ -106,6 +106,8 @@ pub struct TestApp {
     pub config: PathBuf,
     pub logs: Logs,
     pub client: reqwest::Client,
+    /// Seconds added to the server's clock (debug builds read it at every time decision).
+    pub clock_file: PathBuf,
     _temp: Option<tempfile::TempDir>,
 }
 
@@ -168,8 +170,28 @@ pub fn client_trusting(cert: Option<&Path>) -> reqwest::Client {
 }
 
 impl TestApp {
+    /// Moves the server's clock forward by `seconds`, as if that much time had passed.
+    pub fn advance_clock(&self, seconds: i64) {
+        let now: i64 = std::fs::read_to_string(&self.clock_file).unwrap().trim().parse().unwrap();
+        std::fs::write(&self.clock_file, (now + seconds).to_string()).unwrap();
+    }
+
     pub fn self_signed_cert(&self) -> PathBuf {
         self.state_dir.join("tls/self-signed.crt")
+    }
+
+    /// A client whose connections come from `source`, another loopback address such as
+    /// 127.0.0.7, so a test can play several clients on different addresses.
+    pub fn client_from(&self, source: &str) -> reqwest::Client {
+        let pem = std::fs::read(self.self_signed_cert()).unwrap();
+        reqwest::Client::builder()
+            .use_rustls_tls()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+            .local_address(source.parse::<std::net::IpAddr>().unwrap())
+            .timeout(PATIENCE)
+            .build()
+            .unwrap()
     }
 
     /// A client that speaks only HTTP/1.1 to this server.
@@ -235,6 +257,8 @@ pub fn start(options: Options) -> Result<TestApp, (ExitStatus, String)> {
     let temp = tempfile::tempdir().unwrap();
     let state_dir = options.state_dir.clone().unwrap_or_else(|| temp.path().join("state"));
     let config = write_config(temp.path(), &state_dir, &options.toml);
+    let clock_file = temp.path().join("clock-offset");
+    std::fs::write(&clock_file, "0").unwrap();
     let mut command = if let Some(mib) = options.tmpfs_mib {
         std::fs::create_dir_all(&state_dir).unwrap();
         let mut command = Command::new("unshare");
@@ -272,6 +296,7 @@ pub fn start(options: Options) -> Result<TestApp, (ExitStatus, String)> {
     if options.tmpfs_mib.is_none() {
         command.arg("serve").arg("--config").arg(&config);
     }
+    command.env("TESTING_COFFER_CLOCK_FILE", &clock_file);
     command.envs(options.env.iter().cloned()).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
     let mut child = command.spawn().expect("coffer starts");
     let logs = Logs::default();
@@ -295,7 +320,7 @@ pub fn start(options: Options) -> Result<TestApp, (ExitStatus, String)> {
     let cert = state_dir.join("tls/self-signed.crt");
     let trusted = (base_url.starts_with("https") && cert.exists()).then_some(cert.as_path());
     let client = client_trusting(trusted);
-    Ok(TestApp { child: Some(child), addr, base_url, state_dir, config, logs, client, _temp: Some(temp) })
+    Ok(TestApp { child: Some(child), addr, base_url, state_dir, config, logs, client, clock_file, _temp: Some(temp) })
 }
 
 /// Starts the server or fails the test with its log.

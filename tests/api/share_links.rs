@@ -269,22 +269,16 @@ async fn a_resumed_download_counts_once_and_revocation_stops_it_at_once() {
 
 #[tokio::test]
 async fn expiry_follows_the_clock() {
-    let clock = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(clock.path(), "0").unwrap();
-    let app = spawn_app(Options {
-        toml: "[auth]\naccess_token_ttl = \"30d\"\n".into(),
-        env: vec![("TESTING_COFFER_CLOCK_FILE".into(), clock.path().display().to_string())],
-        ..Options::default()
-    });
+    let app = spawn_app(Options { toml: "[auth]\naccess_token_ttl = \"30d\"\n".into(), ..Options::default() });
     let admin = admin_token(&app).await;
     let file = upload(&app, &admin, "soon.txt", b"soon".to_vec()).await;
     let made = share(&app, &admin, &file, json!({"expires_in": 3600})).await;
     let (id, page) = (made["id"].as_str().unwrap(), format!("/s/{}", made["token"].as_str().unwrap()));
     assert_eq!(app.get(&page).await.status(), 200);
 
-    std::fs::write(clock.path(), "3599").unwrap();
+    app.advance_clock(3599);
     assert_eq!(app.get(&format!("{page}/download")).await.status(), 200, "one second left");
-    std::fs::write(clock.path(), "3600").unwrap();
+    app.advance_clock(1);
     let gone = app.get(&page).await;
     assert_eq!(gone.status(), 410);
     assert!(gone.text().await.unwrap().contains("expired"));
