@@ -3,7 +3,7 @@
 //! The new settings were loaded and validated by the caller; everything that can fail (the
 //! certificate files) is prepared before anything changes, so a reload applies fully or not at
 //! all. Live: `log.level`, `server.max_body_size`, `server.header_read_timeout`,
-//! `server.idle_timeout`, `server.max_header_size`, `server.http2_window` (for new connections),
+//! `server.idle_timeout`, `server.keep_alive_timeout`, `server.max_connections_per_address`, `server.max_header_size`, `server.http2_window` (for new connections),
 //! `storage.max_file_size` (for new uploads), `shares.*` (for shares made, changed or
 //! unlocked from then on) and, in files mode,
 //! the certificate and key (read again on every reload, so renewed files at the same paths are
@@ -28,6 +28,8 @@ const LIVE_KEYS: &[&str] = &[
     "server.max_body_size",
     "server.header_read_timeout",
     "server.idle_timeout",
+    "server.keep_alive_timeout",
+    "server.max_connections_per_address",
     "server.max_header_size",
     "server.http2_window",
     "storage.max_file_size",
@@ -67,6 +69,8 @@ pub fn connection_limits(settings: &Settings) -> ConnectionLimits {
     ConnectionLimits {
         header_read_timeout: settings.server.header_read_timeout.0,
         idle_timeout: settings.server.idle_timeout.0,
+        keep_alive_timeout: settings.server.keep_alive_timeout.0,
+        max_per_address: settings.server.max_connections_per_address,
         max_header_size: usize::try_from(settings.server.max_header_size.0).unwrap_or(usize::MAX),
         http2_window: u32::try_from(settings.server.http2_window.0).unwrap_or(u32::MAX),
     }

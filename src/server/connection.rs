@@ -1,10 +1,14 @@
 //! One client connection: TLS handshake, HTTP/1.1 or HTTP/2, and the limits that protect the
 //! server from slow or greedy clients.
 //!
-//! The TLS handshake and each request head must arrive within `header_read_timeout`; a
-//! connection on which no byte moves either way for `idle_timeout` is dropped (a stalled
-//! download or a forgotten keep-alive). A request that keeps moving, however slowly, is never
-//! cut off here. On shutdown, requests in flight are allowed to finish, and so is the first
+//! A connection is in one of three phases, each with its own limit:
+//! - before its first request: the TLS handshake, and then the first request, must each arrive
+//!   within `header_read_timeout` (a client that connects and says nothing, with or without the
+//!   HTTP/2 preface, costs a connection slot for seconds, not minutes);
+//! - while a request is in progress (its response not yet fully sent): dropped only when no
+//!   byte moves either way for `idle_timeout`, so a slow transfer that keeps moving is never cut
+//!   off, however long it takes;
+//! - between requests (keep-alive): closed gracefully after `keep_alive_timeout`. On shutdown, requests in flight are allowed to finish, and so is the first
 //! request of a connection accepted just before: its handshake completes and its request is
 //! awaited (up to `header_read_timeout`) before the connection is asked to close, so a
 //! restart under socket activation refuses nobody who was already let in.
@@ -37,6 +41,9 @@ use super::AppEndpoint;
 pub struct ConnectionLimits {
     pub header_read_timeout: Duration,
     pub idle_timeout: Duration,
+    pub keep_alive_timeout: Duration,
+    /// Connections one client network may hold at once.
+    pub max_per_address: usize,
     pub max_header_size: usize,
     /// HTTP/2 flow-control window per request stream, in bytes; the connection's is twice it.
     pub http2_window: u32,
@@ -57,18 +64,122 @@ impl Activity {
     fn last(&self) -> Instant {
         self.started + Duration::from_millis(self.last_millis.load(Ordering::Relaxed))
     }
+}
 
-    /// Completes once nothing has moved for `idle`.
-    async fn idle_for(&self, idle: Duration) {
-        loop {
-            let deadline = self.last() + idle;
-            if Instant::now() >= deadline {
-                return;
-            }
-            tokio::time::sleep_until(deadline).await;
+/// Requests on one connection: whether any arrived, how many are in progress, and since when
+/// none is.
+struct Requests {
+    started: Instant,
+    seen: std::sync::atomic::AtomicBool,
+    in_flight: std::sync::atomic::AtomicUsize,
+    idle_since_millis: AtomicU64,
+    changed: tokio::sync::Notify,
+}
+
+impl Requests {
+    fn new() -> Self {
+        Self {
+            started: Instant::now(),
+            seen: std::sync::atomic::AtomicBool::new(false),
+            in_flight: std::sync::atomic::AtomicUsize::new(0),
+            idle_since_millis: AtomicU64::new(0),
+            changed: tokio::sync::Notify::new(),
+        }
+    }
+
+    fn begin(self: &Arc<Self>) -> InFlight {
+        self.seen.store(true, Ordering::Release);
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.changed.notify_one();
+        InFlight(Arc::clone(self))
+    }
+
+    fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Acquire)
+    }
+
+    fn idle_since(&self) -> Instant {
+        self.started + Duration::from_millis(self.idle_since_millis.load(Ordering::Acquire))
+    }
+}
+
+/// Marks one request in progress until dropped, which happens when its response body has been
+/// sent in full or given up.
+struct InFlight(Arc<Requests>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let requests = &self.0;
+        if requests.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let millis = requests.started.elapsed().as_millis() as u64;
+            requests.idle_since_millis.store(millis, Ordering::Release);
+        }
+        requests.changed.notify_one();
+    }
+}
+
+/// A response body that holds its request's [`InFlight`] mark.
+struct TrackedBody<B> {
+    inner: B,
+    _in_flight: InFlight,
+}
+
+impl<B: hyper::body::Body + Unpin> hyper::body::Body for TrackedBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Which limit a connection passed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Expired {
+    /// No request within `header_read_timeout` of the handshake.
+    FirstRequest,
+    /// Nothing moved for `idle_timeout` while a request was in progress.
+    Idle,
+    /// No request for `keep_alive_timeout` after the last one ended.
+    KeepAlive,
+}
+
+/// Completes when the connection passes the limit of the phase it is in; `ready` is when it
+/// could first have sent a request (the end of the handshake).
+async fn limit_passed(requests: &Requests, activity: &Activity, limits: &ConnectionLimits, ready: Instant) -> Expired {
+    loop {
+        let notified = requests.changed.notified();
+        let (deadline, reason) = if !requests.seen.load(Ordering::Acquire) {
+            (ready + limits.header_read_timeout, Expired::FirstRequest)
+        } else if requests.in_flight() > 0 {
+            (activity.last() + limits.idle_timeout, Expired::Idle)
+        } else {
+            (activity.last().max(requests.idle_since()) + limits.keep_alive_timeout, Expired::KeepAlive)
+        };
+        if Instant::now() >= deadline {
+            return reason;
+        }
+        tokio::select! {
+            () = tokio::time::sleep_until(deadline) => {}
+            () = notified => {}
         }
     }
 }
+
+/// How long a connection closed for keep-alive gets to say goodbye (HTTP/2 GOAWAY) before it
+/// is dropped.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
 /// An I/O stream that records activity on every read or write that moves bytes.
 struct Tracked<T> {
@@ -180,17 +291,22 @@ async fn serve_http<Io>(
     Io: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let scheme = if secure { http::uri::Scheme::HTTPS } else { http::uri::Scheme::HTTP };
+    let ready = Instant::now();
     // Holds a permit once any request has started on this connection.
     let request_seen = Arc::new(tokio::sync::Notify::new());
     let seen = Arc::clone(&request_seen);
+    let requests = Arc::new(Requests::new());
+    let tracked = Arc::clone(&requests);
     let service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
         let endpoint = Arc::clone(&endpoint);
         let scheme = scheme.clone();
         seen.notify_one();
+        let in_flight = tracked.begin();
         async move {
             let req = (req, LocalAddr(Addr::SocketAddr(local)), RemoteAddr(Addr::SocketAddr(peer)), scheme).into();
             let response: Response = endpoint.get_response(req).await;
-            Ok::<_, Infallible>(http::Response::from(response))
+            let response = http::Response::from(response);
+            Ok::<_, Infallible>(response.map(|inner| TrackedBody { inner, _in_flight: in_flight }))
         }
     });
 
@@ -216,7 +332,9 @@ async fn serve_http<Io>(
 
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(connection);
-    let mut draining = false;
+    let mut graceful_started = false;
+    // Set once the connection is being closed for keep-alive: dropped then if still unused.
+    let mut close_by: Option<Instant> = None;
     loop {
         tokio::select! {
             outcome = connection.as_mut() => {
@@ -225,13 +343,34 @@ async fn serve_http<Io>(
                 }
                 return;
             }
-            () = first_request_or_timeout(&shutdown, &request_seen, limits.header_read_timeout), if !draining => {
+            () = first_request_or_timeout(&shutdown, &request_seen, limits.header_read_timeout), if !graceful_started => {
                 connection.as_mut().graceful_shutdown();
-                draining = true;
+                graceful_started = true;
             }
-            () = activity.idle_for(limits.idle_timeout) => {
-                tracing::debug!(%peer, "closing a connection idle for {:?}", limits.idle_timeout);
-                return;
+            expired = limit_passed(&requests, activity, &limits, ready), if close_by.is_none() => match expired {
+                Expired::FirstRequest => {
+                    tracing::debug!(%peer, "closing a connection that sent no request within {:?}", limits.header_read_timeout);
+                    return;
+                }
+                Expired::Idle => {
+                    tracing::debug!(%peer, "closing a connection idle for {:?} mid-request", limits.idle_timeout);
+                    return;
+                }
+                Expired::KeepAlive => {
+                    if !graceful_started {
+                        connection.as_mut().graceful_shutdown();
+                        graceful_started = true;
+                    }
+                    close_by = Some(Instant::now() + CLOSE_GRACE);
+                }
+            },
+            () = tokio::time::sleep_until(close_by.unwrap_or_else(Instant::now)), if close_by.is_some() => {
+                if requests.in_flight() == 0 {
+                    return;
+                }
+                // A request slipped in as the connection was closing: it finishes under the
+                // idle limit, then the graceful shutdown ends the connection.
+                close_by = None;
             }
         }
     }

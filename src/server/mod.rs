@@ -1,7 +1,10 @@
 //! Listeners, the accept loop and graceful shutdown.
 //!
 //! Connections beyond `server.max_connections` are not accepted until one ends, so they wait
-//! in the kernel's backlog instead of costing memory here. On shutdown the listeners close
+//! in the kernel's backlog instead of costing memory here. One client network (an IPv4
+//! address, an IPv6 /64) may hold at most `server.max_connections_per_address` of them; further
+//! connections from it are closed as soon as they are accepted, so no single client can take
+//! the whole budget and leave others waiting. On shutdown the listeners close
 //! first (new connections are refused, unless the service manager holds the socket, which
 //! then queues them for the next start), then requests in flight get `server.shutdown_grace`
 //! to finish; whatever is still open after that is dropped.
@@ -65,6 +68,43 @@ pub async fn bind_all(addrs: &[SocketAddr]) -> io::Result<Vec<TcpListener>> {
     Ok(listeners)
 }
 
+/// Open connections per client network, shared by every listener.
+#[derive(Default)]
+struct PerAddress {
+    open: std::sync::Mutex<std::collections::HashMap<String, usize>>,
+}
+
+/// One counted connection of a network; uncounts it when dropped.
+struct AddressSlot {
+    counts: Arc<PerAddress>,
+    network: String,
+}
+
+impl PerAddress {
+    /// Counts a new connection from `network`, unless it already holds `limit`.
+    fn admit(self: &Arc<Self>, network: String, limit: usize) -> Option<AddressSlot> {
+        let mut open = self.open.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let count = open.entry(network.clone()).or_insert(0);
+        if *count >= limit {
+            return None;
+        }
+        *count += 1;
+        Some(AddressSlot { counts: Arc::clone(self), network })
+    }
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut open = self.counts.open.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(count) = open.get_mut(&self.network) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.network);
+            }
+        }
+    }
+}
+
 impl HttpServer {
     pub fn new(listeners: Vec<Listener>, limits: SharedLimits, max_connections: usize) -> Self {
         Self { listeners, limits, max_connections }
@@ -78,11 +118,13 @@ impl HttpServer {
     pub async fn run(self, shutdown: CancellationToken, grace: Duration) {
         let tracker = TaskTracker::new();
         let permits = Arc::new(Semaphore::new(self.max_connections));
+        let per_address = Arc::new(PerAddress::default());
         for listener in self.listeners {
             tracker.spawn(accept_loop(
                 listener,
                 Arc::clone(&self.limits),
                 Arc::clone(&permits),
+                Arc::clone(&per_address),
                 shutdown.clone(),
                 tracker.clone(),
             ));
@@ -102,6 +144,7 @@ async fn accept_loop(
     Listener { socket: listener, tls, endpoint }: Listener,
     limits: SharedLimits,
     permits: Arc<Semaphore>,
+    per_address: Arc<PerAddress>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
@@ -129,12 +172,18 @@ async fn accept_loop(
             },
             () = shutdown.cancelled() => break,
         };
-        let _ = stream.set_nodelay(true);
         let limits = limits.read().map(|limits| *limits).unwrap_or_else(|poisoned| *poisoned.into_inner());
+        let network = crate::client_address::network_of(peer.ip());
+        let Some(slot) = per_address.admit(network, limits.max_per_address) else {
+            tracing::debug!(%peer, "closed a connection: the client holds server.max_connections_per_address already");
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
         let connection =
             connection::serve(stream, peer, local, tls.clone(), Arc::clone(&endpoint), limits, shutdown.clone());
         tracker.spawn(async move {
             connection.await;
+            drop(slot);
             drop(permit);
         });
     }

@@ -14,6 +14,11 @@ use tokio_rustls::client::TlsStream;
 use crate::helpers::{Options, PATIENCE, TestApp, spawn_app};
 
 async fn connect_http1(app: &TestApp) -> TlsStream<TcpStream> {
+    connect_tls(app, "127.0.0.1", b"http/1.1").await.expect("TLS handshake")
+}
+
+/// A TLS connection from the loopback address `source`, offering ALPN `protocol`.
+async fn connect_tls(app: &TestApp, source: &str, protocol: &[u8]) -> std::io::Result<TlsStream<TcpStream>> {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(CertificateDer::from_pem_file(app.self_signed_cert()).unwrap()).unwrap();
     let mut config = rustls::ClientConfig::builder_with_provider(coffer::tls::crypto_provider())
@@ -21,12 +26,11 @@ async fn connect_http1(app: &TestApp) -> TlsStream<TcpStream> {
         .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let tcp = TcpStream::connect(app.addr).await.unwrap();
-    tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(ServerName::try_from("127.0.0.1").unwrap(), tcp)
-        .await
-        .expect("TLS handshake")
+    config.alpn_protocols = vec![protocol.to_vec()];
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+    let tcp = socket.connect(app.addr).await?;
+    tokio_rustls::TlsConnector::from(Arc::new(config)).connect(ServerName::try_from("127.0.0.1").unwrap(), tcp).await
 }
 
 /// Reads until the server closes; `true` if it did within `PATIENCE`.
@@ -78,7 +82,7 @@ async fn client_that_never_completes_the_tls_handshake_is_dropped() {
 #[tokio::test]
 async fn idle_keep_alive_connection_is_closed_but_a_moving_one_is_not() {
     let app = spawn_app(Options {
-        toml: "[server]\nidle_timeout = \"1s\"\nheader_read_timeout = \"30s\"\n".into(),
+        toml: "[server]\nidle_timeout = \"1s\"\nkeep_alive_timeout = \"1s\"\nheader_read_timeout = \"30s\"\n".into(),
         ..Options::default()
     });
     // Moving: a byte every 300 ms for 3 s spans several idle timeouts, yet is served.
@@ -140,4 +144,74 @@ async fn request_head_over_max_header_size_is_refused_with_431() {
         Ok(response) => assert_eq!(response.status(), 431),
         Err(err) => panic!("expected a 431 answer, got {err}"),
     }
+}
+
+/// A TLS connection that finishes its handshake and then says nothing, in each way a client can.
+async fn silent_after_handshake(app: &TestApp, protocol: &[u8], preface: bool) -> TlsStream<TcpStream> {
+    let mut tls = connect_tls(app, "127.0.0.1", protocol).await.expect("TLS handshake");
+    if preface {
+        // The HTTP/2 preface and an empty SETTINGS frame, then nothing.
+        tls.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00").await.unwrap();
+        tls.flush().await.unwrap();
+    }
+    tls
+}
+
+#[tokio::test]
+async fn connections_that_send_no_request_are_closed_at_the_header_timeout_not_the_idle_timeout() {
+    let app = spawn_app(Options {
+        toml: "[server]\nheader_read_timeout = \"1s\"\nidle_timeout = \"10m\"\nkeep_alive_timeout = \"10m\"\n".into(),
+        ..Options::default()
+    });
+    for (protocol, preface) in [(&b"http/1.1"[..], false), (&b"h2"[..], false), (&b"h2"[..], true)] {
+        let mut silent = silent_after_handshake(&app, protocol, preface).await;
+        let label = format!("{} preface={preface}", String::from_utf8_lossy(protocol));
+        assert!(closed_by_server(&mut silent).await, "a silent {label} connection was kept open");
+    }
+}
+
+#[tokio::test]
+async fn keep_alive_is_short_and_separate_from_the_idle_timeout_of_a_transfer() {
+    let app = spawn_app(Options {
+        toml: "[server]\nheader_read_timeout = \"30s\"\nidle_timeout = \"10m\"\nkeep_alive_timeout = \"1s\"\n".into(),
+        ..Options::default()
+    });
+    let mut connection = connect_http1(&app).await;
+    connection.write_all(b"GET /api/v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").await.unwrap();
+    let mut first = [0u8; 16];
+    timeout(PATIENCE, connection.read(&mut first)).await.unwrap().unwrap();
+    assert!(first.starts_with(b"HTTP/1.1 200"));
+    assert!(closed_by_server(&mut connection).await, "an unused keep-alive connection outlived keep_alive_timeout");
+}
+
+#[tokio::test]
+async fn one_address_cannot_take_the_whole_connection_budget() {
+    let app = spawn_app(Options {
+        toml: "[server]\nmax_connections = 12\nmax_connections_per_address = 4\nheader_read_timeout = \"30s\"\n".into(),
+        ..Options::default()
+    });
+    // One client opens the whole budget and sits on it.
+    let mut held = Vec::new();
+    for _ in 0..12 {
+        if let Ok(connection) = connect_tls(&app, "127.0.0.1", b"http/1.1").await {
+            held.push(connection);
+        }
+    }
+    // Only its share is kept; the rest were closed at once.
+    let mut kept = 0;
+    for connection in &mut held {
+        let mut probe = [0u8; 1];
+        match timeout(Duration::from_millis(200), connection.read(&mut probe)).await {
+            Err(_) => kept += 1,
+            Ok(_) => {}
+        }
+    }
+    assert_eq!(kept, 4, "connections kept for one address");
+    // Another client is served at once.
+    let other = app.client_from("127.0.0.2");
+    let response = timeout(Duration::from_secs(5), other.get(app.url("/api/v1/health")).send())
+        .await
+        .expect("another client is served while the first holds its connections")
+        .unwrap();
+    assert_eq!(response.status(), 200);
 }
