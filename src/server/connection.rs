@@ -8,7 +8,9 @@
 //! - while a request is in progress (its response not yet fully sent): dropped only when no
 //!   byte moves either way for `idle_timeout`, so a slow transfer that keeps moving is never cut
 //!   off, however long it takes;
-//! - between requests (keep-alive): closed gracefully after `keep_alive_timeout`. On shutdown, requests in flight are allowed to finish, and so is the first
+//! - between requests (keep-alive): closed gracefully after `keep_alive_timeout`.
+//!
+//! On shutdown, requests in flight are allowed to finish, and so is the first
 //! request of a connection accepted just before: its handshake completes and its request is
 //! awaited (up to `header_read_timeout`) before the connection is asked to close, so a
 //! restart under socket activation refuses nobody who was already let in.
