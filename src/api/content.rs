@@ -37,8 +37,11 @@ struct GrantView {
 
 #[derive(ApiResponse)]
 enum Granted {
-    #[oai(status = 201)]
-    Granted(Json<GrantView>),
+    /// Done: if an account has this username, it can now read the file. The answer is the
+    /// same whether it exists or not (for admins an unknown name is 404), so grants cannot be
+    /// used to find out which accounts exist; `GET .../grants` lists who can read the file.
+    #[oai(status = 204)]
+    Granted,
 }
 
 #[derive(ApiResponse)]
@@ -62,7 +65,8 @@ impl ContentApi {
         Ok(plan.respond(body))
     }
 
-    /// Let another user read a file you own.
+    /// Let another user read a file you own. Naming accounts that do not exist is limited
+    /// (10 per caller, then waits doubling up to an hour: 429).
     #[oai(path = "/files/:id/grants", method = "post")]
     async fn grant(
         &self,
@@ -71,13 +75,8 @@ impl ContentApi {
         id: Path<String>,
         body: Json<GrantRequest>,
     ) -> Result<Granted, ApiFailure> {
-        let user = self.files.grant(&caller.0, &id, &body.username, &client_ip(req)).await?;
-        let grants = self.files.grants(&caller.0, &id).await?;
-        let (user_id, username, at) = grants
-            .into_iter()
-            .find(|(grantee, ..)| *grantee == user.0)
-            .ok_or_else(|| ApiFailure::not_found("grant"))?;
-        Ok(Granted::Granted(Json(GrantView { user_id, username, granted_at: rfc3339(at) })))
+        self.files.grant(&caller.0, &id, &body.username, &client_ip(req)).await?;
+        Ok(Granted::Granted)
     }
 
     /// Who may read a file you own.

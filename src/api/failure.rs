@@ -11,9 +11,15 @@ use crate::auth::{AccountError, AuthError};
 #[derive(ApiResponse)]
 pub enum ApiFailure {
     /// The request is not valid: `invalid`, `invalid_username`, `weak_password`,
-    /// `wrong_password`, `password_unchanged`, `not_a_session`, `invalid_name`, `digest_mismatch`, `upload_incomplete`.
+    /// `wrong_password`, `password_unchanged`, `not_a_session`, `invalid_name`,
+    /// `invalid_description`, `digest_mismatch`, `unsupported_digest`, `form_too_large`,
+    /// `upload_incomplete`.
     #[oai(status = 400)]
     BadRequest(Json<ErrorBody>),
+    /// `session_ended`: the session, API token or account ended while the request ran (a
+    /// sign-out during an upload); nothing was stored.
+    #[oai(status = 401)]
+    Unauthorized(Json<ErrorBody>),
     /// `forbidden`: the caller may not do this (admin only, or a read-only token).
     #[oai(status = 403)]
     Forbidden(Json<ErrorBody>),
@@ -23,6 +29,9 @@ pub enum ApiFailure {
     /// `username_taken`, `last_admin` or `name_taken`.
     #[oai(status = 409)]
     Conflict(Json<ErrorBody>),
+    /// `precondition_failed`: `If-Match` or `If-None-Match` does not hold; nothing changed.
+    #[oai(status = 412)]
+    PreconditionFailed(Json<ErrorBody>),
     /// `payload_too_large`: over `storage.max_file_size`.
     #[oai(status = 413)]
     TooLarge(Json<ErrorBody>),
@@ -107,6 +116,11 @@ impl From<crate::files::FileError> for ApiFailure {
             FileError::NoSpace => Self::InsufficientStorage(body("insufficient_storage", message)),
             FileError::DigestMismatch => Self::bad_request("digest_mismatch", message),
             FileError::Aborted(_) => Self::bad_request("upload_incomplete", message),
+            FileError::InvalidDescription(_) => Self::bad_request("invalid_description", message),
+            FileError::PreconditionFailed => Self::PreconditionFailed(body("precondition_failed", message)),
+            FileError::CredentialsEnded => Self::Unauthorized(body("session_ended", message)),
+            FileError::NoSuchUser => Self::not_found("user"),
+            FileError::Throttled(wait) => Self::throttled(wait),
             FileError::Invalid(_) => Self::bad_request("invalid", message),
             other => Self::internal(other),
         }

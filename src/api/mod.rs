@@ -6,6 +6,7 @@
 
 mod audit;
 mod auth;
+mod conditions;
 mod content;
 mod download;
 mod drain;
@@ -22,6 +23,7 @@ mod share_html;
 mod share_page;
 mod shares;
 mod tokens;
+mod upload;
 mod upload_form;
 mod users;
 
@@ -89,6 +91,7 @@ type Apis = (
     users::UsersApi,
     audit::AuditApi,
     files::FilesApi,
+    upload::UploadApi,
     content::ContentApi,
     shares::SharesApi,
 );
@@ -102,6 +105,7 @@ fn openapi(context: &ApiContext) -> OpenApiService<Apis, ()> {
         users::UsersApi { auth: Arc::clone(&context.auth) },
         audit::AuditApi { auth: Arc::clone(&context.auth) },
         files::FilesApi { files: context.files.clone() },
+        upload::UploadApi { files: context.files.clone() },
         content::ContentApi { files: context.files.clone() },
         shares::SharesApi {
             shares: context.shares.clone(),

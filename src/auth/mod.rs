@@ -107,6 +107,18 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// Whether the credential this caller was authorized with still stands, in the caller's
+    /// transaction: the account exists and is enabled and the session or API token was not
+    /// ended. Expiry is not checked, so work authorized at its start (a long upload) finishes
+    /// when an access token runs out meanwhile, but not after a sign-out, a revocation, or the
+    /// account being disabled or deleted.
+    pub fn still_authorized(&self, conn: &rusqlite::Connection) -> Result<bool, DbError> {
+        match &self.credential {
+            Credential::Session(session) => sessions::not_ended(conn, session, &self.user_id),
+            Credential::ApiToken { id, .. } => crate::db::api_tokens::not_revoked(conn, id, &self.user_id),
+        }
+    }
+
     pub fn session(&self) -> Option<&SessionId> {
         match &self.credential {
             Credential::Session(session) => Some(session),

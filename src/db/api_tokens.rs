@@ -88,3 +88,17 @@ pub fn authenticate(conn: &Connection, hash: &[u8], now: i64) -> Result<Option<(
     }
     Ok(found)
 }
+
+/// Whether token `id` of `user` was not revoked and the user is enabled, whatever the time
+/// (see `sessions::not_ended`).
+pub fn not_revoked(conn: &Connection, id: &str, user: &UserId) -> Result<bool, DbError> {
+    Ok(conn
+        .query_row(
+            "SELECT 1 FROM api_tokens t JOIN users u ON u.id = t.user_id
+             WHERE t.id = ?1 AND u.id = ?2 AND t.revoked_at IS NULL AND u.disabled = 0",
+            params![id, user.0],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some())
+}

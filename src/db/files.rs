@@ -51,9 +51,14 @@ pub fn by_name(
     Ok(conn.query_row(&sql, params![owner.0, folder.as_str(), name.as_str()], from_row).optional()?)
 }
 
-/// Bytes a user's files take, counting each file (not each blob).
+/// Bytes a user's files take against the quota: each file's size (not each blob: two files
+/// with the same contents count twice) plus the bytes of its description.
 pub fn used_bytes(conn: &Connection, owner: &UserId) -> Result<i64, DbError> {
-    Ok(conn.query_row("SELECT coalesce(sum(size), 0) FROM files WHERE owner_id = ?1", [&owner.0], |row| row.get(0))?)
+    Ok(conn.query_row(
+        "SELECT coalesce(sum(size + length(CAST(description AS BLOB))), 0) FROM files WHERE owner_id = ?1",
+        [&owner.0],
+        |row| row.get(0),
+    )?)
 }
 
 pub fn insert(conn: &Connection, file: &FileRow) -> Result<(), DbError> {

@@ -152,3 +152,17 @@ pub fn revoke_own(
         params![session.0, user.0, now, reason],
     )? == 1)
 }
+
+/// Whether `session` of `user` was not ended and the user is enabled, whatever the time: a
+/// long upload authorized at its start may outlive the session's expiry, never its revocation.
+pub fn not_ended(conn: &Connection, session: &SessionId, user: &UserId) -> Result<bool, DbError> {
+    Ok(conn
+        .query_row(
+            "SELECT 1 FROM sessions s JOIN users u ON u.id = s.user_id
+             WHERE s.id = ?1 AND u.id = ?2 AND s.revoked_at IS NULL AND u.disabled = 0",
+            params![session.0, user.0],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some())
+}

@@ -1,6 +1,7 @@
 //! Validated value types. Input becomes one of these at the edge; inner code accepts only
 //! these, so unchecked input cannot reach the database or the disk.
 
+mod description;
 mod names;
 pub mod password;
 mod username;
@@ -8,6 +9,7 @@ mod username;
 use std::fmt;
 use std::str::FromStr;
 
+pub use description::{Description, DescriptionError, MAX_DESCRIPTION_BYTES, MAX_DESCRIPTION_CHARS};
 pub use names::{FileName, FolderPath, NameError};
 pub use password::{Password, PasswordError};
 pub use username::{Username, UsernameError};

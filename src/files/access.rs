@@ -3,12 +3,16 @@
 //! Owners do everything; users with a grant and admins may read. Anyone else is told the file
 //! does not exist.
 
-use super::{FileError, Files};
+use super::{FileError, Files, Precondition};
 use crate::auth::Principal;
+use crate::auth::throttle::Keys;
 use crate::db::audit::{self, AuditEvent};
 use crate::db::files::{self, Cursor, FileRow, SortBy};
 use crate::db::users;
-use crate::domain::{FileId, FileName, FolderPath, UserId, Username};
+use crate::domain::{Description, FileId, FileName, FolderPath, UserId, Username};
+
+/// Grants naming accounts that do not exist a caller may make before further grants wait.
+pub const GRANT_FREE_MISSES: u32 = 10;
 
 /// Why the caller may read a file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -91,51 +95,82 @@ impl Files {
         Ok(self.db.read(move |conn| files::shared_with(conn, &caller, limit)).await?)
     }
 
-    /// Renames, moves or re-describes a file the caller owns.
+    /// Renames, moves or re-describes a file the caller owns, when `precondition` holds.
     pub async fn update(
         &self,
         caller: &Principal,
         id: &str,
         target: Option<(FolderPath, FileName)>,
-        description: Option<String>,
+        description: Option<Description>,
+        precondition: Precondition,
     ) -> Result<FileRow, FileError> {
-        if description.as_ref().is_some_and(|text| text.chars().count() > 4096) {
-            return Err(FileError::Invalid("a description is at most 4096 characters".into()));
-        }
         let file = self.owned(caller, id).await?;
         let now = self.clock.now();
         self.db
             .write(move |tx| {
+                let Some(current) = files::by_id(tx, &file.id)? else { return Ok(Err(FileError::NotFound)) };
+                if !precondition.holds(Some(&current)) {
+                    return Ok(Err(FileError::PreconditionFailed));
+                }
                 if let Some((folder, name)) = &target {
                     if !files::rename(tx, &file.id, folder, name, now)? {
                         return Ok(Err(FileError::NameTaken));
                     }
                 }
                 if let Some(description) = &description {
-                    files::set_description(tx, &file.id, description, now)?;
+                    let grows = description.stored_bytes() - i64::try_from(current.description.len()).unwrap_or(0);
+                    let quota = users::by_id(tx, &current.owner_id)?.and_then(|user| user.quota_bytes);
+                    if let (true, Some(quota)) = (grows > 0, quota) {
+                        if files::used_bytes(tx, &current.owner_id)?.saturating_add(grows) > quota {
+                            return Ok(Err(FileError::QuotaExceeded));
+                        }
+                    }
+                    files::set_description(tx, &file.id, description.as_str(), now)?;
                 }
                 Ok(files::by_id(tx, &file.id)?.ok_or(FileError::NotFound))
             })
             .await?
     }
 
-    /// Deletes a file the caller owns. Its blob goes at the next GC if no other file uses it.
-    pub async fn delete(&self, caller: &Principal, id: &str) -> Result<(), FileError> {
+    /// Deletes a file the caller owns, when `precondition` holds. Its blob goes at the next GC
+    /// if no other file uses it.
+    pub async fn delete(&self, caller: &Principal, id: &str, precondition: Precondition) -> Result<(), FileError> {
         let file = self.owned(caller, id).await?;
-        self.db.write(move |tx| files::delete(tx, &file.id)).await?;
-        Ok(())
-    }
-
-    /// Lets `username` read a file the caller owns; returns the grantee's id.
-    pub async fn grant(&self, caller: &Principal, id: &str, username: &str, ip: &str) -> Result<UserId, FileError> {
-        let file = self.owned(caller, id).await?;
-        let username = Username::parse(username).map_err(|_| FileError::Invalid("no such user".into()))?;
-        let (actor, ip, now) = (caller.user_id.clone(), ip.to_owned(), self.clock.now());
         self.db
             .write(move |tx| {
-                let Some(user) = users::by_username(tx, &username)? else {
-                    return Ok(Err(FileError::Invalid("no such user".into())));
-                };
+                let Some(current) = files::by_id(tx, &file.id)? else { return Ok(Err(FileError::NotFound)) };
+                if !precondition.holds(Some(&current)) {
+                    return Ok(Err(FileError::PreconditionFailed));
+                }
+                files::delete(tx, &file.id)?;
+                Ok(Ok(()))
+            })
+            .await?
+    }
+
+    /// Lets `username` read a file the caller owns. So that grants cannot be used to find out
+    /// which accounts exist, a name that is not an account gets the same answer as one that is
+    /// (`Ok(None)`), except for admins, who may list accounts anyway (`NotFound`); and each
+    /// caller may name only a few accounts that do not exist before further grants wait.
+    pub async fn grant(
+        &self,
+        caller: &Principal,
+        id: &str,
+        username: &str,
+        ip: &str,
+    ) -> Result<Option<UserId>, FileError> {
+        let file = self.owned(caller, id).await?;
+        let misses = Keys::for_device(&format!("grants:{}", caller.user_id), GRANT_FREE_MISSES);
+        self.grant_misses.check(&misses).map_err(FileError::Throttled)?;
+        let Ok(username) = Username::parse(username) else {
+            self.grant_misses.record_failure(&misses);
+            return if caller.is_admin() { Err(FileError::NoSuchUser) } else { Ok(None) };
+        };
+        let (actor, ip, now) = (caller.user_id.clone(), ip.to_owned(), self.clock.now());
+        let granted = self
+            .db
+            .write(move |tx| {
+                let Some(user) = users::by_username(tx, &username)? else { return Ok(Ok(None)) };
                 if user.id == file.owner_id {
                     return Ok(Err(FileError::Invalid("the owner can already read the file".into())));
                 }
@@ -149,9 +184,16 @@ impl Files {
                     detail: &detail,
                 };
                 audit::record(tx, now, &event)?;
-                Ok(Ok(user.id))
+                Ok(Ok(Some(user.id)))
             })
-            .await?
+            .await??;
+        if granted.is_none() {
+            self.grant_misses.record_failure(&misses);
+            if caller.is_admin() {
+                return Err(FileError::NoSuchUser);
+            }
+        }
+        Ok(granted)
     }
 
     pub async fn grants(&self, caller: &Principal, id: &str) -> Result<Vec<(String, String, i64)>, FileError> {

@@ -11,6 +11,7 @@
 //! read every file; each such read of someone else's file is audited.
 
 mod access;
+pub mod media_type;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,12 +20,14 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::Stream;
 
+use crate::auth::Principal;
+use crate::auth::throttle::{Throttle, ThrottlePolicy};
 use crate::clock::Clock;
 use crate::db::files::{self, FileRow};
 use crate::db::{Db, DbError, users};
-use crate::domain::{FileId, FileName, FolderPath, NameError, UserId};
+use crate::domain::{Description, DescriptionError, FileId, FileName, FolderPath, NameError, UserId};
 use crate::state_dir::StateDir;
-use crate::storage::{BlobStore, IngestError};
+use crate::storage::{BlobStore, ExpectedDigests, IngestError, PendingBlob};
 
 pub use access::Access;
 
@@ -36,6 +39,8 @@ pub enum FileError {
     NameTaken,
     #[error(transparent)]
     InvalidName(#[from] NameError),
+    #[error(transparent)]
+    InvalidDescription(#[from] DescriptionError),
     #[error("the file is larger than the limit of {limit} bytes")]
     TooLarge { limit: u64 },
     #[error("this upload would exceed your storage quota")]
@@ -46,6 +51,14 @@ pub enum FileError {
     DigestMismatch,
     #[error("the upload was cut short: {0}")]
     Aborted(String),
+    #[error("the file does not match If-Match or If-None-Match; nothing was changed")]
+    PreconditionFailed,
+    #[error("your session or account ended during the upload; nothing was stored")]
+    CredentialsEnded,
+    #[error("no such user")]
+    NoSuchUser,
+    #[error("too many grants to unknown users; try again in {} s", .0.as_secs().max(1))]
+    Throttled(Duration),
     #[error("{0}")]
     Invalid(String),
     #[error(transparent)]
@@ -61,31 +74,45 @@ pub enum OnConflict {
     Replace,
 }
 
+/// A conditional write (`If-Match`, `If-None-Match: *`) on the file a request names.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Precondition {
+    #[default]
+    None,
+    /// `If-Match: *`: the file must exist.
+    Exists,
+    /// `If-Match: "<sha256>", ...`: the file's contents must be one of these.
+    ContentsAre(Vec<String>),
+    /// `If-None-Match: *`: the name must be free.
+    Absent,
+}
+
+impl Precondition {
+    pub fn holds(&self, current: Option<&FileRow>) -> bool {
+        match self {
+            Self::None => true,
+            Self::Exists => current.is_some(),
+            Self::ContentsAre(tags) => current.is_some_and(|file| tags.contains(&file.sha256)),
+            Self::Absent => current.is_none(),
+        }
+    }
+}
+
 pub struct UploadRequest {
     pub folder: FolderPath,
     pub name: FileName,
     pub on_conflict: OnConflict,
-    pub description: String,
-    pub content_type: String,
+    pub description: Description,
     /// From `Content-Length`, when the client announced it.
     pub declared_size: Option<u64>,
-    /// From `Content-Digest: sha-256=:...:`.
-    pub expected_sha256: Option<[u8; 32]>,
+    /// From `Content-Digest`.
+    pub digests: ExpectedDigests,
+    pub precondition: Precondition,
 }
 
-/// Keeps a content type only if it is a plain `type/subtype`; anything else is stored as
-/// `application/octet-stream` (downloads never trust it anyway).
-pub fn clean_content_type(given: Option<&str>) -> String {
-    let token = |part: &str| {
-        !part.is_empty() && part.bytes().all(|byte| byte.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&byte))
-    };
-    given
-        .and_then(|value| value.split(';').next())
-        .map(|value| value.trim().to_ascii_lowercase())
-        .filter(|value| {
-            value.len() <= 127 && value.split_once('/').is_some_and(|(kind, sub)| token(kind) && token(sub))
-        })
-        .unwrap_or_else(|| "application/octet-stream".into())
+/// Contents received in full and checked, not yet stored: [`Files::commit`] finishes the upload.
+pub struct Received {
+    pending: PendingBlob,
 }
 
 #[derive(Clone)]
@@ -93,6 +120,8 @@ pub struct Files {
     db: Db,
     clock: Clock,
     store: BlobStore,
+    /// Grants to accounts that do not exist, per caller (account enumeration).
+    grant_misses: Arc<Throttle>,
     state_dir: StateDir,
     /// `storage.max_file_size`, shared by every clone so a reload changes it everywhere.
     max_file_size: Arc<AtomicU64>,
@@ -109,7 +138,13 @@ impl Files {
         disk_reserve: u64,
     ) -> Self {
         let max_file_size = Arc::new(AtomicU64::new(max_file_size));
-        Self { db, clock, store, state_dir, max_file_size, disk_reserve }
+        let policy = ThrottlePolicy {
+            free_failures: access::GRANT_FREE_MISSES,
+            base_delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(3600),
+        };
+        let grant_misses = Arc::new(Throttle::new(policy, clock.clone()));
+        Self { db, clock, store, grant_misses, state_dir, max_file_size, disk_reserve }
     }
 
     pub fn clock(&self) -> &Clock {
@@ -125,7 +160,20 @@ impl Files {
         &self.store
     }
 
-    pub async fn upload<S>(&self, owner: &UserId, request: UploadRequest, body: S) -> Result<FileRow, FileError>
+    /// Receives and stores an upload in one go.
+    pub async fn upload<S>(&self, caller: &Principal, request: UploadRequest, body: S) -> Result<FileRow, FileError>
+    where
+        S: Stream<Item = Result<Bytes, std::io::Error>> + Unpin,
+    {
+        let received = self.receive(caller, &request, body).await?;
+        self.commit(caller, request, received).await
+    }
+
+    /// Checks what can be checked before reading (announced size against
+    /// `storage.max_file_size`, the quota and the free-disk reserve; a taken name; the
+    /// precondition), then streams `body` into a pending blob no larger than the tighter of
+    /// the size limit and the quota left. Nothing is stored yet.
+    pub async fn receive<S>(&self, caller: &Principal, request: &UploadRequest, body: S) -> Result<Received, FileError>
     where
         S: Stream<Item = Result<Bytes, std::io::Error>> + Unpin,
     {
@@ -133,21 +181,29 @@ impl Files {
         if request.declared_size.is_some_and(|size| size > max_file_size) {
             return Err(FileError::TooLarge { limit: max_file_size });
         }
-        let (who, folder, name) = (owner.clone(), request.folder.clone(), request.name.clone());
-        let (quota, used, taken) = self
+        let (who, folder, name) = (caller.user_id.clone(), request.folder.clone(), request.name.clone());
+        let (quota, used, existing) = self
             .db
             .read(move |conn| {
                 let quota = users::by_id(conn, &who)?.and_then(|user| user.quota_bytes);
-                let taken = files::by_name(conn, &who, &folder, &name)?.is_some();
-                Ok((quota, files::used_bytes(conn, &who)?, taken))
+                let existing = files::by_name(conn, &who, &folder, &name)?;
+                Ok((quota, files::used_bytes(conn, &who)?, existing))
             })
             .await?;
-        if taken && request.on_conflict == OnConflict::Fail {
+        if !request.precondition.holds(existing.as_ref()) {
+            return Err(FileError::PreconditionFailed);
+        }
+        if existing.is_some() && request.on_conflict == OnConflict::Fail {
             return Err(FileError::NameTaken);
         }
-        let quota_left = quota.map(|quota| u64::try_from(quota - used).unwrap_or(0));
+        let replacing = request.on_conflict == OnConflict::Replace && existing.is_some();
+        let freed = existing.filter(|_| replacing).map_or(0, |old| old.size);
+        let metadata = if replacing { 0 } else { request.description.stored_bytes() };
+        let quota_left = quota.map(|quota| {
+            u64::try_from(quota.saturating_sub(used).saturating_add(freed).saturating_sub(metadata)).unwrap_or(0)
+        });
         if let (Some(left), Some(size)) = (quota_left, request.declared_size) {
-            if size > left && request.on_conflict != OnConflict::Replace {
+            if size > left {
                 return Err(FileError::QuotaExceeded);
             }
         }
@@ -158,33 +214,54 @@ impl Files {
             return Err(FileError::NoSpace);
         }
 
-        let quota_bound = quota_left.filter(|left| *left < max_file_size && request.on_conflict != OnConflict::Replace);
+        let quota_bound = quota_left.filter(|left| *left < max_file_size);
         let limit = quota_bound.unwrap_or(max_file_size);
-        let pending = self.store.ingest(body, limit, request.expected_sha256).await.map_err(|err| match err {
+        let pending = self.store.ingest(body, limit, request.digests).await.map_err(|err| match err {
             IngestError::TooLarge { .. } if quota_bound.is_some() => FileError::QuotaExceeded,
             other => ingest_error(other),
         })?;
-        let published = self.store.publish(pending).await.map_err(ingest_error)?;
+        Ok(Received { pending })
+    }
+
+    /// Commits received contents: publishes the blob, then in one IMMEDIATE transaction checks
+    /// again that the caller's credential still stands, the precondition, the quota and the
+    /// name (parallel uploads serialise here), and records the file. Only then is it stored.
+    pub async fn commit(
+        &self,
+        caller: &Principal,
+        request: UploadRequest,
+        received: Received,
+    ) -> Result<FileRow, FileError> {
+        let content_type = media_type::media_type(&request.name, &received.pending.head);
+        let published = self.store.publish(received.pending).await.map_err(ingest_error)?;
         let (size, sha256) = (i64::try_from(published.size).unwrap_or(i64::MAX), published.sha256.clone());
-        let owner = owner.clone();
+        let caller = caller.clone();
+        let owner = caller.user_id.clone();
         let now = self.clock.now();
         let row = self
             .db
             .write(move |tx| {
+                if !caller.still_authorized(tx)? {
+                    return Ok(Err(FileError::CredentialsEnded));
+                }
                 let existing = files::by_name(tx, &owner, &request.folder, &request.name)?;
-                let freed = match (&existing, request.on_conflict) {
-                    (Some(old), OnConflict::Replace) => old.size,
-                    _ => 0,
+                if !request.precondition.holds(existing.as_ref()) {
+                    return Ok(Err(FileError::PreconditionFailed));
+                }
+                let (freed, added) = match (&existing, request.on_conflict) {
+                    (Some(old), OnConflict::Replace) => (old.size, size),
+                    _ => (0, size.saturating_add(request.description.stored_bytes())),
                 };
                 let quota = users::by_id(tx, &owner)?.and_then(|user| user.quota_bytes);
-                if quota.is_some_and(|quota| files::used_bytes(tx, &owner).unwrap_or(i64::MAX) - freed + size > quota) {
+                let used = files::used_bytes(tx, &owner)?;
+                if quota.is_some_and(|quota| used.saturating_sub(freed).saturating_add(added) > quota) {
                     return Ok(Err(FileError::QuotaExceeded));
                 }
                 let name = match (existing, request.on_conflict) {
                     (None, _) => request.name.clone(),
                     (Some(_), OnConflict::Fail) => return Ok(Err(FileError::NameTaken)),
                     (Some(old), OnConflict::Replace) => {
-                        files::replace_contents(tx, &old.id, size, &sha256, &request.content_type, now)?;
+                        files::replace_contents(tx, &old.id, size, &sha256, &content_type, now)?;
                         return Ok(files::by_id(tx, &old.id)?.ok_or(FileError::NotFound));
                     }
                     (Some(_), OnConflict::Rename) => match free_name(tx, &owner, &request.folder, &request.name)? {
@@ -199,8 +276,8 @@ impl Files {
                     name: name.as_str().to_owned(),
                     size,
                     sha256: sha256.clone(),
-                    content_type: request.content_type.clone(),
-                    description: request.description.clone(),
+                    content_type: content_type.clone(),
+                    description: request.description.as_str().to_owned(),
                     created_at: now,
                     modified_at: now,
                 };
@@ -247,19 +324,5 @@ fn ingest_error(err: IngestError) -> FileError {
         IngestError::NoSpace => FileError::NoSpace,
         IngestError::Body(reason) => FileError::Aborted(reason),
         IngestError::Disk(err) => FileError::Io(err),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_plain_content_types_are_kept() {
-        assert_eq!(clean_content_type(Some("image/PNG")), "image/png");
-        assert_eq!(clean_content_type(Some("text/plain; charset=utf-8")), "text/plain");
-        for bad in [None, Some(""), Some("text"), Some("text/html\r\nX: y"), Some("a b/c")] {
-            assert_eq!(clean_content_type(bad), "application/octet-stream", "{bad:?}");
-        }
     }
 }

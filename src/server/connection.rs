@@ -332,6 +332,7 @@ async fn serve_http<Io>(
         .max_frame_size(256 << 10)
         .max_pending_accept_reset_streams(64);
 
+    let io = super::parse_errors::ParseErrorAnswers::new(io);
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(connection);
     let mut graceful_started = false;

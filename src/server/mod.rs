@@ -14,6 +14,7 @@
 //! for new connections.
 
 mod connection;
+mod parse_errors;
 
 use std::io;
 use std::net::SocketAddr;

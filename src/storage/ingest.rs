@@ -1,4 +1,5 @@
-//! Streaming an upload into `tmp/`: size limit, SHA-256, optional digest check, fsync.
+//! Streaming an upload into `tmp/`: size limit, SHA-256 (and SHA-512 when the client sent one
+//! to check), the first bytes kept for recognising the contents, fsync.
 //!
 //! The body is read on the async side and handed to one blocking writer thread through a
 //! channel of a few chunks, so a slow disk slows the client instead of filling memory. If
@@ -22,6 +23,15 @@ use super::write_behind::WriteBehind;
 const CHANNEL_BATCHES: usize = 4;
 /// Most bytes gathered from the body into one batch: whatever has already arrived, up to this.
 const BATCH_BYTES: usize = 1 << 20;
+/// The start of the contents kept with a pending blob, enough to recognise a file's type.
+pub const HEAD_BYTES: usize = 8 << 10;
+
+/// Digests the client sent for the whole contents; each one given must match.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExpectedDigests {
+    pub sha256: Option<[u8; 32]>,
+    pub sha512: Option<[u8; 64]>,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
@@ -51,6 +61,8 @@ pub struct PendingBlob {
     path: Option<PathBuf>,
     pub sha256: String,
     pub size: u64,
+    /// The first [`HEAD_BYTES`] of the contents (fewer for a smaller file).
+    pub head: Vec<u8>,
 }
 
 impl PendingBlob {
@@ -104,17 +116,26 @@ fn write_all_vectored(file: &mut impl Write, chunks: &[Bytes]) -> io::Result<()>
     Ok(())
 }
 
+/// What the writer thread found: the temp file, its SHA-256 and, when asked for, SHA-512.
+struct Written {
+    path: PathBuf,
+    sha256: [u8; 32],
+    sha512: Option<Vec<u8>>,
+}
+
 /// Writes pieces to a new temp file until `Done` (kept, synced) or the channel closes
-/// without it (removed). Returns the path and the SHA-256 of what was written, or `None` when
-/// the upload ended early.
+/// without it (removed). Returns the path and digests of what was written, or `None` when the
+/// upload ended early.
 fn write_temp(
     tmp: PathBuf,
     mut pieces: mpsc::Receiver<Piece>,
     mut write_behind: WriteBehind,
-) -> io::Result<Option<(PathBuf, [u8; 32])>> {
+    want_sha512: bool,
+) -> io::Result<Option<Written>> {
     let path = tmp.join(format!("upload-{:032x}", rand::random::<u128>()));
     let mut file = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path)?;
     let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut digest512 = want_sha512.then(|| ring::digest::Context::new(&ring::digest::SHA512));
     let mut bytes_written = 0u64;
     let written = (|| -> io::Result<bool> {
         loop {
@@ -123,6 +144,9 @@ fn write_temp(
                     write_all_vectored(&mut file, &batch)?;
                     for chunk in &batch {
                         digest.update(chunk);
+                        if let Some(digest512) = digest512.as_mut() {
+                            digest512.update(chunk);
+                        }
                     }
                     let len = batch.iter().map(Bytes::len).sum();
                     bytes_written += len as u64;
@@ -138,9 +162,10 @@ fn write_temp(
     })();
     match written {
         Ok(true) => {
-            let mut hash = [0u8; 32];
-            hash.copy_from_slice(digest.finish().as_ref());
-            Ok(Some((path, hash)))
+            let mut sha256 = [0u8; 32];
+            sha256.copy_from_slice(digest.finish().as_ref());
+            let sha512 = digest512.map(|digest512| digest512.finish().as_ref().to_vec());
+            Ok(Some(Written { path, sha256, sha512 }))
         }
         Ok(false) => {
             drop(file);
@@ -163,7 +188,12 @@ fn write_temp(
 /// Waits for the next chunk of `body`, then takes whatever else has already arrived, up to
 /// [`BATCH_BYTES`]: one hand-off to the writer thread per batch instead of per network chunk
 /// (HTTP/2 DATA frames are often 16 KiB). `None` once the body has ended.
-async fn next_batch<S>(body: &mut S, size: &mut u64, limit: u64) -> Result<Option<Vec<Bytes>>, IngestError>
+async fn next_batch<S>(
+    body: &mut S,
+    size: &mut u64,
+    limit: u64,
+    head: &mut Vec<u8>,
+) -> Result<Option<Vec<Bytes>>, IngestError>
 where
     S: Stream<Item = Result<Bytes, io::Error>> + Unpin,
 {
@@ -180,6 +210,9 @@ where
                     return Err(IngestError::TooLarge { limit });
                 }
                 batch_bytes += chunk.len();
+                if head.len() < HEAD_BYTES {
+                    head.extend_from_slice(&chunk[..chunk.len().min(HEAD_BYTES - head.len())]);
+                }
                 if !chunk.is_empty() {
                     batch.push(chunk);
                 }
@@ -201,26 +234,23 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 impl BlobStore {
-    /// Streams `body` into a temp file: at most `limit` bytes, and when `expected_sha256` is
-    /// given the contents must hash to it.
-    pub async fn ingest<S>(
-        &self,
-        body: S,
-        limit: u64,
-        expected_sha256: Option<[u8; 32]>,
-    ) -> Result<PendingBlob, IngestError>
+    /// Streams `body` into a temp file: at most `limit` bytes, and the contents must match
+    /// every digest in `expected`.
+    pub async fn ingest<S>(&self, body: S, limit: u64, expected: ExpectedDigests) -> Result<PendingBlob, IngestError>
     where
         S: Stream<Item = Result<Bytes, io::Error>> + Unpin,
     {
         let (sender, receiver) = mpsc::channel(CHANNEL_BATCHES);
         let tmp = self.tmp.clone();
         let write_behind = WriteBehind::new(tokio::runtime::Handle::current());
-        let writer = tokio::task::spawn_blocking(move || write_temp(tmp, receiver, write_behind));
+        let want_sha512 = expected.sha512.is_some();
+        let writer = tokio::task::spawn_blocking(move || write_temp(tmp, receiver, write_behind, want_sha512));
         // Fused: a batch may end with the body, and the next call must see that end again.
         let mut body = body.fuse();
         let mut size = 0u64;
+        let mut head = Vec::new();
         let read: Result<(), IngestError> = loop {
-            match next_batch(&mut body, &mut size, limit).await {
+            match next_batch(&mut body, &mut size, limit, &mut head).await {
                 Ok(None) => break Ok(()),
                 Err(err) => break Err(err),
                 // A closed channel means the writer failed; its error is reported below.
@@ -237,13 +267,16 @@ impl BlobStore {
         drop(sender);
         let written = writer.await.map_err(|err| IngestError::Disk(io::Error::other(err.to_string())))?;
         read?;
-        let (path, hash) = match written {
+        let written = match written {
             Ok(Some(done)) => done,
             Ok(None) => return Err(IngestError::Body("the upload ended early".into())),
             Err(err) => return Err(IngestError::from_io(err)),
         };
-        let pending = PendingBlob { path: Some(path), sha256: hex(&hash), size };
-        if expected_sha256.is_some_and(|expected| expected != hash) {
+        let pending = PendingBlob { path: Some(written.path), sha256: hex(&written.sha256), size, head };
+        let sha256_differs = expected.sha256.is_some_and(|expected| expected != written.sha256);
+        let sha512_differs =
+            expected.sha512.is_some_and(|expected| Some(expected.as_slice()) != written.sha512.as_deref());
+        if sha256_differs || sha512_differs {
             return Err(IngestError::DigestMismatch);
         }
         Ok(pending)
@@ -267,10 +300,10 @@ mod tests {
     async fn uploads_are_hashed_published_once_and_deduplicated() {
         let dir = tempfile::tempdir().unwrap();
         let store = store(dir.path());
-        let first = store.ingest(chunks(&[b"hello ", b"world"]), 100, None).await.unwrap();
+        let first = store.ingest(chunks(&[b"hello ", b"world"]), 100, ExpectedDigests::default()).await.unwrap();
         assert_eq!(first.sha256, "b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9");
         let published = store.publish(first).await.unwrap();
-        let second = store.ingest(chunks(&[b"hello world"]), 100, None).await.unwrap();
+        let second = store.ingest(chunks(&[b"hello world"]), 100, ExpectedDigests::default()).await.unwrap();
         let again = store.publish(second).await.unwrap();
         assert_eq!(published.sha256, again.sha256);
         assert_eq!(store.list_blobs().unwrap(), vec![published.sha256.clone()]);
@@ -292,7 +325,8 @@ mod tests {
             (0..(20 << 20) + 12_345).map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
         let pieces: Vec<Result<Bytes, io::Error>> =
             data.chunks(16 << 10).map(|piece| Ok(Bytes::copy_from_slice(piece))).collect();
-        let pending = store.ingest(futures_util::stream::iter(pieces), u64::MAX, None).await.unwrap();
+        let pending =
+            store.ingest(futures_util::stream::iter(pieces), u64::MAX, ExpectedDigests::default()).await.unwrap();
         let expected = hex(ring::digest::digest(&ring::digest::SHA256, &data).as_ref());
         assert_eq!((pending.sha256.clone(), pending.size), (expected.clone(), data.len() as u64));
         let published = store.publish(pending).await.unwrap();
@@ -306,7 +340,8 @@ mod tests {
         let mut body = futures_util::stream::iter(pieces).fuse();
         let mut size = 0;
         let mut batches = Vec::new();
-        while let Some(batch) = next_batch(&mut body, &mut size, u64::MAX).await.unwrap() {
+        let mut head = Vec::new();
+        while let Some(batch) = next_batch(&mut body, &mut size, u64::MAX, &mut head).await.unwrap() {
             batches.push(batch.iter().map(Bytes::len).sum::<usize>());
         }
         assert_eq!(size, 100 * (64 << 10));
@@ -315,7 +350,11 @@ mod tests {
             batches,
             vec![BATCH_BYTES, BATCH_BYTES, BATCH_BYTES, BATCH_BYTES, BATCH_BYTES, BATCH_BYTES, 256 << 10]
         );
-        assert!(next_batch(&mut body, &mut size, u64::MAX).await.unwrap().is_none(), "the end is seen again");
+        assert!(
+            next_batch(&mut body, &mut size, u64::MAX, &mut head).await.unwrap().is_none(),
+            "the end is seen again"
+        );
+        assert_eq!(head, vec![7u8; HEAD_BYTES], "the head is kept");
     }
 
     #[tokio::test]
@@ -323,12 +362,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = store(dir.path());
         // HTTP/2 may deliver empty DATA frames, e.g. one that only ends the stream.
-        let pending = store.ingest(chunks(&[b"", b"hello ", b"", b"world", b""]), 100, None).await.unwrap();
+        let pending =
+            store.ingest(chunks(&[b"", b"hello ", b"", b"world", b""]), 100, ExpectedDigests::default()).await.unwrap();
         assert_eq!(
             (pending.sha256.as_str(), pending.size),
             ("b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9", 11)
         );
-        let empty = store.ingest(chunks(&[b"", b""]), 100, None).await.unwrap();
+        let empty = store.ingest(chunks(&[b"", b""]), 100, ExpectedDigests::default()).await.unwrap();
         assert_eq!(empty.size, 0);
     }
 
@@ -345,14 +385,18 @@ mod tests {
     async fn failures_leave_no_temp_file() {
         let dir = tempfile::tempdir().unwrap();
         let store = store(dir.path());
-        let too_large = store.ingest(chunks(&[b"0123456789", b"x"]), 10, None).await;
+        let too_large = store.ingest(chunks(&[b"0123456789", b"x"]), 10, ExpectedDigests::default()).await;
         assert!(matches!(too_large, Err(IngestError::TooLarge { limit: 10 })));
         let cut: Vec<Result<Bytes, io::Error>> = vec![Ok(Bytes::from_static(b"part")), Err(io::Error::other("reset"))];
-        let cut_short = store.ingest(futures_util::stream::iter(cut), 100, None).await;
+        let cut_short = store.ingest(futures_util::stream::iter(cut), 100, ExpectedDigests::default()).await;
         assert!(matches!(cut_short, Err(IngestError::Body(_))));
-        let mismatch = store.ingest(chunks(&[b"data"]), 100, Some([0; 32])).await;
+        let mismatch =
+            store.ingest(chunks(&[b"data"]), 100, ExpectedDigests { sha256: Some([0; 32]), sha512: None }).await;
         assert!(matches!(mismatch, Err(IngestError::DigestMismatch)));
-        let unwanted = store.ingest(chunks(&[b"never published"]), 100, None).await.unwrap();
+        let sha512 = ExpectedDigests { sha256: None, sha512: Some([0; 64]) };
+        let mismatch512 = store.ingest(chunks(&[b"data"]), 100, sha512).await;
+        assert!(matches!(mismatch512, Err(IngestError::DigestMismatch)), "a SHA-512 alone is checked too");
+        let unwanted = store.ingest(chunks(&[b"never published"]), 100, ExpectedDigests::default()).await.unwrap();
         unwanted.discard().await;
         assert_eq!(std::fs::read_dir(store.tmp_dir()).unwrap().count(), 0);
         assert!(store.list_blobs().unwrap().is_empty());
@@ -362,8 +406,14 @@ mod tests {
     async fn garbage_collection_spares_referenced_and_recent_blobs() {
         let dir = tempfile::tempdir().unwrap();
         let store = store(dir.path());
-        let kept = store.publish(store.ingest(chunks(&[b"kept"]), 100, None).await.unwrap()).await.unwrap();
-        let orphan = store.publish(store.ingest(chunks(&[b"orphan"]), 100, None).await.unwrap()).await.unwrap();
+        let kept = store
+            .publish(store.ingest(chunks(&[b"kept"]), 100, ExpectedDigests::default()).await.unwrap())
+            .await
+            .unwrap();
+        let orphan = store
+            .publish(store.ingest(chunks(&[b"orphan"]), 100, ExpectedDigests::default()).await.unwrap())
+            .await
+            .unwrap();
         let (kept_hash, orphan_hash) = (kept.sha256.clone(), orphan.sha256.clone());
         drop((kept, orphan));
         let live = std::collections::HashSet::from([kept_hash.clone()]);

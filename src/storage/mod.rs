@@ -20,7 +20,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::sync::{OwnedRwLockReadGuard, RwLock};
 
-pub use ingest::{IngestError, PendingBlob};
+pub use ingest::{ExpectedDigests, HEAD_BYTES, IngestError, PendingBlob};
 
 #[derive(Clone)]
 pub struct BlobStore {

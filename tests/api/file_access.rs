@@ -151,8 +151,9 @@ async fn grants_let_another_user_read_until_revoked() {
     let id = file["id"].as_str().unwrap();
     let (status, grant) =
         call(&app, "POST", &format!("/api/v1/files/{id}/grants"), &alice, Some(json!({"username": "bob"}))).await;
-    assert_eq!(status, 201, "{grant}");
-    assert_eq!(grant["user_id"], bob_id.as_str());
+    assert_eq!(status, 204, "{grant}");
+    let (_, grants) = call(&app, "GET", &format!("/api/v1/files/{id}/grants"), &alice, None).await;
+    assert_eq!(grants[0]["user_id"], bob_id.as_str());
     assert_eq!(download(&app, &bob, id).await.bytes().await.unwrap().as_ref(), b"for bob");
     let (_, shared) = call(&app, "GET", "/api/v1/files?shared_with_me=true", &bob, None).await;
     assert_eq!(shared["files"][0]["id"], id);
@@ -232,4 +233,36 @@ async fn restart_sweeps_interrupted_uploads_and_unreferenced_blobs() {
         download(&restarted, &token, kept["id"].as_str().unwrap()).await.bytes().await.unwrap().as_ref(),
         b"kept"
     );
+}
+
+#[tokio::test]
+async fn grants_do_not_reveal_which_accounts_exist_and_guessing_is_limited() {
+    let app = spawn_default();
+    let admin = admin_token(&app).await;
+    let (alice, _) = user_token(&app, &admin, "alice").await;
+    user_token(&app, &admin, "bob").await;
+    let (_, file) = put(&app, &alice, "name=secret.txt", b"mine".to_vec()).await;
+    let grants = format!("/api/v1/files/{}/grants", file["id"].as_str().unwrap());
+    let grant = |token: &str, username: &str| {
+        let (token, username) = (token.to_owned(), username.to_owned());
+        let (app, grants) = (&app, grants.clone());
+        async move { call(app, "POST", &grants, &token, Some(json!({ "username": username }))).await }
+    };
+    let known = grant(&alice, "bob").await;
+    let unknown = grant(&alice, "nobody-here").await;
+    assert_eq!((known.0, unknown.0), (StatusCode::NO_CONTENT, StatusCode::NO_CONTENT), "the same answer");
+    assert_eq!((known.1, unknown.1), (Value::Null, Value::Null), "and the same (empty) body");
+
+    // Guessing many names runs into a wait, for known and unknown names alike.
+    for guess in 0..10 {
+        grant(&alice, &format!("guess{guess}")).await;
+    }
+    let (status, body) = grant(&alice, "bob").await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::TOO_MANY_REQUESTS, Some("too_many_requests")));
+
+    // Admins may list accounts anyway: they get a straight answer.
+    let (_, own) = put(&app, &admin, "name=admin.txt", b"a".to_vec()).await;
+    let path = format!("/api/v1/files/{}/grants", own["id"].as_str().unwrap());
+    let (status, _) = call(&app, "POST", &path, &admin, Some(json!({"username": "nobody-here"}))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
 }

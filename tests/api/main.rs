@@ -25,4 +25,5 @@ mod systemd;
 mod throttling;
 mod tls;
 mod upload_refusals;
+mod upload_rules;
 mod users;
