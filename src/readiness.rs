@@ -1,7 +1,9 @@
 //! Readiness: can this instance take work right now?
 //!
-//! Each check runs its blocking part off the async workers and says plainly what is wrong, so
-//! the 503 from `/api/v1/ready` tells an admin where to look.
+//! Each check runs its blocking part off the async workers. `/api/v1/ready` is public (load
+//! balancers and monitors call it), so what it answers names the failing check and what to
+//! look at, but never paths, byte counts or error texts; those go to the log, once each time a
+//! check starts failing.
 
 use std::sync::{Arc, RwLock};
 
@@ -19,6 +21,8 @@ pub struct CheckResult {
 }
 
 pub struct Readiness {
+    /// Which checks failed at their last run, so a failure is logged once, not at every probe.
+    failing: std::sync::Mutex<std::collections::HashSet<&'static str>>,
     db: Db,
     clock: Clock,
     state_dir: StateDir,
@@ -34,78 +38,113 @@ impl Readiness {
         disk_reserve: u64,
         certificate: Option<Arc<RwLock<CertificateState>>>,
     ) -> Arc<Self> {
-        Arc::new(Self { db, clock, state_dir, disk_reserve, certificate })
+        Arc::new(Self { failing: std::sync::Mutex::default(), db, clock, state_dir, disk_reserve, certificate })
     }
 
+    /// The checks as the public may see them; what exactly is wrong goes to the log.
     pub async fn check(&self) -> Vec<CheckResult> {
         let (database, writable, disk) = tokio::join!(self.database(), self.writable(), self.disk_space());
         let mut checks = vec![database, writable, disk];
         checks.extend(self.certificate());
-        checks
+        let mut failing = self.failing.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (check, _) in &checks {
+            if !check.ok && failing.insert(check.name) {
+                tracing::warn!(check = check.name, detail = %check.detail, "a readiness check fails");
+            } else if check.ok && failing.remove(check.name) {
+                tracing::info!(check = check.name, "a readiness check passes again");
+            }
+        }
+        checks.into_iter().map(|(check, public)| CheckResult { detail: public.to_owned(), ..check }).collect()
     }
 
     /// With ACME: ready once a certificate is served; the detail says how long it lasts and
     /// the last renewal error, if any.
-    fn certificate(&self) -> Option<CheckResult> {
+    fn certificate(&self) -> Option<(CheckResult, &'static str)> {
         let state = self.certificate.as_ref()?.read().map(|state| state.clone()).unwrap_or_default();
         let error = state.last_error.as_deref().map(|error| format!("; last error: {error}")).unwrap_or_default();
         Some(match state.days_left(self.clock.now_utc()) {
-            Some(days) => {
-                CheckResult { name: "certificate", ok: true, detail: format!("valid {days} more days{error}") }
-            }
-            None => CheckResult {
-                name: "certificate",
-                ok: false,
-                detail: format!("no certificate yet: obtaining one from the ACME CA{error}"),
-            },
+            Some(days) => (
+                CheckResult { name: "certificate", ok: true, detail: format!("valid {days} more days{error}") },
+                "a certificate is served",
+            ),
+            None => (
+                CheckResult {
+                    name: "certificate",
+                    ok: false,
+                    detail: format!("no certificate yet: obtaining one from the ACME CA{error}"),
+                },
+                "no certificate yet: obtaining one from the ACME CA (the server log says how it goes)",
+            ),
         })
     }
 
-    async fn database(&self) -> CheckResult {
+    async fn database(&self) -> (CheckResult, &'static str) {
         let answer = self
             .db
             .read(|conn| Ok(conn.query_row("SELECT count(*) FROM instance", [], |row| row.get::<_, i64>(0))?))
             .await;
         match answer {
-            Ok(_) => CheckResult { name: "database", ok: true, detail: "answers queries".into() },
-            Err(err) => CheckResult { name: "database", ok: false, detail: format!("does not answer: {err}") },
+            Ok(_) => (CheckResult { name: "database", ok: true, detail: "answers queries".into() }, "answers queries"),
+            Err(err) => (
+                CheckResult { name: "database", ok: false, detail: format!("does not answer: {err}") },
+                "does not answer (the server log says why)",
+            ),
         }
     }
 
-    async fn writable(&self) -> CheckResult {
+    async fn writable(&self) -> (CheckResult, &'static str) {
         let state_dir = self.state_dir.clone();
         let outcome = tokio::task::spawn_blocking(move || state_dir.probe_writable()).await;
         let root = self.state_dir.root().display();
+        let failed = "the state directory does not accept writes (the server log says why)";
         match outcome {
-            Ok(Ok(())) => {
-                CheckResult { name: "state_dir_writable", ok: true, detail: format!("{root} accepts writes") }
+            Ok(Ok(())) => (
+                CheckResult { name: "state_dir_writable", ok: true, detail: format!("{root} accepts writes") },
+                "the state directory accepts writes",
+            ),
+            Ok(Err(err)) => (
+                CheckResult {
+                    name: "state_dir_writable",
+                    ok: false,
+                    detail: format!("{root} does not accept writes: {err}"),
+                },
+                failed,
+            ),
+            Err(err) => {
+                (CheckResult { name: "state_dir_writable", ok: false, detail: format!("check failed: {err}") }, failed)
             }
-            Ok(Err(err)) => CheckResult {
-                name: "state_dir_writable",
-                ok: false,
-                detail: format!("{root} does not accept writes: {err}"),
-            },
-            Err(err) => CheckResult { name: "state_dir_writable", ok: false, detail: format!("check failed: {err}") },
         }
     }
 
-    async fn disk_space(&self) -> CheckResult {
+    async fn disk_space(&self) -> (CheckResult, &'static str) {
         let state_dir = self.state_dir.clone();
         let reserve = self.disk_reserve;
         let outcome = tokio::task::spawn_blocking(move || state_dir.free_bytes()).await;
+        let failed = "cannot read the free space (the server log says why)";
         match outcome {
-            Ok(Ok(free)) if free > reserve => {
-                CheckResult { name: "disk_space", ok: true, detail: format!("{free} bytes free, reserve is {reserve}") }
-            }
-            Ok(Ok(free)) => CheckResult {
-                name: "disk_space",
-                ok: false,
-                detail: format!("only {free} bytes free, at or below the reserve of {reserve} (storage.disk_reserve)"),
-            },
-            Ok(Err(err)) => {
-                CheckResult { name: "disk_space", ok: false, detail: format!("cannot read free space: {err}") }
-            }
-            Err(err) => CheckResult { name: "disk_space", ok: false, detail: format!("check failed: {err}") },
+            Ok(Ok(free)) if free > reserve => (
+                CheckResult {
+                    name: "disk_space",
+                    ok: true,
+                    detail: format!("{free} bytes free, reserve is {reserve}"),
+                },
+                "free space is above the reserve",
+            ),
+            Ok(Ok(free)) => (
+                CheckResult {
+                    name: "disk_space",
+                    ok: false,
+                    detail: format!(
+                        "only {free} bytes free, at or below the reserve of {reserve} (storage.disk_reserve)"
+                    ),
+                },
+                "free space is at or below the reserve (storage.disk_reserve)",
+            ),
+            Ok(Err(err)) => (
+                CheckResult { name: "disk_space", ok: false, detail: format!("cannot read free space: {err}") },
+                failed,
+            ),
+            Err(err) => (CheckResult { name: "disk_space", ok: false, detail: format!("check failed: {err}") }, failed),
         }
     }
 }

@@ -69,10 +69,21 @@ impl Drop for RequestLine {
     }
 }
 
-/// The path as logged: a share token is replaced by the share's id, or hidden.
+/// The path as logged: a share token is replaced by the share's id, or hidden. Any path that
+/// is under `/s/` once repeated slashes are collapsed counts (`/s//<token>` too), and only the
+/// known tail `/download` is kept after the token: anything else could hold a token as well.
 fn redacted_path(path: &str, share_id: Option<&str>) -> String {
-    let Some(rest) = path.strip_prefix("/s/") else { return path.to_owned() };
-    let tail = rest.find('/').map_or("", |slash| &rest[slash..]);
+    let mut collapsed = String::with_capacity(path.len());
+    for segment in path.split('/').filter(|segment| !segment.is_empty()) {
+        collapsed.push('/');
+        collapsed.push_str(segment);
+    }
+    let Some(rest) = collapsed.strip_prefix("/s/") else { return path.to_owned() };
+    let tail = match rest.split_once('/') {
+        None => "",
+        Some((_, "download")) => "/download",
+        Some(_) => "/[...]",
+    };
     match share_id {
         Some(id) => format!("/s/[share {id}]{tail}"),
         None => format!("/s/[token]{tail}"),
@@ -195,6 +206,24 @@ fn too_large(limit: u64) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn share_tokens_never_reach_the_log_whatever_the_path_looks_like() {
+        let token = "mkB9wEb_abcdefghijklmnopqrstuvwxyz0123456789";
+        for path in [
+            format!("/s/{token}"),
+            format!("/s//{token}"),
+            format!("//s/{token}/download"),
+            format!("/s/x/{token}"),
+            format!("/s/{token}/{token}"),
+        ] {
+            let logged = redacted_path(&path, None);
+            assert!(!logged.contains(token), "{path} logged as {logged}");
+            assert!(logged.starts_with("/s/[token]"), "{logged}");
+        }
+        assert_eq!(redacted_path(&format!("/s/{token}/download"), Some("42")), "/s/[share 42]/download");
+        assert_eq!(redacted_path("/api/v1/health", None), "/api/v1/health");
+    }
 
     #[test]
     fn only_plain_short_request_ids_are_kept() {

@@ -44,6 +44,12 @@ async fn ready_is_503_naming_disk_space_when_the_reserve_is_not_met() {
     assert_eq!(body["error"], "not_ready");
     assert_eq!(failing(&body), vec!["disk_space"]);
     assert!(body["message"].as_str().unwrap().contains("disk_space"));
+    // The answer is public: no paths, byte counts or error texts, which go to the log instead.
+    let text = body.to_string();
+    assert!(!text.contains(app.state_dir.to_str().unwrap()) && !text.contains("bytes"), "{text}");
+    assert!(!body["checks"].to_string().chars().any(|c| c.is_ascii_digit()), "no numbers: {text}");
+    let logged = app.logs.wait_for(|line| line["message"] == "a readiness check fails").expect("the detail is logged");
+    assert!(logged["detail"].as_str().unwrap().contains("bytes free"));
     // Liveness is a different question: the process still answers.
     assert_eq!(app.get("/api/v1/health").await.status(), 200);
 }

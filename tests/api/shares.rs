@@ -161,6 +161,12 @@ async fn tokens_are_long_random_unique_and_never_logged() {
     assert!(line["path"].as_str().unwrap().len() > "/s/[share ]".len());
     assert_eq!(app.get("/s/not-a-real-token-but-long-enough/download").await.status(), 404);
     app.logs.wait_for(|line| line["path"] == "/s/[token]/download").expect("unknown tokens are hidden too");
+    // Odd paths that carry a token elsewhere are hidden as well.
+    for odd in [format!("/s//{}", tokens[3]), format!("/s/x/{}", tokens[4]), format!("/s/{}/{}", tokens[5], tokens[6])]
+    {
+        assert_eq!(app.get(&odd).await.status(), 404, "{odd}");
+    }
+    app.logs.wait_for(|line| line["path"] == "/s/[token]/[...]").expect("odd share paths are logged redacted");
     let log = app.logs.text();
     for token in &tokens {
         assert!(!log.contains(token.as_str()), "a share token reached the log");
