@@ -15,6 +15,7 @@ pub mod domain;
 pub mod files;
 pub mod readiness;
 pub mod reload;
+pub mod retention;
 pub mod server;
 pub mod shares;
 pub mod startup;

@@ -54,18 +54,22 @@ impl Readiness {
                 tracing::info!(check = check.name, "a readiness check passes again");
             }
         }
-        checks.into_iter().map(|(check, public)| CheckResult { detail: public.to_owned(), ..check }).collect()
+        checks.into_iter().map(|(check, public)| CheckResult { detail: public, ..check }).collect()
     }
 
     /// With ACME: ready once a certificate is served; the detail says how long it lasts and
     /// the last renewal error, if any.
-    fn certificate(&self) -> Option<(CheckResult, &'static str)> {
+    fn certificate(&self) -> Option<(CheckResult, String)> {
         let state = self.certificate.as_ref()?.read().map(|state| state.clone()).unwrap_or_default();
         let error = state.last_error.as_deref().map(|error| format!("; last error: {error}")).unwrap_or_default();
+        // The certificate's lifetime is public (anyone can read it off a handshake); the CA's
+        // error text is not.
+        let failed =
+            if state.last_error.is_some() { "; the last attempt failed (the server log says why)" } else { "" };
         Some(match state.days_left(self.clock.now_utc()) {
             Some(days) => (
                 CheckResult { name: "certificate", ok: true, detail: format!("valid {days} more days{error}") },
-                "a certificate is served",
+                format!("valid {days} more days{failed}"),
             ),
             None => (
                 CheckResult {
@@ -73,34 +77,36 @@ impl Readiness {
                     ok: false,
                     detail: format!("no certificate yet: obtaining one from the ACME CA{error}"),
                 },
-                "no certificate yet: obtaining one from the ACME CA (the server log says how it goes)",
+                format!("no certificate yet: obtaining one from the ACME CA{failed}"),
             ),
         })
     }
 
-    async fn database(&self) -> (CheckResult, &'static str) {
+    async fn database(&self) -> (CheckResult, String) {
         let answer = self
             .db
             .read(|conn| Ok(conn.query_row("SELECT count(*) FROM instance", [], |row| row.get::<_, i64>(0))?))
             .await;
         match answer {
-            Ok(_) => (CheckResult { name: "database", ok: true, detail: "answers queries".into() }, "answers queries"),
+            Ok(_) => {
+                (CheckResult { name: "database", ok: true, detail: "answers queries".into() }, "answers queries".into())
+            }
             Err(err) => (
                 CheckResult { name: "database", ok: false, detail: format!("does not answer: {err}") },
-                "does not answer (the server log says why)",
+                "does not answer (the server log says why)".into(),
             ),
         }
     }
 
-    async fn writable(&self) -> (CheckResult, &'static str) {
+    async fn writable(&self) -> (CheckResult, String) {
         let state_dir = self.state_dir.clone();
         let outcome = tokio::task::spawn_blocking(move || state_dir.probe_writable()).await;
         let root = self.state_dir.root().display();
-        let failed = "the state directory does not accept writes (the server log says why)";
+        let failed = "the state directory does not accept writes (the server log says why)".to_owned();
         match outcome {
             Ok(Ok(())) => (
                 CheckResult { name: "state_dir_writable", ok: true, detail: format!("{root} accepts writes") },
-                "the state directory accepts writes",
+                "the state directory accepts writes".into(),
             ),
             Ok(Err(err)) => (
                 CheckResult {
@@ -116,11 +122,11 @@ impl Readiness {
         }
     }
 
-    async fn disk_space(&self) -> (CheckResult, &'static str) {
+    async fn disk_space(&self) -> (CheckResult, String) {
         let state_dir = self.state_dir.clone();
         let reserve = self.disk_reserve;
         let outcome = tokio::task::spawn_blocking(move || state_dir.free_bytes()).await;
-        let failed = "cannot read the free space (the server log says why)";
+        let failed = "cannot read the free space (the server log says why)".to_owned();
         match outcome {
             Ok(Ok(free)) if free > reserve => (
                 CheckResult {
@@ -128,7 +134,7 @@ impl Readiness {
                     ok: true,
                     detail: format!("{free} bytes free, reserve is {reserve}"),
                 },
-                "free space is above the reserve",
+                "free space is above the reserve".into(),
             ),
             Ok(Ok(free)) => (
                 CheckResult {
@@ -138,7 +144,7 @@ impl Readiness {
                         "only {free} bytes free, at or below the reserve of {reserve} (storage.disk_reserve)"
                     ),
                 },
-                "free space is at or below the reserve (storage.disk_reserve)",
+                "free space is at or below the reserve (storage.disk_reserve)".into(),
             ),
             Ok(Err(err)) => (
                 CheckResult { name: "disk_space", ok: false, detail: format!("cannot read free space: {err}") },

@@ -34,7 +34,9 @@ use tokio::net::TcpListener;
 pub struct Application {
     server: HttpServer,
     settings: Settings,
+    clock: Clock,
     files: Files,
+    shares: Shares,
     db: Db,
     resolver: Option<Arc<CertResolver>>,
     reloader: Arc<Reloader>,
@@ -318,9 +320,15 @@ impl Application {
             .collect();
         let limits = Arc::new(RwLock::new(reload::connection_limits(&settings)));
         let server = HttpServer::new(listeners, Arc::clone(&limits), settings.server.max_connections);
-        let live = reload::Live { limits, max_body_size, resolver: resolver.clone(), files: files.clone(), shares };
+        let live = reload::Live {
+            limits,
+            max_body_size,
+            resolver: resolver.clone(),
+            files: files.clone(),
+            shares: shares.clone(),
+        };
         let reloader = Arc::new(Reloader::new(settings.clone(), live));
-        Ok(Self { server, settings, files, db, resolver, reloader, acme, acme_stop, certificate })
+        Ok(Self { server, settings, clock, files, shares, db, resolver, reloader, acme, acme_stop, certificate })
     }
 
     /// Whether a listener serves the application (not the redirect to HTTPS).
@@ -367,6 +375,13 @@ impl Application {
             shutdown.clone(),
         ));
         let watchdog = tokio::spawn(systemd::watchdog(self.db.clone(), shutdown.clone()));
+        let views = tokio::spawn(self.shares.clone().write_views_until(shutdown.clone()));
+        let retention = tokio::spawn(crate::retention::run(
+            self.db.clone(),
+            self.clock.clone(),
+            self.settings.audit.retention.0,
+            shutdown.clone(),
+        ));
         let acme_stop = self.acme_stop.clone();
         let stop_acme = shutdown.clone();
         tokio::spawn(async move {
@@ -396,6 +411,8 @@ impl Application {
         self.server.run(shutdown, self.settings.server.shutdown_grace.0).await;
         let _ = gc.await;
         let _ = watchdog.await;
+        let _ = views.await;
+        let _ = retention.await;
         if let Some(acme) = self.acme {
             let _ = acme.await;
         }

@@ -18,8 +18,8 @@ use super::download::DownloadPlan;
 use super::error::error_response;
 use super::security::client_ip;
 use super::share_html;
-use crate::shares::public::{IssuedCookie, Opened, resume_cookie_name, unlock_cookie_name};
-use crate::shares::{Download, ShareError, ShareState, Shares};
+use crate::shares::public::{IssuedCookie, Opened, unlock_cookie_name};
+use crate::shares::{Refused, ShareError, ShareState, Shares, Visitor, Wanted};
 
 /// The share a request was about, for the request log (in place of the token).
 #[derive(Clone, Debug)]
@@ -34,14 +34,19 @@ fn wants_json(req: &Request) -> bool {
     req.header(header::ACCEPT).is_some_and(|accept| accept.contains("application/json"))
 }
 
-fn cookie<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
+/// Every cookie of the request, as (name, value).
+fn cookies(req: &Request) -> Vec<(&str, &str)> {
     req.headers()
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find_map(|(key, value)| (key == name).then_some(value))
+        .collect()
+}
+
+fn cookie<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
+    cookies(req).into_iter().find_map(|(key, value)| (key == name).then_some(value))
 }
 
 fn set_cookie(response: &mut Response, cookie: &IssuedCookie, secure: bool) {
@@ -107,21 +112,23 @@ fn capitalized(text: &str) -> String {
     chars.next().map(|first| first.to_uppercase().chain(chars).collect()).unwrap_or_default()
 }
 
-/// Finds the share and turns away expired and unknown ones, auditing refusals of known shares.
+/// Finds the share and turns away unknown and expired ones.
 async fn open(shares: &Shares, req: &Request, token: &str) -> Result<Opened, Response> {
     if !plausible(token) {
         return Err(refusal(req, &ShareError::NotFound, None, token));
     }
-    let opened = shares.open(token).await.map_err(|err| refusal(req, &err, None, token))?;
-    if shares.state(&opened) == ShareState::Expired {
-        let err = ShareError::Expired;
-        let _ = shares.record(opened.id(), &client_ip(req), "share_refused", "outcome=expired".into()).await;
-        return Err(refusal(req, &err, Some(&opened), token));
-    }
-    Ok(opened)
+    shares.open_public(token, &client_ip(req)).await.map_err(|refused| refused_answer(req, refused, token))
 }
 
-/// `GET /s/{token}`: the landing page. Views are audited, never counted.
+fn refused_answer(req: &Request, refused: Refused, token: &str) -> Response {
+    let mut response = refusal(req, &refused.error, None, token);
+    if let Some(id) = refused.share_id {
+        response.extensions_mut().insert(LoggedShare(id));
+    }
+    response
+}
+
+/// `GET /s/{token}`: the landing page. Views are tallied in batches, never counted as downloads.
 #[handler]
 pub async fn landing(req: &Request, Path(token): Path<String>, shares: Data<&Shares>) -> Response {
     let opened = match open(&shares, req, &token).await {
@@ -129,18 +136,16 @@ pub async fn landing(req: &Request, Path(token): Path<String>, shares: Data<&Sha
         Err(response) => return response,
     };
     let ip = client_ip(req);
-    let (event, mut response) = if shares.state(&opened) == ShareState::Exhausted {
-        ("share_refused", refusal(req, &ShareError::Exhausted, Some(&opened), &token))
+    let mut response = if shares.state(&opened) == ShareState::Exhausted {
+        shares.note_view(opened.id(), &ip, true);
+        refusal(req, &ShareError::Exhausted, Some(&opened), &token)
     } else {
+        shares.note_view(opened.id(), &ip, false);
         match shares.authorize(&opened, None, cookie(req, &unlock_cookie_name(opened.id())), &ip).await {
-            Ok(_) => ("share_viewed", share_html::landing(&token, &opened).into_response()),
-            Err(err) => ("share_viewed", refusal(req, &err, Some(&opened), &token)),
+            Ok(_) => share_html::landing(&token, &opened).into_response(),
+            Err(err) => refusal(req, &err, Some(&opened), &token),
         }
     };
-    let outcome = format!("outcome={}", response.status().as_u16());
-    if let Err(err) = shares.record(opened.id(), &ip, event, outcome).await {
-        return refusal(req, &err, Some(&opened), &token);
-    }
     response.extensions_mut().insert(LoggedShare(opened.id().to_owned()));
     response
 }
@@ -178,60 +183,40 @@ pub async fn unlock(req: &Request, Path(token): Path<String>, body: Body, shares
     }
 }
 
-/// `GET|HEAD /s/{token}/download`. HEAD, 304 and 416 answers pass the password check but
-/// never count; a 200 or 206 counts unless it resumes a counted download.
+/// `GET|HEAD /s/{token}/download`: the sequence is `Shares::public_download`; this turns the
+/// request's headers into what it wants and the outcome into an answer.
 #[handler]
 pub async fn download(req: &Request, Path(token): Path<String>, shares: Data<&Shares>) -> Response {
-    let opened = match open(&shares, req, &token).await {
-        Ok(opened) => opened,
-        Err(response) => return response,
-    };
+    if !plausible(&token) {
+        return refusal(req, &ShareError::NotFound, None, &token);
+    }
     let ip = client_ip(req);
-    let password = req.header("x-share-password");
-    let unlocked = match shares.authorize(&opened, password, cookie(req, &unlock_cookie_name(opened.id())), &ip).await {
-        Ok(issued) => issued,
-        Err(err) => return refusal(req, &err, Some(&opened), &token),
-    };
-    let plan = DownloadPlan::new(&opened.file, req);
-    let mut cookies: Vec<IssuedCookie> = unlocked.into_iter().collect();
-    let body = match plan.sends() {
-        Some((start, length, partial)) if req.method() != poem::http::Method::HEAD => {
-            let resume = cookie(req, &resume_cookie_name(opened.id()));
-            match shares.begin_download(&opened, partial, resume).await {
-                Ok(issued) => cookies.extend(issued),
-                Err(err) => {
-                    let detail =
-                        format!("outcome={}", if matches!(err, ShareError::Exhausted) { "exhausted" } else { "error" });
-                    let _ = shares.record(opened.id(), &ip, "share_refused", detail).await;
-                    return refusal(req, &err, Some(&opened), &token);
-                }
-            }
-            match shares.files().store().read_range(&opened.file.sha256, start, length).await {
-                Ok(stream) => {
-                    let download = Download {
-                        share_id: opened.id().to_owned(),
-                        sha256: opened.file.sha256.clone(),
-                        ip,
-                        start,
-                        length,
-                    };
-                    Body::from_bytes_stream(shares.watch(download, Box::pin(stream)))
-                }
-                Err(err) => return refusal(req, &ShareError::File(err.into()), Some(&opened), &token),
-            }
+    let visitor = Visitor { ip: &ip, password: req.header("x-share-password"), cookies: cookies(req) };
+    let mut plan = None;
+    let head = req.method() == poem::http::Method::HEAD;
+    let served = shares
+        .public_download(&token, visitor, |file| {
+            let decided = DownloadPlan::new(file, req);
+            let wanted = match decided.sends() {
+                Some((start, length, partial)) if !head => Wanted::Bytes { start, length, partial },
+                _ => Wanted::Nothing,
+            };
+            plan = Some(decided);
+            wanted
+        })
+        .await;
+    let (served, plan) = match (served, plan) {
+        (Ok(served), Some(plan)) => (served, plan),
+        (Ok(served), None) => {
+            return refusal(req, &ShareError::Invalid("no download plan".into()), Some(&served.opened), &token);
         }
-        _ => {
-            let detail = format!("outcome=no_body method={}", req.method());
-            if let Err(err) = shares.record(opened.id(), &ip, "share_download", detail).await {
-                return refusal(req, &err, Some(&opened), &token);
-            }
-            Body::empty()
-        }
+        (Err(refused), _) => return refused_answer(req, refused, &token),
     };
+    let body = served.body.map_or_else(Body::empty, Body::from_bytes_stream);
     let mut response = plan.respond(body).into_response();
-    for issued in &cookies {
+    for issued in &served.cookies {
         set_cookie(&mut response, issued, is_https(req));
     }
-    response.extensions_mut().insert(LoggedShare(opened.id().to_owned()));
+    response.extensions_mut().insert(LoggedShare(served.opened.id().to_owned()));
     response
 }

@@ -71,6 +71,8 @@ struct ShareInfo {
     max_downloads: Option<i64>,
     /// Downloads counted so far (page views, HEAD requests and resumed downloads are not).
     downloads: i64,
+    /// Page views and body-less requests, counted in batches (a few seconds behind).
+    views: i64,
     #[oai(skip_serializing_if_is_none)]
     last_access_at: Option<String>,
     note: String,
@@ -170,6 +172,7 @@ impl SharesApi {
             has_password: share.password_hash.is_some(),
             max_downloads: share.max_downloads,
             downloads: share.downloads,
+            views: share.views,
             last_access_at: share.last_access_at.map(rfc3339),
             note: share.note,
             disabled: share.disabled,

@@ -8,6 +8,8 @@
 pub mod api_tokens;
 pub mod audit;
 pub mod files;
+#[cfg(test)]
+mod migration_tests;
 mod migrations;
 pub mod sessions;
 pub mod shares;

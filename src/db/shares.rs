@@ -21,6 +21,8 @@ pub struct ShareRow {
     pub last_access_at: Option<i64>,
     pub note: String,
     pub disabled: bool,
+    /// Page views (and body-less probes), counted in batches.
+    pub views: i64,
 }
 
 /// A share with what the owner's listing shows of its file and the owner's standing.
@@ -34,7 +36,7 @@ pub struct ShareEntry {
 
 const COLUMNS: &str = "s.id, s.token_hash, s.sealed_token, s.file_id, s.owner_id, s.created_at, s.expires_at, \
      s.password_hash, s.password_version, s.max_downloads, s.downloads, s.last_access_at, s.note, s.disabled, \
-     f.name, f.size, u.disabled";
+     f.name, f.size, u.disabled, s.views";
 
 const FROM: &str = "FROM shares s JOIN files f ON f.id = s.file_id JOIN users u ON u.id = s.owner_id";
 
@@ -55,6 +57,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<ShareEntry> {
             last_access_at: row.get(11)?,
             note: row.get(12)?,
             disabled: row.get(13)?,
+            views: row.get(17)?,
         },
         file_name: row.get(14)?,
         file_size: row.get(15)?,
@@ -148,6 +151,15 @@ pub fn take_download(conn: &Connection, id: &str, now: i64) -> Result<bool, DbEr
         params![id, now],
     )?;
     Ok(changed == 1)
+}
+
+/// Adds a batch of page views.
+pub fn add_views(conn: &Connection, id: &str, views: u64, last_at: i64) -> Result<(), DbError> {
+    conn.execute(
+        "UPDATE shares SET views = views + ?2, last_access_at = max(coalesce(last_access_at, 0), ?3) WHERE id = ?1",
+        params![id, i64::try_from(views).unwrap_or(i64::MAX), last_at],
+    )?;
+    Ok(())
 }
 
 pub fn touch(conn: &Connection, id: &str, now: i64) -> Result<(), DbError> {

@@ -5,12 +5,17 @@
 //! SHA-256 (for lookup) and a sealed copy (so the owner can see the link again); logs and the
 //! audit log only ever name the share's id. Only a file's owner can share it; admins can list
 //! and revoke every share (audited). Deleting a file or its owner deletes its shares.
-//! Owners' operations are in `owner.rs`, the public side (landing page, unlock, downloads) in
-//! [`public`].
+//! Owners' operations are in `owner.rs`; the public side in [`public`] (finding a share,
+//! passwords, cookies), `download.rs` (the whole sequence of a download), `resume.rs` (what a
+//! resumed download may fetch), `watch.rs` (downloads in flight) and `views.rs` (page views,
+//! counted in batches).
 
+mod download;
 mod keys;
 mod owner;
 pub mod public;
+mod resume;
+mod views;
 mod watch;
 
 use std::sync::Arc;
@@ -22,8 +27,8 @@ use crate::db::shares::ShareEntry;
 use crate::db::{Db, DbError};
 use crate::files::{FileError, Files};
 
+pub use download::{ByteStream, Refused, Served, Visitor, Wanted};
 pub use keys::{KeyError, ShareKeys};
-pub use watch::Download;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ShareError {
@@ -161,6 +166,8 @@ struct Inner {
     throttle: Throttle,
     /// `[shares]`, replaced by a reload.
     policy: std::sync::RwLock<SharePolicy>,
+    resumes: resume::Resumes,
+    views: views::Views,
 }
 
 pub fn token_hash(token: &str) -> Vec<u8> {
@@ -179,7 +186,8 @@ impl Shares {
         let clock = files.clock().clone();
         let throttle = Throttle::new(throttle, clock.clone());
         let policy = std::sync::RwLock::new(policy);
-        Self { inner: Arc::new(Inner { db, clock, files, keys, hasher, throttle, policy }) }
+        let (resumes, views) = (resume::Resumes::default(), views::Views::default());
+        Self { inner: Arc::new(Inner { db, clock, files, keys, hasher, throttle, policy, resumes, views }) }
     }
 
     pub fn policy(&self) -> SharePolicy {

@@ -106,6 +106,7 @@ impl Shares {
             last_access_at: None,
             note: request.note,
             disabled: false,
+            views: 0,
         };
         let detail = format!("file={} expires_at={}", row.file_id, row.expires_at);
         let entry = self.store_audited(row, shares::insert, "share_created", caller, ip, detail).await?;

@@ -4,18 +4,14 @@
 //! Every request re-checks the share (revoked, disabled, expired, password) from the database;
 //! nothing is cached across requests. A correct password earns a signed unlock cookie bound to
 //! the share and to its current password, so range requests and resumed downloads do not ask
-//! again, and a password change ends it. A counted download earns a resume cookie: later
-//! partial requests carrying it do not count again, while a request without one counts as a
-//! new download, so ranges can never be used to get around the limit.
+//! again, and a password change ends it. A counted download earns a resume cookie naming that
+//! download; see `resume.rs` for what a resume may fetch without counting again.
 
 use super::{ShareError, ShareState, Shares, token_hash};
 use crate::auth::throttle::Keys;
 use crate::db::audit::{self, AuditEvent};
 use crate::db::files::{self, FileRow};
 use crate::db::shares::{self, ShareEntry};
-
-/// How long a counted download may be resumed without counting again.
-const RESUME_LIFETIME: i64 = 24 * 3600;
 
 /// A share found by its token, with its file.
 pub struct Opened {
@@ -30,7 +26,7 @@ impl Opened {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum CookieKind {
+pub(super) enum CookieKind {
     Unlock,
     Resume,
 }
@@ -89,10 +85,16 @@ impl Shares {
         ShareState::of(&opened.entry, self.now())
     }
 
-    fn issue(&self, kind: CookieKind, opened: &Opened, lifetime: i64) -> IssuedCookie {
+    /// A signed cookie of `kind` for this share and its current password; `extra` (no dots)
+    /// rides along, such as the id of a counted download.
+    pub(super) fn issue(&self, kind: CookieKind, opened: &Opened, lifetime: i64, extra: Option<&str>) -> IssuedCookie {
         let share = &opened.entry.share;
         let expires = self.now().saturating_add(lifetime);
-        let payload = format!("{}.{}.{}.{expires}", kind.tag(), share.id, share.password_version);
+        let mut payload = format!("{}.{}.{}.{expires}", kind.tag(), share.id, share.password_version);
+        if let Some(extra) = extra {
+            payload.push('.');
+            payload.push_str(extra);
+        }
         IssuedCookie {
             name: format!("{}{}", kind.prefix(), share.id),
             value: self.inner.keys.sign(&payload),
@@ -100,16 +102,22 @@ impl Shares {
         }
     }
 
-    fn cookie_holds(&self, kind: CookieKind, opened: &Opened, value: Option<&str>) -> bool {
-        let Some(payload) = value.and_then(|value| self.inner.keys.verify(value)) else { return false };
+    /// The `extra` of a genuine, current cookie of `kind` for this share (`Some("")` when it
+    /// has none), or `None`.
+    pub(super) fn read_cookie(&self, kind: CookieKind, opened: &Opened, value: Option<&str>) -> Option<String> {
+        let payload = value.and_then(|value| self.inner.keys.verify(value))?;
         let share = &opened.entry.share;
-        let mut parts = payload.split('.');
-        let fields = (parts.next(), parts.next(), parts.next(), parts.next(), parts.next());
-        let (Some(tag), Some(id), Some(version), Some(expires), None) = fields else { return false };
-        tag == kind.tag()
+        let mut parts = payload.splitn(5, '.');
+        let (Some(tag), Some(id), Some(version), Some(expires)) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return None;
+        };
+        let holds = tag == kind.tag()
             && id == share.id
             && version.parse() == Ok(share.password_version)
-            && expires.parse::<i64>().is_ok_and(|expires| expires > self.now())
+            && expires.parse::<i64>().is_ok_and(|expires| expires > self.now());
+        holds.then(|| parts.next().unwrap_or_default().to_owned())
     }
 
     /// Lets the request through a protected share: by a valid unlock cookie, or by the right
@@ -123,7 +131,7 @@ impl Shares {
         ip: &str,
     ) -> Result<Option<IssuedCookie>, ShareError> {
         let Some(stored) = opened.entry.share.password_hash.clone() else { return Ok(None) };
-        if password.is_none() && self.cookie_holds(CookieKind::Unlock, opened, cookie) {
+        if password.is_none() && self.read_cookie(CookieKind::Unlock, opened, cookie).is_some() {
             return Ok(None);
         }
         let Some(password) = password else { return Err(ShareError::PasswordRequired) };
@@ -142,29 +150,7 @@ impl Shares {
         }
         throttle.record_success(&keys);
         self.record(opened.id(), ip, "share_unlocked", String::new()).await?;
-        Ok(Some(self.issue(CookieKind::Unlock, opened, self.policy().unlock_lifetime)))
-    }
-
-    /// Decides whether a download counts against the limit. A partial request carrying this
-    /// share's resume cookie continues a counted download; anything else counts now, atomically,
-    /// or fails with `Exhausted`.
-    pub async fn begin_download(
-        &self,
-        opened: &Opened,
-        partial: bool,
-        resume: Option<&str>,
-    ) -> Result<Option<IssuedCookie>, ShareError> {
-        let id = opened.id().to_owned();
-        let now = self.now();
-        if partial && self.cookie_holds(CookieKind::Resume, opened, resume) {
-            self.inner.db.write(move |tx| shares::touch(tx, &id, now)).await?;
-            return Ok(None);
-        }
-        let counted = self.inner.db.write(move |tx| shares::take_download(tx, &id, now)).await?;
-        if !counted {
-            return Err(ShareError::Exhausted);
-        }
-        Ok(Some(self.issue(CookieKind::Resume, opened, RESUME_LIFETIME)))
+        Ok(Some(self.issue(CookieKind::Unlock, opened, self.policy().unlock_lifetime, None)))
     }
 
     /// Whether a download in flight may go on: the share still exists, is enabled and still

@@ -3,11 +3,13 @@
 //! ends, the audit log gets the bytes actually sent.
 
 use std::io;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 
 use super::Shares;
+use super::resume::Progress;
 
 /// Bytes sent between two checks that the share still stands.
 const RECHECK_EVERY: u64 = 4 << 20;
@@ -44,6 +46,8 @@ pub struct Download {
     pub ip: String,
     pub start: u64,
     pub length: u64,
+    /// Where the counted download this request belongs to has got to.
+    pub progress: Arc<Progress>,
 }
 
 impl Shares {
@@ -65,28 +69,33 @@ impl Shares {
             sent: 0,
             outcome: None,
         };
+        let (start, progress) = (download.start, download.progress);
         let state = (inner, tally, download.sha256, 0u64, false);
-        futures_util::stream::unfold(state, |(mut inner, mut tally, sha256, mut unchecked, done)| async move {
-            if done {
-                return None;
-            }
-            if unchecked >= RECHECK_EVERY {
-                unchecked = 0;
-                if !tally.shares.still_served(&tally.share_id, &sha256).await {
-                    tally.outcome = Some("revoked");
-                    let err = io::Error::other("the share was revoked during the download");
-                    return Some((Err(err), (inner, tally, sha256, unchecked, true)));
+        futures_util::stream::unfold(state, move |(mut inner, mut tally, sha256, mut unchecked, done)| {
+            let progress = Arc::clone(&progress);
+            async move {
+                if done {
+                    return None;
                 }
-            }
-            match inner.next().await? {
-                Ok(chunk) => {
-                    tally.sent += chunk.len() as u64;
-                    unchecked += chunk.len() as u64;
-                    Some((Ok(chunk), (inner, tally, sha256, unchecked, false)))
+                if unchecked >= RECHECK_EVERY {
+                    unchecked = 0;
+                    if !tally.shares.still_served(&tally.share_id, &sha256).await {
+                        tally.outcome = Some("revoked");
+                        let err = io::Error::other("the share was revoked during the download");
+                        return Some((Err(err), (inner, tally, sha256, unchecked, true)));
+                    }
                 }
-                Err(err) => {
-                    tally.outcome = Some("read_error");
-                    Some((Err(err), (inner, tally, sha256, unchecked, true)))
+                match inner.next().await? {
+                    Ok(chunk) => {
+                        tally.sent += chunk.len() as u64;
+                        unchecked += chunk.len() as u64;
+                        progress.reached(start + tally.sent);
+                        Some((Ok(chunk), (inner, tally, sha256, unchecked, false)))
+                    }
+                    Err(err) => {
+                        tally.outcome = Some("read_error");
+                        Some((Err(err), (inner, tally, sha256, unchecked, true)))
+                    }
                 }
             }
         })

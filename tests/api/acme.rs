@@ -245,7 +245,7 @@ async fn without_a_certificate_the_server_starts_and_says_why_it_is_not_ready() 
     let body: serde_json::Value = ready.json().await.unwrap();
     let check = body["checks"].as_array().unwrap().iter().find(|check| check["name"] == "certificate").unwrap();
     let detail = check["detail"].as_str().unwrap();
-    assert!(detail.starts_with("no certificate yet") && detail.contains("last error"), "{detail}");
+    assert!(detail.starts_with("no certificate yet") && detail.contains("the last attempt failed"), "{detail}");
     assert_eq!(app.get("/api/v1/health").await.status(), 200, "alive all the same");
     // systemd's status line says what is going on, not the fallback certificate's expiry.
     let mut buffer = vec![0u8; 4096];
@@ -350,7 +350,7 @@ async fn a_ca_outage_at_renewal_keeps_the_old_certificate_and_renewal_succeeds_w
     let ready: serde_json::Value =
         domain_client(&app, &root).get(format!("{base}/api/v1/ready")).send().await.unwrap().json().await.unwrap();
     let check = ready["checks"].as_array().unwrap().iter().find(|check| check["name"] == "certificate").unwrap();
-    assert!(check["detail"].as_str().unwrap().contains("last error"), "{check}");
+    assert!(check["detail"].as_str().unwrap().contains("the last attempt failed"), "{check}");
 
     // The CA comes back (a fresh Pebble on the same address, which has forgotten the account).
     pebble.restart().await;

@@ -18,6 +18,8 @@ mod files;
 mod health;
 mod helpers;
 mod http;
+mod retention;
+mod share_downloads;
 mod share_links;
 mod shares;
 mod shutdown;

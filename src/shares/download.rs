@@ -1,0 +1,153 @@
+//! The public side's sequence for a request to a share, in one place and free of HTTP:
+//! find the share, turn away what is expired, check the password, open the contents, count
+//! the download (or continue a counted one), watch it while it streams, and audit.
+//!
+//! The order matters: the blob is opened before anything is counted, so a missing or
+//! unreadable blob never uses up a download; and nothing is counted for a request that sends no
+//! body (HEAD, 304, 416), which is tallied as a view instead.
+
+use std::io;
+use std::pin::Pin;
+
+use bytes::Bytes;
+use futures_util::Stream;
+
+use super::public::{CookieKind, IssuedCookie, Opened, resume_cookie_name, unlock_cookie_name};
+use super::resume::RESUME_LIFETIME;
+use super::watch::Download;
+use super::{ShareError, ShareState, Shares};
+use crate::db::files::FileRow;
+use crate::db::shares as table;
+
+/// What a request asks of the file, decided from its headers by the HTTP layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wanted {
+    /// No body: HEAD, or an answer of 304 or 416.
+    Nothing,
+    /// Bytes `start..start + length`; `partial` for a Range request.
+    Bytes { start: u64, length: u64, partial: bool },
+}
+
+/// The credentials a public request may carry.
+#[derive(Clone, Debug, Default)]
+pub struct Visitor<'a> {
+    pub ip: &'a str,
+    /// `X-Share-Password`.
+    pub password: Option<&'a str>,
+    /// Every cookie sent, as (name, value); the share's own are picked by name once it is found.
+    pub cookies: Vec<(&'a str, &'a str)>,
+}
+
+impl Visitor<'_> {
+    fn cookie(&self, name: &str) -> Option<&str> {
+        self.cookies.iter().find_map(|(key, value)| (*key == name).then_some(*value))
+    }
+}
+
+/// A refused request, with the share it was about when one was found (for the request log).
+pub struct Refused {
+    pub error: ShareError,
+    pub share_id: Option<String>,
+}
+
+impl Refused {
+    fn of(error: ShareError, opened: Option<&Opened>) -> Self {
+        Self { error, share_id: opened.map(|opened| opened.id().to_owned()) }
+    }
+}
+
+pub type ByteStream = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>;
+
+/// What to answer a download with.
+pub struct Served {
+    pub opened: Opened,
+    /// The bytes asked for; `None` when the answer has no body.
+    pub body: Option<ByteStream>,
+    /// Cookies to set: a new unlock, a resume.
+    pub cookies: Vec<IssuedCookie>,
+}
+
+impl Shares {
+    /// The share behind `token`, refusing unknown, revoked and disabled ones (404) and expired
+    /// ones (410, counted as a refused view).
+    pub async fn open_public(&self, token: &str, ip: &str) -> Result<Opened, Refused> {
+        let opened = self.open(token).await.map_err(|err| Refused::of(err, None))?;
+        if self.state(&opened) == ShareState::Expired {
+            self.note_view(opened.id(), ip, true);
+            return Err(Refused::of(ShareError::Expired, Some(&opened)));
+        }
+        Ok(opened)
+    }
+
+    /// A request for a share's bytes, whole or in part. `wanted` decides, from the file, what
+    /// the request asks for (its conditional and range headers).
+    pub async fn public_download(
+        &self,
+        token: &str,
+        visitor: Visitor<'_>,
+        wanted: impl FnOnce(&FileRow) -> Wanted,
+    ) -> Result<Served, Refused> {
+        let opened = self.open_public(token, visitor.ip).await?;
+        let refuse = |error: ShareError, opened: &Opened| Refused::of(error, Some(opened));
+        let unlock_cookie = visitor.cookie(&unlock_cookie_name(opened.id()));
+        let mut cookies: Vec<IssuedCookie> = self
+            .authorize(&opened, visitor.password, unlock_cookie, visitor.ip)
+            .await
+            .map_err(|err| refuse(err, &opened))?
+            .into_iter()
+            .collect();
+        let Wanted::Bytes { start, length, partial } = wanted(&opened.file) else {
+            self.note_view(opened.id(), visitor.ip, false);
+            return Ok(Served { opened, body: None, cookies });
+        };
+        // Opened before counting: a blob that is gone or unreadable uses up no download.
+        let stream = self
+            .files()
+            .store()
+            .read_range(&opened.file.sha256, start, length)
+            .await
+            .map_err(|err| refuse(ShareError::File(err.into()), &opened))?;
+        let size = u64::try_from(opened.file.size).unwrap_or(0);
+        let (id, now) = (opened.id().to_owned(), self.now());
+        let resume_cookie = visitor.cookie(&resume_cookie_name(opened.id()));
+        let continued = match self.read_cookie(CookieKind::Resume, &opened, resume_cookie) {
+            Some(download) if partial => self.inner.resumes.resume(&download, &id, start, now),
+            _ => None,
+        };
+        let progress = match continued {
+            Some(progress) => {
+                self.inner
+                    .db
+                    .write(move |tx| table::touch(tx, &id, now))
+                    .await
+                    .map_err(|err| refuse(err.into(), &opened))?;
+                progress
+            }
+            None => {
+                let counted = self
+                    .inner
+                    .db
+                    .write(move |tx| table::take_download(tx, &id, now))
+                    .await
+                    .map_err(|err| refuse(err.into(), &opened))?;
+                if !counted {
+                    let _ = self.record(opened.id(), visitor.ip, "share_refused", "outcome=exhausted".into()).await;
+                    return Err(refuse(ShareError::Exhausted, &opened));
+                }
+                let (download, progress) = self.inner.resumes.start(opened.id(), size, start, now);
+                cookies.push(self.issue(CookieKind::Resume, &opened, RESUME_LIFETIME, Some(&download)));
+                progress
+            }
+        };
+        let download = Download {
+            share_id: opened.id().to_owned(),
+            sha256: opened.file.sha256.clone(),
+            ip: visitor.ip.to_owned(),
+            start,
+            length,
+            progress,
+        };
+        let body: ByteStream = Box::pin(self.watch(download, Box::pin(stream)));
+        Ok(Served { opened, body: Some(body), cookies })
+    }
+}
