@@ -39,11 +39,14 @@ enum Command {
     },
     /// Verify that every file's contents are stored intact; list orphan blobs and temp files.
     ///
-    /// Exits 1 when a file's contents are missing or damaged. Safe while the server runs.
+    /// Names each missing or damaged file with its owner. Exits 0 when all is intact, 1 when
+    /// a file's contents are missing or damaged (or the check failed), 3 when --repair was
+    /// refused because a backup is running. Safe while the server runs.
     Check {
         #[command(flatten)]
         config: ConfigArg,
-        /// Remove orphan blobs and temp files untouched for an hour.
+        /// Remove orphan blobs and temp files untouched for an hour (each blob re-checked
+        /// against the database at the moment of removal).
         #[arg(long)]
         repair: bool,
     },
@@ -99,7 +102,7 @@ fn main() -> ExitCode {
             with_settings(&config, |_, settings| report(coffer::cli::run(settings, command).map(|()| true)))
         }
         Command::Check { config, repair } => {
-            with_settings(&config, |_, settings| report(coffer::cli::run_check(settings, repair)))
+            with_settings(&config, |_, settings| report_outcome(coffer::cli::run_check(settings, repair)))
         }
         Command::Serve(args) => with_settings(&args, |_, settings| serve(args.config.clone(), settings)),
     }
@@ -121,6 +124,17 @@ fn report(outcome: anyhow::Result<bool>) -> ExitCode {
     match outcome {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
+        Err(err) => {
+            eprintln!("coffer: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The exit status of a maintenance command: 0 ok, 1 damage found or failed, 3 refused.
+fn report_outcome(outcome: anyhow::Result<coffer::cli::Outcome>) -> ExitCode {
+    match outcome {
+        Ok(outcome) => ExitCode::from(outcome.exit_code()),
         Err(err) => {
             eprintln!("coffer: {err:#}");
             ExitCode::FAILURE

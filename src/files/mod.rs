@@ -5,12 +5,15 @@
 //! and quota limits, published, and only then recorded, in one IMMEDIATE transaction that
 //! checks the quota and the name again, so parallel uploads can neither overshoot a quota nor
 //! take one name twice. Anything that fails leaves no row and uses no quota; a published blob
-//! whose row never commits is collected by the next GC pass.
+//! whose row never commits is collected by the next GC pass. That transaction also makes sure
+//! the blob is still stored (`gc.rs` removes blobs only under the same write lock), so a
+//! committed row always has its blob, even when the upload's request was cancelled meanwhile.
 //!
 //! Another user's file is "not found", never "forbidden", so ids reveal nothing. Admins may
 //! read every file; each such read of someone else's file is audited.
 
 mod access;
+pub mod gc;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,9 +27,10 @@ use crate::db::files::{self, FileRow};
 use crate::db::{Db, DbError, users};
 use crate::domain::{FileId, FileName, FolderPath, NameError, UserId};
 use crate::state_dir::StateDir;
-use crate::storage::{BlobStore, IngestError};
+use crate::storage::{BlobStore, GcLock, IngestError};
 
 pub use access::Access;
+pub use gc::GcRound;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FileError {
@@ -96,11 +100,22 @@ pub struct Files {
     /// `storage.max_file_size`, shared by every clone so a reload changes it everywhere.
     max_file_size: Arc<AtomicU64>,
     disk_reserve: u64,
+    /// Tests: runs inside an upload's commit transaction, before anything else there.
+    #[cfg(test)]
+    pause_before_commit: Option<Arc<dyn Fn() + Send + Sync>>,
 }
 
 impl Files {
     pub fn new(db: Db, store: BlobStore, state_dir: StateDir, max_file_size: u64, disk_reserve: u64) -> Self {
-        Self { db, store, state_dir, max_file_size: Arc::new(AtomicU64::new(max_file_size)), disk_reserve }
+        Self {
+            db,
+            store,
+            state_dir,
+            max_file_size: Arc::new(AtomicU64::new(max_file_size)),
+            disk_reserve,
+            #[cfg(test)]
+            pause_before_commit: None,
+        }
     }
 
     /// A new `storage.max_file_size`, for uploads that start from now on.
@@ -154,9 +169,20 @@ impl Files {
         let published = self.store.publish(pending).await.map_err(ingest_error)?;
         let (size, sha256) = (i64::try_from(published.size).unwrap_or(i64::MAX), published.sha256.clone());
         let owner = owner.clone();
+        #[cfg(test)]
+        let pause = self.pause_before_commit.clone();
+        // `published` moves into the transaction: even when this request is cancelled, the
+        // blob is checked (and put back) under the write lock that blob collection takes too.
         let row = self
             .db
             .write(move |tx| {
+                #[cfg(test)]
+                if let Some(pause) = pause {
+                    pause();
+                }
+                if let Err(err) = published.ensure_stored() {
+                    return Ok(Err(FileError::Io(err)));
+                }
                 let now = now();
                 let existing = files::by_name(tx, &owner, &request.folder, &request.name)?;
                 let freed = match (&existing, request.on_conflict) {
@@ -195,19 +221,34 @@ impl Files {
                 Ok(Ok(row))
             })
             .await??;
-        drop(published);
         Ok(row)
     }
 
-    /// Removes blobs no file references (and finished uploads' leftovers). Safe at any time:
-    /// it holds the publish lock, so blobs awaiting their rows are never touched.
-    pub async fn collect_garbage(&self) -> Result<Vec<String>, FileError> {
-        let path = self.db.path().to_owned();
-        let referenced = move || {
-            let conn = crate::db::connect(&path, Duration::from_secs(30)).map_err(std::io::Error::other)?;
-            files::referenced_blobs(&conn).map_err(std::io::Error::other)
-        };
-        Ok(self.store.collect_garbage(Duration::ZERO, referenced).await?)
+    /// Removes blobs no file references. Safe at any time: each blob is re-checked and removed
+    /// under the database write lock (see `gc.rs`). Skipped while a backup holds `gc.lock`.
+    pub async fn collect_garbage(&self) -> Result<GcRound, FileError> {
+        let (lock_path, store) = (self.state_dir.gc_lock(), self.store.clone());
+        let listed = tokio::task::spawn_blocking(move || -> std::io::Result<_> {
+            let Some(lock) = GcLock::try_exclusive(&lock_path)? else { return Ok(None) };
+            Ok(Some((lock, store.list_blobs()?)))
+        })
+        .await
+        .map_err(std::io::Error::other)??;
+        let Some((lock, stored)) = listed else { return Ok(GcRound::HeldOff) };
+        let referenced = self.db.read(|conn| files::referenced_blobs(conn)).await?;
+        let candidates: Vec<String> = stored.into_iter().filter(|blob| !referenced.contains(blob)).collect();
+        let mut removed = Vec::new();
+        for batch in candidates.chunks(gc::BATCH) {
+            let (store, batch) = (self.store.clone(), batch.to_vec());
+            let discarded =
+                self.db.write(move |tx| gc::discard_unreferenced(tx, &store, &batch, Duration::ZERO)).await??;
+            let discarded = tokio::task::spawn_blocking(move || gc::remove_trash(&discarded).map(|()| discarded))
+                .await
+                .map_err(std::io::Error::other)??;
+            removed.extend(discarded.into_iter().map(|(sha256, _)| sha256));
+        }
+        drop(lock);
+        Ok(GcRound::Removed(removed))
     }
 }
 
@@ -240,6 +281,120 @@ fn ingest_error(err: IngestError) -> FileError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Mutex;
+    use std::sync::mpsc;
+
+    const PATIENCE: Duration = Duration::from_secs(20);
+
+    /// A store with one user; its busy timeout is short, so a collection that has to wait for
+    /// an upload's write lock gives up instead of waiting for it.
+    fn files_with_user(dir: &std::path::Path) -> (Files, UserId) {
+        let state = StateDir::new(dir.join("state"));
+        state.create().unwrap();
+        let db = Db::open(&state.database(), Duration::from_millis(300), 4).unwrap();
+        let conn = crate::db::connect(&state.database(), Duration::from_secs(5)).unwrap();
+        let username = crate::domain::Username::parse("ada").unwrap();
+        let user = users::NewUser {
+            username: &username,
+            email: None,
+            password_hash: "x",
+            role: crate::domain::Role::User,
+            quota_bytes: None,
+            now: 0,
+        };
+        let owner = users::insert(&conn, &user).unwrap().unwrap();
+        let store = BlobStore::new(state.blobs_dir(), state.tmp_dir());
+        (Files::new(db, store, state, 1 << 20, 0), owner)
+    }
+
+    fn request(name: &str) -> UploadRequest {
+        UploadRequest {
+            folder: FolderPath::root(),
+            name: FileName::parse(name).unwrap(),
+            on_conflict: OnConflict::Fail,
+            description: String::new(),
+            content_type: "text/plain".into(),
+            declared_size: None,
+            expected_sha256: None,
+        }
+    }
+
+    /// The race: an upload's request is cancelled (HTTP/2 reset) while its row's transaction is
+    /// still running on the blocking pool, and a collection round comes right then. The
+    /// upload's commit is paused inside its transaction by the test hook, so the interleaving
+    /// is exact. Before the fix the cancelled request released the guard that kept collection
+    /// off, the collection deleted the blob, and the row committed a moment later without it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_cancelled_uploads_row_commits_with_its_blob_even_when_collection_runs_meanwhile() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut files, owner) = files_with_user(dir.path());
+        let (entered, in_commit) = mpsc::channel::<()>();
+        let (release, released) = mpsc::channel::<()>();
+        let released = Mutex::new(released);
+        files.pause_before_commit = Some(Arc::new(move || {
+            entered.send(()).unwrap();
+            released.lock().unwrap().recv_timeout(PATIENCE).unwrap();
+        }));
+        let contents = Bytes::from_static(b"committed after its request was cancelled");
+        let sha256: String = ring::digest::digest(&ring::digest::SHA256, &contents)
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let uploader = files.clone();
+        let body = futures_util::stream::iter(vec![Ok(contents.clone())]);
+        let upload = tokio::spawn(async move { uploader.upload(&owner, request("late.txt"), body).await });
+        tokio::task::spawn_blocking(move || in_commit.recv_timeout(PATIENCE)).await.unwrap().unwrap();
+        upload.abort();
+        assert!(upload.await.unwrap_err().is_cancelled());
+
+        let blob = files.store().blob_path(&sha256).unwrap();
+        let round = files.collect_garbage().await;
+        assert!(blob.exists(), "a collection removed the blob of a row being committed ({round:?})");
+        release.send(()).unwrap();
+        let db = files.db.clone();
+        let mut committed = false;
+        for _ in 0..2000 {
+            let count =
+                db.read(|conn| Ok(conn.query_row("SELECT count(*) FROM files", [], |row| row.get::<_, i64>(0))?));
+            if count.await.unwrap() == 1 {
+                committed = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(committed, "the cancelled upload's transaction did not commit");
+        assert!(matches!(files.collect_garbage().await.unwrap(), GcRound::Removed(removed) if removed.is_empty()));
+        assert_eq!(std::fs::read(&blob).unwrap(), contents.as_ref(), "the committed row lost its blob");
+    }
+
+    /// A collection that found a blob unreferenced must not delete it when an upload has
+    /// committed a row for it since: it looks again under the write lock at deletion.
+    #[tokio::test]
+    async fn collection_re_checks_references_at_the_moment_of_deletion() {
+        let dir = tempfile::tempdir().unwrap();
+        let (files, owner) = files_with_user(dir.path());
+        let body = futures_util::stream::iter(vec![Ok(Bytes::from_static(b"shared contents"))]);
+        let row = files.upload(&owner, request("kept.txt"), body).await.unwrap();
+        let orphan_body = futures_util::stream::iter(vec![Ok(Bytes::from_static(b"nobody's"))]);
+        let orphan = files.store().publish(files.store().ingest(orphan_body, 100, None).await.unwrap()).await.unwrap();
+        let orphan_sha256 = orphan.sha256.clone();
+        drop(orphan);
+        // A stale list of candidates, as `coffer check` gathers over hours: both blobs.
+        let stale = vec![row.sha256.clone(), orphan_sha256.clone()];
+        let mut conn = crate::db::connect(files.db.path(), Duration::from_secs(5)).unwrap();
+        let lock = files.state_dir.gc_lock();
+        let round = gc::collect_blocking(&mut conn, files.store(), &lock, &stale, Duration::ZERO).unwrap();
+        assert_eq!(round, GcRound::Removed(vec![orphan_sha256]));
+        assert!(files.store().blob_path(&row.sha256).unwrap().exists(), "a referenced blob was removed");
+
+        // While a backup holds the GC lock, nothing is collected.
+        let backup = GcLock::shared(&lock).unwrap();
+        let held_off = gc::collect_blocking(&mut conn, files.store(), &lock, &stale, Duration::ZERO).unwrap();
+        assert_eq!(held_off, GcRound::HeldOff);
+        assert_eq!(files.collect_garbage().await.unwrap(), GcRound::HeldOff);
+        drop(backup);
+    }
 
     #[test]
     fn only_plain_content_types_are_kept() {
