@@ -50,6 +50,17 @@ enum Command {
         #[arg(long)]
         repair: bool,
     },
+    /// Back up and restore: snapshots kept in backup.directory, verified, pruned, pushed
+    /// off the machine with rsync, restored into an empty state directory.
+    ///
+    /// Run it as the server's user, e.g. `sudo -u coffer coffer backup list`. Exit status 0
+    /// done, 1 failed or damage found, 2 unusable settings, 3 refused before changing anything.
+    Backup {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(subcommand)]
+        command: coffer::backup::command::BackupCommand,
+    },
     /// Print the version.
     Version,
     /// Print the manual page (roff), for packaging.
@@ -104,6 +115,9 @@ fn main() -> ExitCode {
         Command::Check { config, repair } => {
             with_settings(&config, |_, settings| report_outcome(coffer::cli::run_check(settings, repair)))
         }
+        Command::Backup { config, command } => with_settings(&config, |file, settings| {
+            report_outcome(coffer::backup::command::run(settings, file, command))
+        }),
         Command::Serve(args) => with_settings(&args, |_, settings| serve(args.config.clone(), settings)),
     }
 }
