@@ -72,7 +72,7 @@ enum Command {
 struct ConfigArg {
     /// Settings file [default: /etc/coffer/coffer.toml when it exists, else built-in defaults].
     /// COFFER_* environment variables and $CREDENTIALS_DIRECTORY files override it.
-    #[arg(long, short = 'c', value_name = "PATH")]
+    #[arg(long, short = 'c', value_name = "PATH", global = true)]
     config: Option<PathBuf>,
 }
 

@@ -189,12 +189,21 @@ fn init(settings: &Settings, setup: &Setup) -> Result<Outcome, BackupError> {
     Ok(Outcome::Ok)
 }
 
+/// Records in `status.json`, but only in a directory that has its marker: never writes
+/// into what may be an unmounted disk.
+fn record(backups: &BackupDir, update: impl FnOnce(&mut status::Status)) -> std::io::Result<()> {
+    match backups.read_marker() {
+        Ok(Some(_)) => status::update(backups.root(), update),
+        _ => Ok(()),
+    }
+}
+
 /// `create`, recording the outcome in `status.json`.
 fn create_and_record(setup: &Setup) -> Result<SnapshotId, BackupError> {
     let outcome = create::create(setup);
     let now = super::now();
     let backups = BackupDir::new(&setup.backup_dir);
-    let recorded = status::update(backups.root(), |status| {
+    let recorded = record(&backups, |status| {
         status.last_attempt_at = Some(now);
         match &outcome {
             Ok(created) => {
@@ -406,7 +415,7 @@ fn push_now(setup: &Setup, request: PushRequest) -> Result<Outcome, BackupError>
     let backups = BackupDir::new(&setup.backup_dir);
     let outcome = push::push(&backups, &setup.settings, &request);
     let now = super::now();
-    let recorded = status::update(backups.root(), |status| {
+    let recorded = record(&backups, |status| {
         status.last_push_at = Some(now);
         status.last_push_status = Some(if outcome.is_ok() { "ok" } else { "failed" }.into());
         status.last_push_error = outcome.as_ref().err().map(ToString::to_string);
@@ -447,7 +456,7 @@ fn run_all(setup: &Setup) -> Outcome {
     match verify_snapshots(&backups, Some(id), false, read) {
         Ok(Outcome::Ok) => {}
         Ok(other) => {
-            let _ = status::update(backups.root(), |status| {
+            let _ = record(&backups, |status| {
                 status.last_status = Some("failed".into());
                 status.last_error = Some("the new snapshot failed verification".into());
                 status.last_success_at = before.last_success_at;

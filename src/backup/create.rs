@@ -64,10 +64,7 @@ pub fn create(setup: &Setup) -> Result<Created, BackupError> {
     backups.check_marker(Some(&instance_id))?;
     let _lock = backups.lock()?;
     let removed_leftovers = remove_leftovers(&backups)?;
-    let mut id = SnapshotId::new(super::now());
-    while backups.snapshot(&id).exists() || backups.partial(&id).exists() {
-        id = SnapshotId::new(super::now());
-    }
+    let id = next_id(&backups, super::now())?;
     let partial = backups.partial(&id);
     fsutil::create_private_dir(&partial).context(|| format!("cannot create {}", partial.display()))?;
     match fill(setup, &backups, &conn, &id, &partial, &instance_id) {
@@ -80,6 +77,21 @@ pub fn create(setup: &Setup) -> Result<Created, BackupError> {
             Err(err)
         }
     }
+}
+
+/// A new id that sorts after every snapshot of the same second, so "newest" is never a
+/// coin toss between two snapshots taken within one second.
+fn next_id(backups: &BackupDir, at: i64) -> Result<SnapshotId, BackupError> {
+    let fresh = SnapshotId::new(at);
+    let second = &fresh.as_str()[..18];
+    let taken =
+        backups.list()?.snapshots.into_iter().map(|entry| entry.id).filter(|id| id.as_str().starts_with(second)).max();
+    let Some(taken) = taken else { return Ok(fresh) };
+    let suffix = u16::from_str_radix(&taken.as_str()[19..], 16).unwrap_or(0);
+    let next =
+        suffix.checked_add(1).ok_or_else(|| BackupError::Failed("too many snapshots within one second".into()))?;
+    SnapshotId::parse(&format!("{second}-{next:04x}"))
+        .ok_or_else(|| BackupError::Failed("cannot make a snapshot id".into()))
 }
 
 fn count(conn: &Connection, table: &str) -> u64 {

@@ -5,6 +5,7 @@ mod access_tokens;
 mod accounts;
 mod acme;
 mod auth;
+mod backup;
 mod blob_lifecycle;
 mod cli;
 mod config;
