@@ -511,3 +511,70 @@ async fn an_unchanged_store_costs_a_second_backup_only_its_database() {
     assert_eq!(status["last_status"], "ok");
     assert_eq!(status["last_success_snapshot"], ids[1].as_str());
 }
+
+/// Snapshots made on four days (the test moves the clock the backup command reads); prune
+/// keeps what the rules say, shows why in a dry run first, and sweeps the pool. `run` prunes
+/// only after a successful backup.
+#[tokio::test]
+async fn prune_keeps_by_the_rules_explains_itself_and_runs_only_after_a_successful_backup() {
+    let temp = tempfile::tempdir().unwrap();
+    let backups = temp.path().join("backups");
+    let toml = format!("{}keep_last = 1\nkeep_daily = 2\nkeep_weekly = 0\nkeep_monthly = 0\n", backup_toml(&backups));
+    let app = spawn_app(Options { toml, ..Options::default() });
+    let token = admin_token(&app).await;
+    let clock = temp.path().join("clock");
+    let on_day = |day: i64| {
+        std::fs::write(&clock, (day * 86_400).to_string()).unwrap();
+        vec![("TESTING_COFFER_CLOCK_FILE", clock.to_str().unwrap().to_owned())]
+    };
+    let run = |args: &[&str], env: &[(&str, String)]| {
+        let env: Vec<(&str, &str)> = env.iter().map(|(key, value)| (*key, value.as_str())).collect();
+        coffer_backup(&app.config, args, &env)
+    };
+    let (_, early) = put(&app, &token, "name=early", b"only in the oldest snapshot".to_vec()).await;
+    assert_eq!(run(&["init"], &on_day(0)).0, 0);
+    assert_eq!(run(&["create"], &on_day(0)).0, 0);
+    call(&app, "DELETE", &format!("/api/v1/files/{}", early["id"].as_str().unwrap()), &token, None).await;
+    for day in 1..4 {
+        put(&app, &token, &format!("name=day-{day}"), format!("day {day}").into_bytes()).await;
+        assert_eq!(run(&["create"], &on_day(day)).0, 0);
+    }
+    let ids = complete_snapshots(&backups);
+    assert_eq!(ids.len(), 4);
+    let early_blob = pool_blob(&backups, early["sha256"].as_str().unwrap());
+    assert!(early_blob.exists());
+
+    let (code, stdout, _) = run(&["prune", "--dry-run"], &on_day(3));
+    assert_eq!(code, 0);
+    assert!(
+        stdout.contains(&format!(
+            "would keep   {}  the newest complete snapshot; keep_last (1 of 1); keep_daily (1 of 2)",
+            ids[3]
+        )),
+        "{stdout}"
+    );
+    assert!(stdout.contains(&format!("would keep   {}  keep_daily (2 of 2)", ids[2])), "{stdout}");
+    assert!(stdout.contains(&format!("would remove {}  matches no keep rule", ids[0])), "{stdout}");
+    assert!(stdout.contains("would remove 1 unused blobs"), "{stdout}");
+    assert_eq!(complete_snapshots(&backups), ids, "a dry run removed something");
+
+    // A failed backup (a blob gone from the store) prunes nothing.
+    let (_, broken) = put(&app, &token, "name=broken", b"its blob disappears".to_vec()).await;
+    let sha = broken["sha256"].as_str().unwrap();
+    std::fs::remove_file(app.state_dir.join("blobs").join(&sha[..2]).join(&sha[2..4]).join(sha)).unwrap();
+    let (code, stdout, stderr) = run(&["run"], &on_day(3));
+    assert_eq!(code, 1, "{stdout}");
+    assert!(stderr.contains(&format!("file {} \"broken\" of admin", broken["id"].as_str().unwrap())), "{stderr}");
+    assert_eq!(complete_snapshots(&backups), ids, "pruned after a failed backup");
+    let status: Value = serde_json::from_slice(&std::fs::read(backups.join("status.json")).unwrap()).unwrap();
+    assert_eq!(status["last_status"], "failed");
+    call(&app, "DELETE", &format!("/api/v1/files/{}", broken["id"].as_str().unwrap()), &token, None).await;
+
+    let (code, stdout, stderr) = run(&["run"], &on_day(3));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let kept = complete_snapshots(&backups);
+    assert_eq!(kept.len(), 2, "{stdout}");
+    assert!(kept.contains(&ids[2]) && !kept.contains(&ids[3]), "{kept:?}");
+    assert!(!early_blob.exists(), "the pool kept a blob no snapshot lists");
+    assert!(stdout.contains("removed 1 unused blobs"), "{stdout}");
+}
