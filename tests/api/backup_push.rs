@@ -273,3 +273,60 @@ fn walk_files(dir: &Path) -> Vec<PathBuf> {
     }
     found
 }
+
+const BACKUP_UNIT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/systemd/coffer-backup.service");
+const UNIT_FILTER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/unit-syscall-filter.py");
+
+#[test]
+fn the_backup_units_verify_cleanly_and_expose_at_most_1_5() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["coffer-backup.service", "coffer-backup.timer"] {
+        let text = std::fs::read_to_string(format!("{}/systemd/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+        let text = text.replace("/usr/bin/coffer", crate::helpers::BIN).replace("man:coffer(1) ", "");
+        assert!(!text.contains("/usr/bin/coffer"));
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    let timer = std::fs::read_to_string(dir.path().join("coffer-backup.timer")).unwrap();
+    for setting in ["OnCalendar=*-*-* 03:15:00", "RandomizedDelaySec=30m", "Persistent=true"] {
+        assert!(timer.lines().any(|line| line == setting), "the timer lacks {setting}");
+    }
+    let service = std::fs::read_to_string(dir.path().join("coffer-backup.service")).unwrap();
+    for setting in ["Type=oneshot", "User=coffer", "IOSchedulingClass=idle", "Nice=10", "ProtectSystem=strict"] {
+        assert!(service.lines().any(|line| line == setting), "the service lacks {setting}");
+    }
+    let verify = Command::new("systemd-analyze")
+        .arg("verify")
+        .args(["coffer-backup.service", "coffer-backup.timer"].map(|name| dir.path().join(name)))
+        .output()
+        .unwrap();
+    let complaints = String::from_utf8_lossy(&verify.stderr).into_owned();
+    assert!(verify.status.success() && complaints.trim().is_empty(), "{complaints}");
+    let security = Command::new("systemd-analyze")
+        .args(["security", "--offline=yes", "--threshold=15"])
+        .arg(dir.path().join("coffer-backup.service"))
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&security.stdout).into_owned();
+    assert!(security.status.success(), "exposure above 1.5:\n{report}");
+}
+
+/// `coffer backup run` (and the rsync it starts) under the backup unit's system call filter
+/// and MemoryDenyWriteExecute=, as systemd would run it.
+#[tokio::test]
+async fn backup_run_and_its_rsync_work_under_the_backup_units_syscall_filter() {
+    let temp = tempfile::tempdir().unwrap();
+    let offsite = temp.path().join("offsite");
+    let toml = format!("push_to = {:?}\n", offsite.display().to_string());
+    let (app, _, files) = app_with_a_snapshot(temp.path(), &toml).await;
+    let (code, _, stderr) = coffer_backup(&app.config, &["push", "--init"], &[]);
+    assert_eq!(code, 0, "{stderr}");
+    let output = Command::new(UNIT_FILTER)
+        .args([BACKUP_UNIT, crate::helpers::BIN, "backup", "run", "--config", app.config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{text}");
+    assert!(text.contains("pushed snapshot"), "{text}");
+    assert_eq!(complete_snapshots(&offsite).len(), 2);
+    restore_and_check(&app, &offsite, &temp.path().join("restored"), &files).await;
+}
