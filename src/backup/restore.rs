@@ -3,11 +3,12 @@
 //!
 //! Everything that can refuse is checked before the first write: the source's marker, the
 //! snapshot being complete, its schema not newer than this Coffer's, the target being empty
-//! (or absent), and a quick verification. Then the database copy goes to `tmp/` and is
-//! renamed into place (no `-wal` or `-shm` beside it), keys and certificates are copied at
-//! 0600, and every blob is copied (or, with `--link`, hard-linked) with its hash checked. A
-//! failure after the first write removes what was written, leaving the target as empty as
-//! it was. An older schema is migrated by the server at its next start.
+//! (or absent), and a quick verification. Then keys and certificates are copied at 0600,
+//! every blob is copied (or, with `--link`, hard-linked) with its hash checked, the database
+//! copy goes to `tmp/` and has its sessions ended there, the file system is synced once, and
+//! only then is the database renamed into place (no `-wal` or `-shm` beside it). A failure
+//! after the first write removes what was written, leaving the target as empty as it was. An
+//! older schema is migrated by the server at its next start.
 //!
 //! A restore rolls security state back to the snapshot's time T, so: every session in the
 //! snapshot is ended (any of them may have rotated its refresh token after T, and the
@@ -150,22 +151,14 @@ pub fn restore(request: &RestoreRequest) -> Result<Restored, BackupError> {
     Ok(restored)
 }
 
+/// Copies everything without an fsync per file, then makes the whole file system durable at
+/// once, and only then renames the database into place: until that rename the target holds
+/// no `coffer.db`, so an interrupted restore never looks like a state directory.
 fn write(request: &RestoreRequest, id: &SnapshotId, manifest: &Manifest) -> Result<Restored, BackupError> {
     let (from, to) = (&request.from, &request.to);
     let snapshot = from.snapshot(id);
     let state = crate::state_dir::StateDir::new(to);
     state.create().context(|| format!("cannot create {}", to.display()))?;
-    let staged = state.tmp_dir().join("restore-coffer.db");
-    let (_, sha256) = fsutil::copy_synced(&snapshot.join(DATABASE), &staged, 0o600)
-        .context(|| format!("cannot copy the database into {}", staged.display()))?;
-    if sha256 != manifest.database.sha256 {
-        return Err(BackupError::Damaged(format!("{} changed while it was copied", snapshot.join(DATABASE).display())));
-    }
-    for stale in ["coffer.db-wal", "coffer.db-shm", "coffer.db-journal"] {
-        let _ = fs::remove_file(to.join(stale));
-    }
-    fs::rename(&staged, state.database()).context(|| format!("cannot move the database into {}", to.display()))?;
-    fsutil::sync_dir(to).context(|| format!("cannot sync {}", to.display()))?;
 
     for file in &manifest.files {
         let top = file.path.split('/').next().unwrap_or_default();
@@ -176,7 +169,7 @@ fn write(request: &RestoreRequest, id: &SnapshotId, manifest: &Manifest) -> Resu
         if let Some(parent) = target.parent() {
             fsutil::create_private_dir(parent).context(|| format!("cannot create {}", parent.display()))?;
         }
-        let (_, sha256) = fsutil::copy_synced(&snapshot.join(&file.path), &target, 0o600)
+        let (_, sha256) = fsutil::copy_hashed(&snapshot.join(&file.path), &target, 0o600, false)
             .context(|| format!("cannot copy {}", file.path))?;
         if sha256 != file.sha256 {
             return Err(BackupError::Damaged(format!(
@@ -208,7 +201,7 @@ fn write(request: &RestoreRequest, id: &SnapshotId, manifest: &Manifest) -> Resu
             })
         } else {
             let staged = state.tmp_dir().join(format!("restore-{}", entry.sha256));
-            match fsutil::copy_synced(&source, &staged, crate::storage::BLOB_MODE) {
+            match fsutil::copy_hashed(&source, &staged, crate::storage::BLOB_MODE, false) {
                 Ok((size, sha256)) if sha256 == entry.sha256 && size == entry.size => fs::rename(&staged, &target)
                     .map(|()| size)
                     .map_err(|err| format!("cannot store {}: {err}", target.display())),
@@ -239,10 +232,20 @@ fn write(request: &RestoreRequest, id: &SnapshotId, manifest: &Manifest) -> Resu
     if !problems.is_empty() {
         return Err(BackupError::Damaged(format!("the restore failed and was undone:\n  {}", problems.join("\n  "))));
     }
-    for dir in shards.iter().chain([state.blobs_dir()].iter()) {
-        fsutil::sync_dir(dir).context(|| format!("cannot sync {}", dir.display()))?;
+
+    let staged = state.tmp_dir().join("restore-coffer.db");
+    let (_, sha256) = fsutil::copy_hashed(&snapshot.join(DATABASE), &staged, 0o600, false)
+        .context(|| format!("cannot copy the database into {}", staged.display()))?;
+    if sha256 != manifest.database.sha256 {
+        return Err(BackupError::Damaged(format!("{} changed while it was copied", snapshot.join(DATABASE).display())));
     }
-    let (sessions_ended, live_api_tokens) = roll_back_security(&state.database(), id, manifest)?;
+    let (sessions_ended, live_api_tokens) = roll_back_security(&staged, id, manifest)?;
+    fsutil::sync_file_system(to).context(|| format!("cannot sync {}", to.display()))?;
+    for stale in ["coffer.db-wal", "coffer.db-shm", "coffer.db-journal"] {
+        let _ = fs::remove_file(to.join(stale));
+    }
+    fs::rename(&staged, state.database()).context(|| format!("cannot move the database into {}", to.display()))?;
+    fsutil::sync_dir(to).context(|| format!("cannot sync {}", to.display()))?;
     for stale in ["coffer.db-wal", "coffer.db-shm", "coffer.db-journal"] {
         if to.join(stale).exists() {
             return Err(BackupError::Failed(format!("{} was left beside the database", to.join(stale).display())));

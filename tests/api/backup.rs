@@ -301,6 +301,12 @@ async fn a_backup_killed_midway_leaves_nothing_complete_and_the_next_run_cleans_
     let pause = temp.path().join("pause");
     let mut backup = spawn_paused(&app.config, &["create"], &pause);
     assert!(eventually(|| reached(&pause).exists()).await);
+    // Meanwhile a repair in another process is held off, and says so.
+    let repair =
+        Command::new(BIN).args(["check", "--repair", "--config", app.config.to_str().unwrap()]).output().unwrap();
+    let report = String::from_utf8_lossy(&repair.stdout);
+    assert_eq!(repair.status.code(), Some(3), "{report}");
+    assert!(report.contains("not repaired: a backup is running"), "{report}");
     backup.kill().unwrap();
     backup.wait().unwrap();
     std::fs::remove_file(&pause).unwrap();
@@ -369,6 +375,15 @@ async fn verify_finds_a_flipped_byte_a_missing_blob_a_truncated_database_and_a_m
     assert_eq!(code, 1, "{stdout}");
     let named = format!("file {} \"flipped.bin\" of carol", flipped_file["id"].as_str().unwrap());
     assert!(stdout.contains(&named) && stdout.contains("damaged"), "{stdout}");
+    // A restore reads every blob too: it fails, names the blob, and leaves no half-restore.
+    let target = temp.path().join("half-restored");
+    let (code, _, stderr) = coffer_backup(&app.config, &["restore", "--to", target.to_str().unwrap()], &[]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!("blob {} in the backup hashes to", flipped_file["sha256"].as_str().unwrap())),
+        "{stderr}"
+    );
+    assert!(!target.exists(), "a failed restore left files behind");
     replace_pool_entry(&pool, &flipped);
 
     // A missing blob.
