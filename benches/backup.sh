@@ -9,7 +9,7 @@
 #   unchanged, 3 times    coffer backup create  | rsync -aH --link-dest=snapN
 #   after 1% new blobs    coffer backup create  | rsync -aH --link-dest=snapN
 #   read back everything  coffer backup verify --read-data | sha256sum of the same files, 2 processes
-#   restore               coffer backup restore (copies, hashes, fsyncs) | rsync -aH snapN/ (copies)
+#   restore               coffer backup restore (copies, hashes, one syncfs) | rsync -aH snapN/ (copies)
 # Goals (issue 12): unchanged <= 2 s and <= database + 5 MiB of new space; 1% new faster than
 # rsync's; verify --read-data within 1.2x of sha256sum; bounded memory.
 #
@@ -135,7 +135,7 @@ echo "| first backup | ${seconds[coffer_first]} s, $(mib "${space[coffer_first]}
 echo "| unchanged (median of 3) | $unchanged_coffer s, $(mib "$unchanged_space") new | $unchanged_rsync s, $(mib "$unchanged_rsync_space") new | <= 2 s: $(verdict "$unchanged_coffer <= 2"); <= db + 5 MiB: $(verdict "$unchanged_space <= $db_bytes + 5242880") |"
 echo "| 1% new ($((blobs / 100)) blobs) | ${seconds[coffer_new]} s, $(mib "${space[coffer_new]}") new | ${seconds[rsync_new]} s, $(mib "${space[rsync_new]}") new | faster than rsync: $(verdict "${seconds[coffer_new]} < ${seconds[rsync_new]}") |"
 echo "| read back all (verify --read-data / sha256sum x2) | ${seconds[coffer_verify]} s | ${seconds[sha256sum_all]} s | <= 1.2x: $(verdict "${seconds[coffer_verify]} <= 1.2 * ${seconds[sha256sum_all]}") |"
-echo "| restore (copy; Coffer hashes and fsyncs each blob) | ${seconds[coffer_restore]} s | ${seconds[rsync_restore]} s | |"
+echo "| restore (copies; Coffer hashes each blob, then syncs the file system once) | ${seconds[coffer_restore]} s | ${seconds[rsync_restore]} s | |"
 echo "| Coffer peak RSS, any command | $((peak / 1024)) MiB | | bounded |"
 echo
 for label in coffer_first coffer_unchanged_1 coffer_new coffer_verify coffer_restore; do

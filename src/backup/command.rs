@@ -143,7 +143,10 @@ pub fn run(settings: Settings, config_file: Option<PathBuf>, command: BackupComm
             let wanted = parse_id(snapshot.as_deref());
             wanted.and_then(|wanted| verify_snapshots(&backups, wanted, all, read))
         }
-        BackupCommand::Prune { dry_run } => prune_now(&setup, dry_run),
+        BackupCommand::Prune { dry_run } => {
+            crate::cli::check_owner(&settings)?;
+            prune_now(&setup, dry_run)
+        }
         BackupCommand::Restore { from, snapshot, to, link } => parse_id(snapshot.as_deref()).and_then(|snapshot| {
             let request = RestoreRequest {
                 from: BackupDir::new(from.unwrap_or_else(|| setup.backup_dir.clone())),
@@ -154,6 +157,7 @@ pub fn run(settings: Settings, config_file: Option<PathBuf>, command: BackupComm
             restore_now(&request)
         }),
         BackupCommand::Push { to, snapshot, init } => {
+            crate::cli::check_owner(&settings)?;
             let Some(to) = to.or_else(|| setup.settings.push_to.clone()) else {
                 eprintln!("coffer: no push target: set backup.push_to or give --to");
                 return Ok(Outcome::Refused);

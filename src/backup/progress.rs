@@ -27,7 +27,7 @@ impl Progress {
     }
 
     fn draw(&mut self) {
-        let percent = if self.total == 0 { 100 } else { self.done * 100 / self.total };
+        let percent = (self.done * 100).checked_div(self.total).unwrap_or(100);
         let mut stderr = std::io::stderr().lock();
         let _ = write!(stderr, "\r{}: {}/{} ({percent}%)\x1b[K", self.label, self.done, self.total);
         let _ = stderr.flush();

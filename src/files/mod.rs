@@ -235,7 +235,7 @@ impl Files {
         .await
         .map_err(std::io::Error::other)??;
         let Some((lock, stored)) = listed else { return Ok(GcRound::HeldOff) };
-        let referenced = self.db.read(|conn| files::referenced_blobs(conn)).await?;
+        let referenced = self.db.read(files::referenced_blobs).await?;
         let candidates: Vec<String> = stored.into_iter().filter(|blob| !referenced.contains(blob)).collect();
         let mut removed = Vec::new();
         for batch in candidates.chunks(gc::BATCH) {
