@@ -13,6 +13,7 @@
 //! state directory that is not empty, never prunes below `keep_last` or the newest complete
 //! snapshot, and knows nothing of HTTP.
 
+mod actions;
 pub mod command;
 mod create;
 mod fsutil;

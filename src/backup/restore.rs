@@ -52,6 +52,46 @@ pub struct Restored {
     pub root_owned: bool,
 }
 
+impl Restored {
+    /// What the rollback undid, for the admin who ran the restore.
+    pub fn rollback_notes(&self, from: &BackupDir) -> String {
+        let age_hours = (super::now() - self.manifest.created_at_unix) / 3600;
+        let mut notes = format!(
+            "\nThis is a rollback to {} ({age_hours} hours before now). Everything after that is undone:\n",
+            self.manifest.created_at
+        );
+        notes.push_str("  - files uploaded, changed, moved, shared or deleted since then (deleted ones are back);\n");
+        notes.push_str(
+            "  - accounts created, deleted, disabled or changed since then; passwords are as they were then;\n",
+        );
+        notes.push_str(
+            "  - share links created or revoked since then; download counters are back at their values then;\n",
+        );
+        notes.push_str(&format!(
+            "  - all {} sessions of the snapshot were ended: everyone signs in again; sessions and tokens issued \
+             since then are unknown and refused;\n",
+            self.sessions_ended
+        ));
+        if self.live_api_tokens.is_empty() {
+            notes.push_str("  - API tokens made since then are unknown and refused; no other API token is valid.\n");
+        } else {
+            notes.push_str(
+                "  - API tokens made since then are unknown and refused; these are valid again, including any revoked \
+                 since then:\n",
+            );
+            for (name, owner, created) in &self.live_api_tokens {
+                notes.push_str(&format!("      {name:?} of {owner}, made {}\n", manifest::rfc3339(*created)));
+            }
+            notes.push_str("    revoke any that should stay revoked.\n");
+        }
+        notes.push_str(&format!(
+            "The settings file as it was is in {} (not restored: compare it with yours).\n",
+            from.snapshot(&self.id).join(manifest::CONFIG_COPY).display()
+        ));
+        notes
+    }
+}
+
 /// Picks the snapshot: the one asked for (it must be complete), else the newest complete.
 fn choose(from: &BackupDir, wanted: Option<&SnapshotId>) -> Result<SnapshotId, BackupError> {
     let listing = from.list()?;

@@ -6,6 +6,7 @@ mod accounts;
 mod acme;
 mod auth;
 mod backup;
+mod backup_drill;
 mod backup_push;
 mod blob_lifecycle;
 mod cli;
