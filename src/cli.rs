@@ -48,28 +48,51 @@ pub enum UserCommand {
     Delete { username: String },
 }
 
-/// `coffer check [--repair]`: verifies every file's blob and lists what nothing needs.
-/// Returns whether all files are intact.
-pub fn run_check(settings: Settings, repair: bool) -> anyhow::Result<bool> {
+/// What a maintenance command (`check`, `backup ...`) found or did, as its exit status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Done, nothing wrong: exit 0.
+    Ok,
+    /// Damage found, or the operation failed: exit 1.
+    Failed,
+    /// Refused before changing anything (a backup running, a target that is not empty or not
+    /// ours, a snapshot from a newer Coffer): exit 3.
+    Refused,
+}
+
+impl Outcome {
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Self::Ok => 0,
+            Self::Failed => 1,
+            Self::Refused => 3,
+        }
+    }
+}
+
+/// `coffer check [--repair]`: verifies every file's blob, naming each damaged file and its
+/// owner, and lists what nothing needs; `--repair` hands the orphans to the collector, which
+/// re-checks each under the database write lock before removing it.
+pub fn run_check(settings: Settings, repair: bool) -> anyhow::Result<Outcome> {
+    use crate::files::gc::{self, GcRound};
+    use crate::storage::check::{self, REPAIR_MIN_AGE};
     check_owner(&settings)?;
     let state_dir = crate::state_dir::StateDir::new(&settings.storage.state_dir);
     if !state_dir.database().exists() {
         bail!("no database at {}; check storage.state_dir", state_dir.database().display());
     }
-    let conn = crate::db::connect(&state_dir.database(), settings.database.busy_timeout.0)?;
+    let mut conn = crate::db::connect(&state_dir.database(), settings.database.busy_timeout.0)?;
     let integrity: String = conn.query_row("PRAGMA integrity_check", [], |row| row.get(0))?;
-    let mut statement = conn.prepare("SELECT id, sha256, size FROM files")?;
-    let rows =
-        statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?.collect::<Result<Vec<_>, _>>()?;
+    let rows = crate::db::files::content_refs(&conn)?;
     let store = crate::storage::BlobStore::new(state_dir.blobs_dir(), state_dir.tmp_dir());
-    let report = crate::storage::check::check(&store, rows, repair)?;
+    let report = check::check(&store, rows)?;
     println!("database integrity: {integrity}");
     println!("files checked: {}", report.files_checked);
-    for (id, sha256) in &report.missing {
-        println!("MISSING  file {id}: blob {sha256} is gone");
+    for file in &report.missing {
+        println!("MISSING  {file}: blob {} is gone", file.sha256);
     }
-    for (id, problem) in &report.damaged {
-        println!("DAMAGED  file {id}: {problem}");
+    for (file, problem) in &report.damaged {
+        println!("DAMAGED  {file}: {problem}");
     }
     for blob in &report.orphan_blobs {
         println!("orphan blob {blob}");
@@ -77,21 +100,45 @@ pub fn run_check(settings: Settings, repair: bool) -> anyhow::Result<bool> {
     for temp in &report.temp_files {
         println!("temp file {}", temp.display());
     }
-    if repair {
-        println!("removed {} orphan blobs and temp files (those untouched for an hour)", report.removed);
+    let healthy = integrity == "ok" && report.healthy();
+    if !repair {
+        return Ok(if healthy { Outcome::Ok } else { Outcome::Failed });
     }
-    Ok(integrity == "ok" && report.healthy())
+    match gc::collect_blocking(&mut conn, &store, &state_dir.gc_lock(), &report.orphan_blobs, REPAIR_MIN_AGE)? {
+        GcRound::HeldOff => {
+            println!(
+                "not repaired: a backup is running (it holds {}); run `coffer check --repair` again when it has finished",
+                state_dir.gc_lock().display()
+            );
+            Ok(if healthy { Outcome::Refused } else { Outcome::Failed })
+        }
+        GcRound::Removed(removed) => {
+            let mut temps = 0;
+            for temp in report.temp_files.iter().filter(|path| check::untouched_for(path, REPAIR_MIN_AGE)) {
+                match std::fs::remove_file(temp) {
+                    Ok(()) => temps += 1,
+                    Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(err) => return Err(err).with_context(|| format!("cannot remove {}", temp.display())),
+                }
+            }
+            println!(
+                "removed {} orphan blobs and temp files (those untouched for an hour and still unreferenced)",
+                removed.len() + temps
+            );
+            Ok(if healthy { Outcome::Ok } else { Outcome::Failed })
+        }
+    }
 }
 
 /// Runs as the state directory's owner only, so every file it creates stays usable by the
 /// server (run it as `sudo -u coffer coffer user ...`).
-fn check_owner(settings: &Settings) -> anyhow::Result<()> {
+pub(crate) fn check_owner(settings: &Settings) -> anyhow::Result<()> {
     let state_dir = &settings.storage.state_dir;
     let Ok(metadata) = std::fs::metadata(state_dir) else { return Ok(()) };
     let me = rustix::process::geteuid().as_raw();
     if metadata.uid() != me {
         bail!(
-            "{} belongs to user id {}, but this runs as user id {me}; run it as the server's user, e.g. `sudo -u coffer coffer user ...`",
+            "{} belongs to user id {}, but this runs as user id {me}; run it as the server's user, e.g. `sudo -u coffer coffer ...`",
             state_dir.display(),
             metadata.uid()
         );

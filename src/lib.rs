@@ -6,6 +6,7 @@
 pub mod acme;
 pub mod api;
 pub mod auth;
+pub mod backup;
 pub mod cli;
 pub mod client_address;
 pub mod clock;

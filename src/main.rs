@@ -39,13 +39,27 @@ enum Command {
     },
     /// Verify that every file's contents are stored intact; list orphan blobs and temp files.
     ///
-    /// Exits 1 when a file's contents are missing or damaged. Safe while the server runs.
+    /// Names each missing or damaged file with its owner. Exits 0 when all is intact, 1 when
+    /// a file's contents are missing or damaged (or the check failed), 3 when --repair was
+    /// refused because a backup is running. Safe while the server runs.
     Check {
         #[command(flatten)]
         config: ConfigArg,
-        /// Remove orphan blobs and temp files untouched for an hour.
+        /// Remove orphan blobs and temp files untouched for an hour (each blob re-checked
+        /// against the database at the moment of removal).
         #[arg(long)]
         repair: bool,
+    },
+    /// Back up and restore: snapshots kept in backup.directory, verified, pruned, pushed
+    /// off the machine with rsync, restored into an empty state directory.
+    ///
+    /// Run it as the server's user, e.g. `sudo -u coffer coffer backup list`. Exit status 0
+    /// done, 1 failed or damage found, 2 unusable settings, 3 refused before changing anything.
+    Backup {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(subcommand)]
+        command: coffer::backup::command::BackupCommand,
     },
     /// Print the version.
     Version,
@@ -58,7 +72,7 @@ enum Command {
 struct ConfigArg {
     /// Settings file [default: /etc/coffer/coffer.toml when it exists, else built-in defaults].
     /// COFFER_* environment variables and $CREDENTIALS_DIRECTORY files override it.
-    #[arg(long, short = 'c', value_name = "PATH")]
+    #[arg(long, short = 'c', value_name = "PATH", global = true)]
     config: Option<PathBuf>,
 }
 
@@ -99,8 +113,11 @@ fn main() -> ExitCode {
             with_settings(&config, |_, settings| report(coffer::cli::run(settings, command).map(|()| true)))
         }
         Command::Check { config, repair } => {
-            with_settings(&config, |_, settings| report(coffer::cli::run_check(settings, repair)))
+            with_settings(&config, |_, settings| report_outcome(coffer::cli::run_check(settings, repair)))
         }
+        Command::Backup { config, command } => with_settings(&config, |file, settings| {
+            report_outcome(coffer::backup::command::run(settings, file, command))
+        }),
         Command::Serve(args) => with_settings(&args, |_, settings| serve(args.config.clone(), settings)),
     }
 }
@@ -121,6 +138,17 @@ fn report(outcome: anyhow::Result<bool>) -> ExitCode {
     match outcome {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
+        Err(err) => {
+            eprintln!("coffer: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The exit status of a maintenance command: 0 ok, 1 damage found or failed, 3 refused.
+fn report_outcome(outcome: anyhow::Result<coffer::cli::Outcome>) -> ExitCode {
+    match outcome {
+        Ok(outcome) => ExitCode::from(outcome.exit_code()),
         Err(err) => {
             eprintln!("coffer: {err:#}");
             ExitCode::FAILURE

@@ -110,7 +110,9 @@ impl Reloader {
 
     pub async fn apply(&self, new: Settings) -> anyhow::Result<ReloadOutcome> {
         let old = self.current.lock().map(|current| current.clone()).unwrap_or_else(|p| p.into_inner().clone());
-        let changed = changed_keys(&old, &new);
+        let mut changed = changed_keys(&old, &new);
+        // `[backup]` is read by each `coffer backup` command when it starts, not by the server.
+        changed.retain(|key| !key.starts_with("backup."));
         let tls_mode_changed = changed.iter().any(|key| key == "tls.mode");
         let (mut applied, mut needs_restart): (Vec<String>, Vec<String>) =
             changed.into_iter().partition(|key| LIVE_KEYS.contains(&key.as_str()) && !key.starts_with("tls."));

@@ -20,7 +20,7 @@ use crate::auth::{self, Auth, AuthParts, Lifetimes};
 use crate::clock::Clock;
 use crate::config::{Settings, TlsMode};
 use crate::db::Db;
-use crate::files::Files;
+use crate::files::{Files, GcRound};
 use crate::readiness::Readiness;
 use crate::reload::{self, Reloader};
 use crate::server::{self, AppEndpoint, HttpServer, Listener};
@@ -108,7 +108,14 @@ pub async fn open_accounts(settings: &Settings, clock: &Clock) -> anyhow::Result
 async fn prepare_files(settings: &Settings, db: &Db, clock: &Clock, state_dir: &StateDir) -> anyhow::Result<Files> {
     let store = BlobStore::new(state_dir.blobs_dir(), state_dir.tmp_dir());
     let sweeper = store.clone();
-    let swept = blocking(move || Ok(sweeper.sweep_tmp(std::time::Duration::ZERO)?)).await?;
+    let (swept, made_read_only) = blocking(move || {
+        let swept = sweeper.sweep_tmp(std::time::Duration::ZERO)?;
+        Ok((swept, sweeper.make_read_only().context("cannot make stored blobs read-only")?))
+    })
+    .await?;
+    if made_read_only > 0 {
+        tracing::info!(blobs = made_read_only, "made blobs stored by an earlier version read-only (0400)");
+    }
     let files = Files::new(
         db.clone(),
         clock.clone(),
@@ -117,7 +124,13 @@ async fn prepare_files(settings: &Settings, db: &Db, clock: &Clock, state_dir: &
         settings.storage.max_file_size.0,
         settings.storage.disk_reserve.0,
     );
-    let collected = files.collect_garbage().await.context("cannot collect unused blobs")?;
+    let collected = match files.collect_garbage().await.context("cannot collect unused blobs")? {
+        GcRound::Removed(removed) => removed,
+        GcRound::HeldOff => {
+            tracing::info!("a backup is running: unused blobs are collected after it");
+            Vec::new()
+        }
+    };
     if swept > 0 || !collected.is_empty() {
         tracing::info!(
             temp_files = swept,
@@ -156,10 +169,13 @@ async fn collect_garbage_every(files: Files, interval: std::time::Duration, shut
             () = shutdown.cancelled() => return,
         }
         match files.collect_garbage().await {
-            Ok(removed) if !removed.is_empty() => {
+            Ok(GcRound::Removed(removed)) if !removed.is_empty() => {
                 tracing::info!(task = "blob-gc", blobs = removed.len(), "removed unused blobs")
             }
-            Ok(_) => {}
+            Ok(GcRound::Removed(_)) => {}
+            Ok(GcRound::HeldOff) => {
+                tracing::info!(task = "blob-gc", "a backup is running; unused blobs wait for the next round")
+            }
             Err(err) => tracing::error!(task = "blob-gc", error = %err, "cannot remove unused blobs; will try again"),
         }
     }

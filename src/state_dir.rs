@@ -75,6 +75,11 @@ impl StateDir {
         self.keys_dir().join("device-tokens.key")
     }
 
+    /// Held shared by a backup, exclusively by blob collection (`storage::GcLock`).
+    pub fn gc_lock(&self) -> PathBuf {
+        self.root.join("gc.lock")
+    }
+
     /// Where the first admin's generated password is left for the operator.
     pub fn initial_admin_password(&self) -> PathBuf {
         self.root.join("initial-admin-password")

@@ -37,6 +37,7 @@ pub struct Settings {
     pub shares: ShareSettings,
     pub acme: AcmeSettings,
     pub audit: AuditSettings,
+    pub backup: BackupSettings,
     pub log: LogSettings,
 }
 
@@ -293,6 +294,52 @@ pub struct AuditSettings {
 impl Default for AuditSettings {
     fn default() -> Self {
         Self { retention: HumanDuration(std::time::Duration::from_secs(365 * 86_400)) }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BackupSettings {
+    /// Where snapshots are kept; `coffer backup init` marks it as this instance's.
+    pub directory: PathBuf,
+    /// The newest this many complete snapshots are always kept, however old.
+    pub keep_last: u32,
+    /// The newest snapshot of each of this many days (UTC) that have one is kept.
+    pub keep_daily: u32,
+    /// The newest snapshot of each of this many ISO weeks that have one is kept.
+    pub keep_weekly: u32,
+    /// The newest snapshot of each of this many months that have one is kept.
+    pub keep_monthly: u32,
+    /// `coffer backup run` re-hashes a different share of the blobs each day, so that every
+    /// blob is read back within this many days (0: only the quick verification).
+    pub verify_read_data_days: u32,
+    /// Where `backup push` (and `backup run`) copies snapshots with rsync: a directory,
+    /// `[user@]host:/path` over ssh, or `rsync://[user@]host[:port]/module/path`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub push_to: Option<String>,
+    /// The rsync daemon's password, in a file only its owner may read (rsync:// targets).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub push_password_file: Option<PathBuf>,
+    /// The remote shell for `host:/path` targets (rsync's `-e`).
+    pub push_ssh_command: String,
+    /// rsync gives up when no data moves for this long.
+    pub push_timeout: HumanDuration,
+}
+
+impl Default for BackupSettings {
+    fn default() -> Self {
+        Self {
+            directory: PathBuf::from("./coffer-backups"),
+            keep_last: 3,
+            keep_daily: 7,
+            keep_weekly: 4,
+            keep_monthly: 6,
+            verify_read_data_days: 7,
+            push_to: None,
+            push_password_file: None,
+            push_ssh_command: "ssh -o BatchMode=yes -o StrictHostKeyChecking=yes".into(),
+            push_timeout: HumanDuration(std::time::Duration::from_secs(300)),
+        }
     }
 }
 

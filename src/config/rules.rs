@@ -128,6 +128,21 @@ impl Settings {
         if shares.default_expiry.0 > shares.max_lifetime.0 {
             problems.push("key `shares.default_expiry`: must not exceed `shares.max_lifetime`".to_owned());
         }
+        let backup = &self.backup;
+        if backup.keep_last == 0 {
+            problems.push(
+                "key `backup.keep_last`: must be at least 1 (the floor that pruning never goes below)".to_owned(),
+            );
+        }
+        if backup.push_timeout.0.as_secs() == 0 {
+            problems.push("key `backup.push_timeout`: must be at least 1s".to_owned());
+        }
+        if backup.push_ssh_command.split_whitespace().next().is_none() {
+            problems.push("key `backup.push_ssh_command`: must name a command, like \"ssh\"".to_owned());
+        }
+        if backup.push_to.as_deref().is_some_and(|to| to.trim().is_empty()) {
+            problems.push("key `backup.push_to`: empty; remove the key to push nowhere".to_owned());
+        }
         if self.log.level.parse::<tracing_subscriber::EnvFilter>().is_err() {
             problems
                 .push(format!("key `log.level`: `{}` is not a valid log filter (try info or debug)", self.log.level));

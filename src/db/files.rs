@@ -218,3 +218,46 @@ pub fn referenced_blobs(conn: &Connection) -> Result<std::collections::HashSet<S
     let rows = statement.query_map([], |row| row.get::<_, String>(0))?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
+
+/// A file row as `coffer check` and backup verification see it: what to find in the blob
+/// store, and how to name the file and its owner to an admin.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContentRef {
+    pub id: String,
+    pub sha256: String,
+    pub size: i64,
+    pub owner: String,
+    /// `folder/name`.
+    pub path: String,
+}
+
+impl std::fmt::Display for ContentRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "file {} {:?} of {}", self.id, self.path, self.owner)
+    }
+}
+
+/// Every file row with its owner's username, in blob order.
+pub fn content_refs(conn: &Connection) -> Result<Vec<ContentRef>, DbError> {
+    let mut statement = conn.prepare(
+        "SELECT f.id, f.sha256, f.size, coalesce(u.username, f.owner_id), f.folder, f.name
+         FROM files f LEFT JOIN users u ON u.id = f.owner_id ORDER BY f.sha256, f.id",
+    )?;
+    let rows = statement.query_map([], |row| {
+        let folder: String = row.get(4)?;
+        let name: String = row.get(5)?;
+        Ok(ContentRef {
+            id: row.get(0)?,
+            sha256: row.get(1)?,
+            size: row.get(2)?,
+            owner: row.get(3)?,
+            path: if folder.is_empty() { name } else { format!("{folder}/{name}") },
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Whether any file row references the blob (inside the collector's write transaction).
+pub fn is_referenced(conn: &Connection, sha256: &str) -> Result<bool, DbError> {
+    Ok(conn.query_row("SELECT 1 FROM files WHERE sha256 = ?1 LIMIT 1", [sha256], |_| Ok(())).optional()?.is_some())
+}

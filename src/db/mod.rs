@@ -146,6 +146,17 @@ mod tests {
         assert_eq!(number("busy_timeout"), 4321);
     }
 
+    #[test]
+    fn bundled_sqlite_has_the_wal_reset_fix() {
+        // SQLite before 3.51.3 (except the 3.44.6 and 3.50.7 backports) can corrupt a WAL
+        // database when two connections write or checkpoint at the same instant; backups and
+        // `coffer check` add connections to the server's database.
+        let conn = Connection::open_in_memory().unwrap();
+        let version: String = conn.query_row("SELECT sqlite_version()", [], |row| row.get(0)).unwrap();
+        assert!(rusqlite::version_number() >= 3_051_003, "bundled SQLite {version} lacks the WAL-reset fix");
+        assert_eq!(rusqlite::version(), version, "the library linked is the one bundled");
+    }
+
     #[tokio::test]
     async fn failed_write_rolls_back_and_leaves_the_pool_usable() {
         let dir = tempfile::tempdir().unwrap();

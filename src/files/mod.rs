@@ -5,12 +5,15 @@
 //! and quota limits, published, and only then recorded, in one IMMEDIATE transaction that
 //! checks the quota and the name again, so parallel uploads can neither overshoot a quota nor
 //! take one name twice. Anything that fails leaves no row and uses no quota; a published blob
-//! whose row never commits is collected by the next GC pass.
+//! whose row never commits is collected by the next GC pass. That transaction also makes sure
+//! the blob is still stored (`gc.rs` removes blobs only under the same write lock), so a
+//! committed row always has its blob, even when the upload's request was cancelled meanwhile.
 //!
 //! Another user's file is "not found", never "forbidden", so ids reveal nothing. Admins may
 //! read every file; each such read of someone else's file is audited.
 
 mod access;
+pub mod gc;
 pub mod media_type;
 
 use std::sync::Arc;
@@ -27,9 +30,10 @@ use crate::db::files::{self, FileRow};
 use crate::db::{Db, DbError, users};
 use crate::domain::{Description, DescriptionError, FileId, FileName, FolderPath, NameError, UserId};
 use crate::state_dir::StateDir;
-use crate::storage::{BlobStore, ExpectedDigests, IngestError, PendingBlob};
+use crate::storage::{BlobStore, ExpectedDigests, GcLock, IngestError, PendingBlob};
 
 pub use access::Access;
+pub use gc::GcRound;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FileError {
@@ -126,6 +130,9 @@ pub struct Files {
     /// `storage.max_file_size`, shared by every clone so a reload changes it everywhere.
     max_file_size: Arc<AtomicU64>,
     disk_reserve: u64,
+    /// Tests: runs inside an upload's commit transaction, before anything else there.
+    #[cfg(test)]
+    pause_before_commit: Option<Arc<dyn Fn() + Send + Sync>>,
 }
 
 impl Files {
@@ -144,7 +151,17 @@ impl Files {
             max_delay: Duration::from_secs(3600),
         };
         let grant_misses = Arc::new(Throttle::new(policy, clock.clone()));
-        Self { db, clock, store, grant_misses, state_dir, max_file_size, disk_reserve }
+        Self {
+            db,
+            clock,
+            store,
+            grant_misses,
+            state_dir,
+            max_file_size,
+            disk_reserve,
+            #[cfg(test)]
+            pause_before_commit: None,
+        }
     }
 
     pub fn clock(&self) -> &Clock {
@@ -238,11 +255,22 @@ impl Files {
         let caller = caller.clone();
         let owner = caller.user_id.clone();
         let now = self.clock.now();
+        #[cfg(test)]
+        let pause = self.pause_before_commit.clone();
+        // `published` moves into the transaction: even when this request is cancelled, the
+        // blob is checked (and put back) under the write lock that blob collection takes too.
         let row = self
             .db
             .write(move |tx| {
+                #[cfg(test)]
+                if let Some(pause) = pause {
+                    pause();
+                }
                 if !caller.still_authorized(tx)? {
                     return Ok(Err(FileError::CredentialsEnded));
+                }
+                if let Err(err) = published.ensure_stored() {
+                    return Ok(Err(FileError::Io(err)));
                 }
                 let existing = files::by_name(tx, &owner, &request.folder, &request.name)?;
                 if !request.precondition.holds(existing.as_ref()) {
@@ -285,19 +313,34 @@ impl Files {
                 Ok(Ok(row))
             })
             .await??;
-        drop(published);
         Ok(row)
     }
 
-    /// Removes blobs no file references (and finished uploads' leftovers). Safe at any time:
-    /// it holds the publish lock, so blobs awaiting their rows are never touched.
-    pub async fn collect_garbage(&self) -> Result<Vec<String>, FileError> {
-        let path = self.db.path().to_owned();
-        let referenced = move || {
-            let conn = crate::db::connect(&path, Duration::from_secs(30)).map_err(std::io::Error::other)?;
-            files::referenced_blobs(&conn).map_err(std::io::Error::other)
-        };
-        Ok(self.store.collect_garbage(Duration::ZERO, referenced).await?)
+    /// Removes blobs no file references. Safe at any time: each blob is re-checked and removed
+    /// under the database write lock (see `gc.rs`). Skipped while a backup holds `gc.lock`.
+    pub async fn collect_garbage(&self) -> Result<GcRound, FileError> {
+        let (lock_path, store) = (self.state_dir.gc_lock(), self.store.clone());
+        let listed = tokio::task::spawn_blocking(move || -> std::io::Result<_> {
+            let Some(lock) = GcLock::try_exclusive(&lock_path)? else { return Ok(None) };
+            Ok(Some((lock, store.list_blobs()?)))
+        })
+        .await
+        .map_err(std::io::Error::other)??;
+        let Some((lock, stored)) = listed else { return Ok(GcRound::HeldOff) };
+        let referenced = self.db.read(files::referenced_blobs).await?;
+        let candidates: Vec<String> = stored.into_iter().filter(|blob| !referenced.contains(blob)).collect();
+        let mut removed = Vec::new();
+        for batch in candidates.chunks(gc::BATCH) {
+            let (store, batch) = (self.store.clone(), batch.to_vec());
+            let discarded =
+                self.db.write(move |tx| gc::discard_unreferenced(tx, &store, &batch, Duration::ZERO)).await??;
+            let discarded = tokio::task::spawn_blocking(move || gc::remove_trash(&discarded).map(|()| discarded))
+                .await
+                .map_err(std::io::Error::other)??;
+            removed.extend(discarded.into_iter().map(|(sha256, _)| sha256));
+        }
+        drop(lock);
+        Ok(GcRound::Removed(removed))
     }
 }
 

@@ -133,7 +133,9 @@ fn write_temp(
     want_sha512: bool,
 ) -> io::Result<Option<Written>> {
     let path = tmp.join(format!("upload-{:032x}", rand::random::<u128>()));
-    let mut file = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path)?;
+    // Created read-only: this inode becomes the stored blob (hard-linked, never rewritten);
+    // the descriptor opened here is the only one that may ever write it.
+    let mut file = OpenOptions::new().write(true).create_new(true).mode(super::BLOB_MODE).open(&path)?;
     let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
     let mut digest512 = want_sha512.then(|| ring::digest::Context::new(&ring::digest::SHA512));
     let mut bytes_written = 0u64;
@@ -307,7 +309,9 @@ mod tests {
         let again = store.publish(second).await.unwrap();
         assert_eq!(published.sha256, again.sha256);
         assert_eq!(store.list_blobs().unwrap(), vec![published.sha256.clone()]);
-        // The second, redundant copy is removed in the background.
+        // Once the rows are committed, both temp files (a second link and a redundant copy)
+        // are removed in the background.
+        drop((published, again));
         let mut polls = 0;
         while std::fs::read_dir(store.tmp_dir()).unwrap().count() > 0 {
             assert!(polls < 500, "the redundant temp file was left");
@@ -403,27 +407,45 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn garbage_collection_spares_referenced_and_recent_blobs() {
+    async fn stored_blobs_are_read_only_and_a_discarded_blob_is_linked_again_at_commit() {
+        use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let store = store(dir.path());
-        let kept = store
+        let published = store
             .publish(store.ingest(chunks(&[b"kept"]), 100, ExpectedDigests::default()).await.unwrap())
             .await
             .unwrap();
-        let orphan = store
-            .publish(store.ingest(chunks(&[b"orphan"]), 100, ExpectedDigests::default()).await.unwrap())
-            .await
-            .unwrap();
-        let (kept_hash, orphan_hash) = (kept.sha256.clone(), orphan.sha256.clone());
-        drop((kept, orphan));
-        let live = std::collections::HashSet::from([kept_hash.clone()]);
-        let young = store.collect_garbage(std::time::Duration::from_secs(3600), {
-            let live = live.clone();
-            move || Ok(live)
-        });
-        assert!(young.await.unwrap().is_empty(), "recent blobs are spared");
-        let removed = store.collect_garbage(std::time::Duration::ZERO, move || Ok(live)).await.unwrap();
-        assert_eq!(removed, vec![orphan_hash]);
-        assert_eq!(store.list_blobs().unwrap(), vec![kept_hash]);
+        let path = store.blob_path(&published.sha256).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o400);
+        assert!(store.discard(&published.sha256, std::time::Duration::from_secs(3600)).unwrap().is_none(), "too young");
+        let trash = store.discard(&published.sha256, std::time::Duration::ZERO).unwrap().unwrap();
+        assert!(!path.exists() && trash.starts_with(store.tmp_dir()));
+        assert!(published.ensure_stored().unwrap(), "the commit puts the blob back");
+        assert_eq!(std::fs::read(&path).unwrap(), b"kept");
+        assert!(!published.ensure_stored().unwrap());
+        drop(published);
+        std::fs::remove_file(trash).unwrap();
+        let mut polls = 0;
+        while std::fs::read_dir(store.tmp_dir()).unwrap().count() > 0 {
+            assert!(polls < 500, "the upload's temp file was left");
+            polls += 1;
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert_eq!(std::fs::read(&path).unwrap(), b"kept", "the blob outlives the temp file");
+    }
+
+    #[test]
+    fn blobs_stored_by_older_versions_are_made_read_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path());
+        let sha256 = hex(ring::digest::digest(&ring::digest::SHA256, b"old").as_ref());
+        let path = store.blob_path(&sha256).unwrap();
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, b"old").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(store.make_read_only().unwrap(), 1);
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o400);
+        assert_eq!(store.make_read_only().unwrap(), 0);
     }
 }

@@ -1,40 +1,99 @@
 //! The content-addressed blob store: file contents under `blobs/ab/cd/<sha256>`.
 //!
-//! Blobs are immutable: one is written once, under the hash of its contents, and never
-//! rewritten, so two files with the same contents share a blob without ever aliasing each
-//! other's changes. An upload streams into `tmp/` on a dedicated blocking thread fed through
-//! a small bounded channel (memory stays flat), hashing as it goes; it is fsynced, renamed
-//! into place and the directory fsynced, and only then may the caller commit its database row.
-//! A blob no row references is deleted only by [`BlobStore::collect_garbage`], which holds the
-//! publish lock exclusively, so it can never remove a blob between its rename and its row's
-//! commit. Paths come from hashes only, never from user input.
+//! Blobs are immutable and read-only (mode 0400): one is written once, under the hash of its
+//! contents, and never rewritten, so two files with the same contents share a blob without
+//! ever aliasing each other's changes, and a backup may hard-link the very inode. An upload
+//! streams into `tmp/` on a dedicated blocking thread fed through a small bounded channel
+//! (memory stays flat), hashing as it goes; it is fsynced, hard-linked into place and the
+//! directory fsynced, and only then may the caller commit its database row.
+//!
+//! One exclusion keeps blobs and rows consistent: the database's write lock. A blob is removed
+//! only by [`BlobStore::discard`], called inside an IMMEDIATE transaction after re-checking
+//! that no row references it; an upload's commit calls [`Published::ensure_stored`] inside
+//! its own IMMEDIATE transaction, which links the blob again from the upload's temp file if a
+//! collection removed it since publication. Whichever transaction goes first, a committed row
+//! always has its blob. Paths come from hashes only, never from user input.
 
 pub mod check;
+pub mod gc_lock;
 mod ingest;
 mod write_behind;
 
 use std::io;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use tokio::sync::{OwnedRwLockReadGuard, RwLock};
-
+pub use gc_lock::GcLock;
 pub use ingest::{ExpectedDigests, HEAD_BYTES, IngestError, PendingBlob};
+
+/// The mode of every stored blob: read-only, for the service user alone.
+pub const BLOB_MODE: u32 = 0o400;
 
 #[derive(Clone)]
 pub struct BlobStore {
     blobs: PathBuf,
     tmp: PathBuf,
-    /// Held shared from a blob's publication until its row commits; exclusively by GC.
-    publish_lock: Arc<RwLock<()>>,
 }
 
-/// Keeps a just-published blob safe from garbage collection until dropped (after the commit).
+/// A blob in the store whose row is not committed yet. It keeps the upload's temp file (a
+/// second link to the same contents) until dropped, so the commit can put the blob back if a
+/// collection removed it meanwhile; dropping removes the temp file in the background.
 pub struct Published {
     pub sha256: String,
     pub size: u64,
-    _guard: OwnedRwLockReadGuard<()>,
+    target: PathBuf,
+    temp: Option<PathBuf>,
+}
+
+impl Published {
+    /// Makes sure the blob is in the store, linking it again from the upload's temp file when
+    /// it is not. Call it inside the IMMEDIATE transaction that commits the blob's row: blobs
+    /// are removed only under that same write lock. Blocking. Returns whether it was relinked.
+    pub fn ensure_stored(&self) -> io::Result<bool> {
+        if self.target.exists() {
+            return Ok(false);
+        }
+        let temp = self.temp.as_deref().ok_or_else(|| io::Error::other("the upload's temp file is gone"))?;
+        link_into_store(temp, &self.target)?;
+        tracing::info!(
+            target: "coffer::storage",
+            sha256 = %self.sha256,
+            "a blob collected between its upload's publication and commit was linked again"
+        );
+        Ok(true)
+    }
+}
+
+impl Drop for Published {
+    fn drop(&mut self) {
+        if let Some(temp) = self.temp.take() {
+            // Freeing a deduplicated upload's own copy takes a while (about 0.5 s per GiB);
+            // nobody need wait for it. A crash before it is done leaves a temp file the next
+            // start sweeps.
+            match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => drop(runtime.spawn_blocking(move || std::fs::remove_file(temp))),
+                Err(_) => drop(std::fs::remove_file(temp)),
+            }
+        }
+    }
+}
+
+/// Hard-links `temp` at `target` (creating its shard directories) and makes the new entry
+/// durable. An existing `target` holds the same contents (same name, same hash): not an error.
+fn link_into_store(temp: &Path, target: &Path) -> io::Result<()> {
+    let shard = target.parent().ok_or_else(|| io::Error::other("blob path has no parent"))?;
+    std::fs::create_dir_all(shard)?;
+    match std::fs::hard_link(temp, target) {
+        Ok(()) => {}
+        Err(err) if err.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
+        Err(err) => return Err(err),
+    }
+    sync_dir(shard)?;
+    if let Some(top) = shard.parent() {
+        sync_dir(top)?;
+    }
+    Ok(())
 }
 
 /// Bytes read from disk at a time when serving a blob, and chunks read ahead of the client.
@@ -52,7 +111,7 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 
 impl BlobStore {
     pub fn new(blobs: PathBuf, tmp: PathBuf) -> Self {
-        Self { blobs, tmp, publish_lock: Arc::new(RwLock::new(())) }
+        Self { blobs, tmp }
     }
 
     /// Where the blob with this hash lives; `None` for anything but a SHA-256 hex string.
@@ -64,36 +123,20 @@ impl BlobStore {
         &self.tmp
     }
 
-    /// Moves a fully written, fsynced upload into place, then fsyncs the directories involved;
-    /// when the same contents are already stored, the upload is removed in the background.
+    /// Links a fully written, fsynced (and read-only) upload into place, then fsyncs the
+    /// directories involved; when the same contents are already stored, nothing changes.
     pub async fn publish(&self, pending: PendingBlob) -> Result<Published, IngestError> {
-        let guard = Arc::clone(&self.publish_lock).read_owned().await;
         let target = self.blob_path(&pending.sha256).ok_or_else(|| IngestError::Disk(io::Error::other("bad hash")))?;
         let (sha256, size) = (pending.sha256.clone(), pending.size);
-        let redundant = tokio::task::spawn_blocking(move || -> io::Result<Option<PathBuf>> {
-            let temp = pending.take_path();
-            if target.exists() {
-                return Ok(Some(temp));
-            }
-            let shard = target.parent().ok_or_else(|| io::Error::other("blob path has no parent"))?;
-            std::fs::create_dir_all(shard)?;
-            std::fs::rename(&temp, &target)?;
-            sync_dir(shard)?;
-            if let Some(top) = shard.parent() {
-                sync_dir(top)?;
-            }
-            Ok(None)
-        })
-        .await
-        .map_err(|err| IngestError::Disk(io::Error::other(err.to_string())))?
-        .map_err(IngestError::from_io)?;
-        if let Some(temp) = redundant {
-            // Freeing a large file's extents takes a while (about 0.5 s per GiB); the caller
-            // need not wait for it. A crash before it is done leaves a temp file the next
-            // start sweeps.
-            drop(tokio::task::spawn_blocking(move || std::fs::remove_file(temp)));
-        }
-        Ok(Published { sha256, size, _guard: guard })
+        let temp = pending.take_path();
+        // From here the temp file belongs to `published`, which removes it when dropped.
+        let published = Published { sha256, size, target, temp: Some(temp) };
+        let (temp, target) = (published.temp.clone().unwrap_or_default(), published.target.clone());
+        tokio::task::spawn_blocking(move || link_into_store(&temp, &target))
+            .await
+            .map_err(|err| IngestError::Disk(io::Error::other(err.to_string())))?
+            .map_err(IngestError::from_io)?;
+        Ok(published)
     }
 
     /// Opens a blob for reading. Blocking.
@@ -179,29 +222,38 @@ impl BlobStore {
         Ok(removed)
     }
 
-    /// Deletes blobs that `referenced` (a fresh look at the database) does not know and that
-    /// were stored at least `older_than` ago. Holds the publish lock exclusively throughout.
-    pub async fn collect_garbage<F>(&self, older_than: Duration, referenced: F) -> io::Result<Vec<String>>
-    where
-        F: FnOnce() -> io::Result<std::collections::HashSet<String>> + Send + 'static,
-    {
-        let _exclusive = self.publish_lock.write().await;
-        let store = self.clone();
-        tokio::task::spawn_blocking(move || {
-            let live = referenced()?;
-            let now = SystemTime::now();
-            let mut removed = Vec::new();
-            for sha256 in store.list_blobs()? {
-                let Some(path) = store.blob_path(&sha256) else { continue };
-                let age = now.duration_since(std::fs::metadata(&path)?.modified()?).unwrap_or_default();
-                if !live.contains(&sha256) && age >= older_than {
-                    std::fs::remove_file(&path)?;
-                    removed.push(sha256);
-                }
+    /// Moves a blob out of the store (into `tmp/`, to be removed by the caller) when it was
+    /// stored at least `min_age` ago; `None` when it is younger or already gone. Call it only
+    /// inside an IMMEDIATE transaction that has just found no row referencing the blob: that
+    /// write lock is what keeps a commit from recording it meanwhile. The move is a rename,
+    /// so the lock is never held while a large file's space is freed. Blocking.
+    pub fn discard(&self, sha256: &str, min_age: Duration) -> io::Result<Option<PathBuf>> {
+        let Some(path) = self.blob_path(sha256) else { return Ok(None) };
+        let modified = match std::fs::metadata(&path) {
+            Ok(metadata) => metadata.modified()?,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(err) => return Err(err),
+        };
+        if SystemTime::now().duration_since(modified).unwrap_or_default() < min_age {
+            return Ok(None);
+        }
+        let trash = self.tmp.join(format!("gc-{sha256}-{:08x}", rand::random::<u32>()));
+        std::fs::rename(&path, &trash)?;
+        Ok(Some(trash))
+    }
+
+    /// Makes every stored blob read-only ([`BLOB_MODE`]); blobs stored by versions before
+    /// that rule were 0600. Blocking. Returns how many it changed.
+    pub fn make_read_only(&self) -> io::Result<usize> {
+        let mut changed = 0;
+        for sha256 in self.list_blobs()? {
+            let Some(path) = self.blob_path(&sha256) else { continue };
+            let mode = std::fs::metadata(&path)?.permissions().mode() & 0o7777;
+            if mode != BLOB_MODE {
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(BLOB_MODE))?;
+                changed += 1;
             }
-            Ok(removed)
-        })
-        .await
-        .map_err(|err| io::Error::other(err.to_string()))?
+        }
+        Ok(changed)
     }
 }
