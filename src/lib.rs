@@ -14,6 +14,7 @@ pub mod config;
 pub mod db;
 pub mod domain;
 pub mod files;
+pub mod metrics;
 pub mod readiness;
 pub mod reload;
 pub mod retention;

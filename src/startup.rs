@@ -23,7 +23,7 @@ use crate::db::Db;
 use crate::files::{Files, GcRound};
 use crate::readiness::Readiness;
 use crate::reload::{self, Reloader};
-use crate::server::{self, AppEndpoint, HttpServer, Listener};
+use crate::server::{self, AppEndpoint, HttpServer, Listener, ListenerKind};
 use crate::shares::{ShareKeys, SharePolicy, Shares};
 use crate::state_dir::{StateDir, load_or_create_secret};
 use crate::storage::BlobStore;
@@ -181,36 +181,52 @@ async fn collect_garbage_every(files: Files, interval: std::time::Duration, shut
     }
 }
 
-/// Whether a socket serves the application or only redirects to it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum SocketRole {
-    Application,
-    RedirectToHttps,
-}
-
 /// The sockets passed by systemd (named `https` or `http`), else `server.listen` bound here.
-async fn listen_sockets(settings: &Settings) -> anyhow::Result<Vec<(SocketRole, TcpListener)>> {
+async fn listen_sockets(settings: &Settings) -> anyhow::Result<Vec<(ListenerKind, TcpListener)>> {
     let passed = systemd::passed_sockets().context("cannot use the sockets passed by the service manager")?;
     if passed.is_empty() {
         let bound = server::bind_all(&settings.server.listen).await?;
-        let mut sockets: Vec<_> = bound.into_iter().map(|socket| (SocketRole::Application, socket)).collect();
+        let mut sockets: Vec<_> = bound.into_iter().map(|socket| (ListenerKind::Application, socket)).collect();
         let plain = server::bind_all(&settings.server.http_listen).await?;
-        sockets.extend(plain.into_iter().map(|socket| (SocketRole::RedirectToHttps, socket)));
+        sockets.extend(plain.into_iter().map(|socket| (ListenerKind::RedirectToHttps, socket)));
         return Ok(sockets);
     }
     let tls_off = settings.tls.mode == TlsMode::Off;
     let mut sockets = Vec::new();
     for socket in passed {
         let role = match socket.name.as_str() {
-            "https" | "unknown" => SocketRole::Application,
-            "http" if tls_off => SocketRole::Application,
-            "http" => SocketRole::RedirectToHttps,
+            "https" | "unknown" => ListenerKind::Application,
+            "http" if tls_off => ListenerKind::Application,
+            "http" => ListenerKind::RedirectToHttps,
             other => anyhow::bail!("a passed socket is named {other:?}; name sockets https or http"),
         };
         sockets.push((role, TcpListener::from_std(socket.listener)?));
     }
     tracing::info!(sockets = sockets.len(), "using sockets passed by the service manager; server.listen is not used");
     Ok(sockets)
+}
+
+/// The Prometheus listener (`[metrics]`), when one is configured.
+async fn metrics_listener(settings: &Settings, scrape: crate::metrics::Scrape) -> anyhow::Result<Option<Listener>> {
+    let Some(addr) = settings.metrics.listen else { return Ok(None) };
+    let token = match settings.metrics.bearer_token_file.clone() {
+        Some(path) => {
+            let shown = path.display().to_string();
+            let text = blocking(move || Ok(std::fs::read_to_string(&path)?))
+                .await
+                .with_context(|| format!("cannot read metrics.bearer_token_file {shown}"))?;
+            let token = text.trim().to_owned();
+            anyhow::ensure!(
+                token.len() >= 16,
+                "metrics.bearer_token_file {shown}: the token must be at least 16 characters"
+            );
+            Some(token)
+        }
+        None => None,
+    };
+    let socket = server::bind_all(&[addr]).await?.pop().context("no metrics socket")?;
+    let endpoint: AppEndpoint = Arc::new(crate::metrics::metrics_endpoint(scrape, token));
+    Ok(Some(Listener { socket, tls: None, endpoint, kind: ListenerKind::Metrics }))
 }
 
 /// Makes the line `systemctl status` shows: addresses, certificate, counts.
@@ -307,6 +323,15 @@ impl Application {
         auth::ensure_initial_admin(&auth, &state_dir.initial_admin_password()).await?;
         let files = prepare_files(&settings, &db, &clock, &state_dir).await?;
         let shares = build_shares(&settings, &db, &files, &auth, &state_dir).await?;
+        let scrape = crate::metrics::Scrape {
+            db: db.clone(),
+            clock: clock.clone(),
+            state_dir: state_dir.clone(),
+            disk_reserve: settings.storage.disk_reserve.0,
+            resolver: resolver.clone(),
+            acme: certificate.clone(),
+            backup_dir: settings.backup.directory.clone(),
+        };
         let readiness =
             Readiness::new(db.clone(), clock.clone(), state_dir, settings.storage.disk_reserve.0, certificate.clone());
         let max_body_size = Arc::new(AtomicU64::new(settings.server.max_body_size.0));
@@ -321,19 +346,20 @@ impl Application {
         }));
         let https_port = sockets
             .iter()
-            .filter(|(role, _)| *role == SocketRole::Application)
+            .filter(|(role, _)| *role == ListenerKind::Application)
             .find_map(|(_, socket)| socket.local_addr().ok())
             .map_or(443, |addr| addr.port());
         let redirect: AppEndpoint = Arc::new(api::to_https(public_url, https_port, http01));
-        let listeners = sockets
+        let mut listeners: Vec<Listener> = sockets
             .into_iter()
             .map(|(role, socket)| match role {
-                SocketRole::Application => {
-                    Listener { socket, tls: tls_config.clone(), endpoint: Arc::clone(&endpoint) }
+                ListenerKind::RedirectToHttps => {
+                    Listener { socket, tls: None, endpoint: Arc::clone(&redirect), kind: ListenerKind::RedirectToHttps }
                 }
-                SocketRole::RedirectToHttps => Listener { socket, tls: None, endpoint: Arc::clone(&redirect) },
+                kind => Listener { socket, tls: tls_config.clone(), endpoint: Arc::clone(&endpoint), kind },
             })
             .collect();
+        listeners.extend(metrics_listener(&settings, scrape).await?);
         let limits = Arc::new(RwLock::new(reload::connection_limits(&settings)));
         let server = HttpServer::new(listeners, Arc::clone(&limits), settings.server.max_connections);
         let live = reload::Live {
@@ -347,11 +373,6 @@ impl Application {
         Ok(Self { server, settings, clock, files, shares, db, resolver, reloader, acme, acme_stop, certificate })
     }
 
-    /// Whether a listener serves the application (not the redirect to HTTPS).
-    fn serves_application(&self, listener: &Listener) -> bool {
-        listener.tls.is_some() || self.settings.tls.mode == TlsMode::Off
-    }
-
     pub fn reloader(&self) -> Arc<Reloader> {
         Arc::clone(&self.reloader)
     }
@@ -362,6 +383,7 @@ impl Application {
             .server
             .listeners()
             .iter()
+            .filter(|listener| listener.kind != ListenerKind::Metrics)
             .filter_map(|listener| {
                 let scheme = if listener.tls.is_some() { "https" } else { "http" };
                 listener.local_addr().map(|addr| format!("{scheme}://{addr}"))
@@ -375,9 +397,19 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: CancellationToken) {
         for listener in self.server.listeners() {
             let Some(addr) = listener.local_addr() else { continue };
-            if !self.serves_application(listener) {
-                tracing::info!(url = %format!("http://{addr}"), "redirecting plain HTTP to HTTPS");
-                continue;
+            match listener.kind {
+                ListenerKind::RedirectToHttps => {
+                    tracing::info!(url = %format!("http://{addr}"), "redirecting plain HTTP to HTTPS");
+                    continue;
+                }
+                ListenerKind::Metrics => {
+                    tracing::info!(url = %format!("http://{addr}/metrics"), "serving metrics");
+                    if !addr.ip().is_loopback() && self.settings.metrics.bearer_token_file.is_none() {
+                        tracing::warn!(%addr, "metrics are served beyond loopback without a bearer token (metrics.bearer_token_file)");
+                    }
+                    continue;
+                }
+                ListenerKind::Application => {}
             }
             let scheme = if listener.tls.is_some() { "https" } else { "http" };
             tracing::info!(url = %format!("{scheme}://{addr}"), "listening");

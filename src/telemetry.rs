@@ -19,7 +19,7 @@ static FILTER: OnceLock<reload::Handle<EnvFilter, Registry>> = OnceLock::new();
 pub fn init(settings: &LogSettings) {
     let filter = EnvFilter::try_new(&settings.level).unwrap_or_else(|_| EnvFilter::new("info"));
     let (filter, handle) = reload::Layer::new(filter);
-    let registry = tracing_subscriber::registry().with(filter);
+    let registry = tracing_subscriber::registry().with(filter).with(CountWarnings);
     let installed = match settings.format {
         LogFormat::Json => registry
             .with(fmt::layer().json().flatten_event(true).with_current_span(false).with_writer(std::io::stderr))
@@ -35,6 +35,21 @@ pub fn init(settings: &LogSettings) {
     // Already installed (tests build several applications in one process): keep the first.
     if installed.is_ok() {
         let _ = FILTER.set(handle);
+    }
+}
+
+/// Counts log events at warn level and above for the metrics (`coffer_log_events_total`),
+/// after the level filter, so what is counted is what is logged.
+struct CountWarnings;
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for CountWarnings {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        let level = *event.metadata().level();
+        if level == tracing::Level::ERROR {
+            crate::metrics::get().log_events.with(["error"]).inc();
+        } else if level == tracing::Level::WARN {
+            crate::metrics::get().log_events.with(["warn"]).inc();
+        }
     }
 }
 

@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 
+use poem::PathPattern;
 use poem::http::{HeaderValue, Method, StatusCode, header};
 use poem::{Endpoint, IntoResponse, Request, Response};
 use poem_openapi::Object;
@@ -113,11 +114,26 @@ pub async fn json_errors<E: Endpoint>(
     let request_id = req.extensions().get::<RequestId>().map(|id| id.0.clone());
     let path = req.uri().path().to_owned();
     let is_head = req.method() == Method::HEAD;
+    let mut route = None;
     let outcome = match endpoint.call(req).await {
         Ok(response) => Ok(response.into_response()),
         // A typed error response from a handler: keep its code and body.
-        Err(err) if err.is_from_response() => Ok(err.into_response()),
-        Err(err) => Err(err),
+        Err(err) if err.is_from_response() => {
+            route = err.data::<PathPattern>().cloned();
+            Ok(err.into_response())
+        }
+        Err(err) => {
+            route = err.data::<PathPattern>().cloned();
+            Err(err)
+        }
+    };
+    let routed = |mut response: Response| {
+        if let Some(route) = &route {
+            if response.data::<PathPattern>().is_none() {
+                response.set_data(route.clone());
+            }
+        }
+        response
     };
     let (status, message) = match outcome {
         Ok(response) => {
@@ -125,7 +141,7 @@ pub async fn json_errors<E: Endpoint>(
             let is_json = response.content_type().is_some_and(|kind| kind.starts_with("application/json"));
             let is_page = response.content_type().is_some_and(|kind| kind.starts_with("text/html"));
             if !status.is_client_error() && !status.is_server_error() {
-                return Ok(response);
+                return Ok(routed(response));
             }
             // The share pages answer browsers with pages of their own.
             if is_page {
@@ -133,14 +149,14 @@ pub async fn json_errors<E: Endpoint>(
                 if is_head {
                     response.set_body(());
                 }
-                return Ok(response);
+                return Ok(routed(response));
             }
             if is_json {
                 let mut response = with_request_id(response, request_id).await;
                 if is_head {
                     response.set_body(());
                 }
-                return Ok(response);
+                return Ok(routed(response));
             }
             (status, status.canonical_reason().unwrap_or("error").to_owned())
         }
@@ -164,7 +180,7 @@ pub async fn json_errors<E: Endpoint>(
     if is_head {
         response.set_body(());
     }
-    Ok(with_bearer_challenge(response))
+    Ok(routed(with_bearer_challenge(response)))
 }
 
 /// A 401 names the scheme the client should use (RFC 9110).

@@ -90,8 +90,47 @@ fn redacted_path(path: &str, share_id: Option<&str>) -> String {
     }
 }
 
+/// The OpenAPI document's path templates (`/api/v1/files/{id}`) by the patterns poem-openapi
+/// routes them with (`/api/v1/files/:param0`), so metrics name routes as the document does.
+#[derive(Default)]
+pub struct RouteNames {
+    by_pattern: std::collections::HashMap<String, String>,
+}
+
+impl RouteNames {
+    pub fn from_spec(spec_json: &str, prefix: &str) -> Self {
+        let spec: serde_json::Value = serde_json::from_str(spec_json).unwrap_or_default();
+        let mut by_pattern = std::collections::HashMap::new();
+        for path in spec.get("paths").and_then(|paths| paths.as_object()).into_iter().flat_map(|paths| paths.keys()) {
+            let mut index = 0;
+            let pattern: Vec<String> = path
+                .split('/')
+                .map(|segment| {
+                    if segment.starts_with('{') {
+                        index += 1;
+                        format!(":param{}", index - 1)
+                    } else {
+                        segment.to_owned()
+                    }
+                })
+                .collect();
+            by_pattern.insert(format!("{prefix}{}", pattern.join("/")), format!("{prefix}{path}"));
+        }
+        Self { by_pattern }
+    }
+
+    /// The route's name for metrics: the document's template, else poem's own pattern.
+    fn name(&self, pattern: &str) -> String {
+        self.by_pattern.get(pattern).cloned().unwrap_or_else(|| pattern.to_owned())
+    }
+}
+
 /// Middleware: assigns the request id and writes the request's log line.
-pub async fn request_log<E: Endpoint>(endpoint: Arc<E>, mut req: Request) -> poem::Result<Response> {
+pub async fn request_log<E: Endpoint>(
+    endpoint: Arc<E>,
+    mut req: Request,
+    routes: Arc<RouteNames>,
+) -> poem::Result<Response> {
     let id = req
         .header(REQUEST_ID)
         .filter(|candidate| accept_request_id(candidate))
@@ -107,7 +146,13 @@ pub async fn request_log<E: Endpoint>(endpoint: Arc<E>, mut req: Request) -> poe
         status: None,
     };
 
+    let method = line.method.clone();
+    let in_flight = crate::metrics::get().http_in_flight.track();
     let mut response = endpoint.get_response(req).await;
+    drop(in_flight);
+    let route =
+        response.data::<poem::PathPattern>().map_or_else(|| "unrouted".to_owned(), |route| routes.name(&route.0));
+    record_metrics(&route, &method, response.status().as_u16(), line.started.elapsed());
 
     if let Ok(value) = HeaderValue::from_str(&line.id) {
         response.headers_mut().insert(REQUEST_ID, value);
@@ -119,6 +164,24 @@ pub async fn request_log<E: Endpoint>(endpoint: Arc<E>, mut req: Request) -> poe
     line.status = Some(status);
     line.write(status);
     Ok(response)
+}
+
+/// Counts an answered request by route template (never the raw path), method and status class.
+fn record_metrics(route: &str, method: &poem::http::Method, status: u16, elapsed: std::time::Duration) {
+    let metrics = crate::metrics::get();
+    // Methods outside the standard set are one label, so clients cannot invent label values.
+    let method = match *method {
+        poem::http::Method::GET
+        | poem::http::Method::HEAD
+        | poem::http::Method::POST
+        | poem::http::Method::PUT
+        | poem::http::Method::PATCH
+        | poem::http::Method::DELETE
+        | poem::http::Method::OPTIONS => method.as_str(),
+        _ => "OTHER",
+    };
+    metrics.http_requests.with([route, method, crate::metrics::status_class(status)]).inc();
+    metrics.http_duration.with([route, method]).observe(elapsed.as_secs_f64());
 }
 
 /// Middleware: headers every response carries.

@@ -130,6 +130,7 @@ pub fn build(context: ApiContext) -> BoxEndpoint<'static, Response> {
     allow.add("/s/{token}", vec!["GET".into(), "POST".into()]);
     allow.add("/s/{token}/download", vec!["GET".into()]);
     let allow = Arc::new(allow);
+    let routes = Arc::new(middleware::RouteNames::from_spec(&spec_json, API_PREFIX));
     let limit = Arc::clone(&context.max_body_size);
 
     let docs = service.swagger_ui();
@@ -148,6 +149,6 @@ pub fn build(context: ApiContext) -> BoxEndpoint<'static, Response> {
         })
         .around(move |endpoint, req| error::json_errors(endpoint, req, Arc::clone(&allow)))
         .around(middleware::security_headers)
-        .around(middleware::request_log)
+        .around(move |endpoint, req| middleware::request_log(endpoint, req, Arc::clone(&routes)))
         .boxed()
 }

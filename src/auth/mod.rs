@@ -241,6 +241,19 @@ impl Auth {
     /// else under the account and network keys (see `throttle.rs`). Unknown accounts and wrong
     /// passwords cost the same hash and get the same answer.
     pub async fn login(&self, attempt: LoginAttempt<'_>) -> Result<Tokens, AuthError> {
+        let outcome = self.check_password_login(attempt).await;
+        let result = match &outcome {
+            Ok(_) => "success",
+            Err(AuthError::InvalidCredentials) => "failure",
+            Err(AuthError::Throttled(_)) => "throttled",
+            Err(AuthError::Busy) => "busy",
+            Err(_) => "error",
+        };
+        crate::metrics::get().sign_ins.with([result]).inc();
+        outcome
+    }
+
+    async fn check_password_login(&self, attempt: LoginAttempt<'_>) -> Result<Tokens, AuthError> {
         let free = self.throttle.policy().free_failures;
         let Ok(username) = Username::parse(attempt.username) else {
             let keys = Keys::for_network(attempt.ip, free);

@@ -38,6 +38,7 @@ pub struct Settings {
     pub acme: AcmeSettings,
     pub audit: AuditSettings,
     pub backup: BackupSettings,
+    pub metrics: MetricsSettings,
     pub log: LogSettings,
 }
 
@@ -341,6 +342,17 @@ impl Default for BackupSettings {
             push_timeout: HumanDuration(std::time::Duration::from_secs(300)),
         }
     }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsSettings {
+    /// Where Prometheus metrics are served (`/metrics`, plain HTTP); unset: not at all.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+    /// A file holding the bearer token scrapes must send (at least 16 characters).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bearer_token_file: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

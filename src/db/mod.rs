@@ -126,6 +126,9 @@ impl Db {
         .await
         .map_err(|err| DbError::Task(err.to_string()))?;
         drop(permit);
+        if matches!(result, Err(DbError::Sqlite(_))) {
+            crate::metrics::get().database_errors.inc();
+        }
         result
     }
 }

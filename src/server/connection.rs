@@ -195,6 +195,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for Tracked<T> {
         let result = Pin::new(&mut self.inner).poll_read(cx, buf);
         if buf.filled().len() > before {
             self.activity.touch();
+            crate::metrics::get().received_bytes.add((buf.filled().len() - before) as u64);
         }
         result
     }
@@ -203,8 +204,11 @@ impl<T: AsyncRead + Unpin> AsyncRead for Tracked<T> {
 impl<T: AsyncWrite + Unpin> AsyncWrite for Tracked<T> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
         let result = Pin::new(&mut self.inner).poll_write(cx, data);
-        if matches!(result, Poll::Ready(Ok(written)) if written > 0) {
-            self.activity.touch();
+        if let Poll::Ready(Ok(written)) = result {
+            if written > 0 {
+                self.activity.touch();
+                crate::metrics::get().sent_bytes.add(written as u64);
+            }
         }
         result
     }
@@ -215,8 +219,11 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Tracked<T> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let result = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        if matches!(result, Poll::Ready(Ok(written)) if written > 0) {
-            self.activity.touch();
+        if let Poll::Ready(Ok(written)) = result {
+            if written > 0 {
+                self.activity.touch();
+                crate::metrics::get().sent_bytes.add(written as u64);
+            }
         }
         result
     }
@@ -250,18 +257,24 @@ pub async fn serve(
         Some(acceptor) => {
             // Bounded by the timeout even during shutdown: an accepted client gets its answer.
             let handshake = tokio::time::timeout(limits.header_read_timeout, acceptor.accept(stream));
+            let handshakes = &crate::metrics::get().tls_handshakes;
             let tls_stream = match handshake.await {
                 // A TLS-ALPN-01 validation only needs the handshake: no HTTP follows.
                 Ok(Ok(tls_stream)) if tls_stream.get_ref().1.alpn_protocol() == Some(crate::tls::ACME_TLS_ALPN) => {
                     tracing::debug!(%peer, "answered an ACME TLS-ALPN-01 validation");
                     return;
                 }
-                Ok(Ok(tls_stream)) => tls_stream,
+                Ok(Ok(tls_stream)) => {
+                    handshakes.with(["ok"]).inc();
+                    tls_stream
+                }
                 Ok(Err(err)) => {
+                    handshakes.with(["failed"]).inc();
                     tracing::debug!(%peer, error = %err, "TLS handshake failed");
                     return;
                 }
                 Err(_) => {
+                    handshakes.with(["timeout"]).inc();
                     tracing::debug!(%peer, "TLS handshake timed out");
                     return;
                 }

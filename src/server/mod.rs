@@ -38,11 +38,23 @@ pub type AppEndpoint = Arc<BoxEndpoint<'static, Response>>;
 /// Limits shared with the reloader.
 pub type SharedLimits = Arc<RwLock<ConnectionLimits>>;
 
+/// What a listener serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListenerKind {
+    /// The application (API, pages).
+    Application,
+    /// A redirect to HTTPS, and ACME HTTP-01 answers.
+    RedirectToHttps,
+    /// The Prometheus metrics.
+    Metrics,
+}
+
 /// A bound socket and what is served on it.
 pub struct Listener {
     pub socket: TcpListener,
     pub tls: Option<Arc<ServerConfig>>,
     pub endpoint: AppEndpoint,
+    pub kind: ListenerKind,
 }
 
 impl Listener {
@@ -142,7 +154,7 @@ impl HttpServer {
 }
 
 async fn accept_loop(
-    Listener { socket: listener, tls, endpoint }: Listener,
+    Listener { socket: listener, tls, endpoint, .. }: Listener,
     limits: SharedLimits,
     permits: Arc<Semaphore>,
     per_address: Arc<PerAddress>,

@@ -114,8 +114,10 @@ impl Shares {
             Some(download) if partial => self.inner.resumes.resume(&download, &id, start, now),
             _ => None,
         };
+        let kinds = &crate::metrics::get().share_requests;
         let progress = match continued {
             Some(progress) => {
+                kinds.with(["resume"]).inc();
                 self.inner
                     .db
                     .write(move |tx| table::touch(tx, &id, now))
@@ -131,9 +133,11 @@ impl Shares {
                     .await
                     .map_err(|err| refuse(err.into(), &opened))?;
                 if !counted {
+                    kinds.with(["refused"]).inc();
                     let _ = self.record(opened.id(), visitor.ip, "share_refused", "outcome=exhausted".into()).await;
                     return Err(refuse(ShareError::Exhausted, &opened));
                 }
+                kinds.with(["download"]).inc();
                 let (download, progress) = self.inner.resumes.start(opened.id(), size, start, now);
                 cookies.push(self.issue(CookieKind::Resume, &opened, RESUME_LIFETIME, Some(&download)));
                 progress

@@ -141,6 +141,7 @@ impl Shares {
         let verdict = self.inner.hasher.verify(password, Some(stored)).await?;
         if verdict == crate::auth::password::Verdict::Mismatch {
             let wait = throttle.record_failure(&keys);
+            crate::metrics::get().share_requests.with(["wrong_password"]).inc();
             let detail = match wait {
                 Some(wait) => format!("outcome=wrong_password further attempts wait {} s", wait.as_secs().max(1)),
                 None => "outcome=wrong_password".to_owned(),

@@ -59,6 +59,7 @@ impl Views {
 impl Shares {
     /// Counts a page view (or a body-less probe) of a share; written in the next batch.
     pub fn note_view(&self, share_id: &str, ip: &str, refused: bool) {
+        crate::metrics::get().share_requests.with([if refused { "refused" } else { "view" }]).inc();
         self.inner.views.note(share_id, ip, refused, self.now());
     }
 

@@ -251,12 +251,15 @@ impl BlobStore {
         let mut body = body.fuse();
         let mut size = 0u64;
         let mut head = Vec::new();
+        let metrics = crate::metrics::get();
+        let _in_flight = metrics.uploads_in_flight.track();
         let read: Result<(), IngestError> = loop {
             match next_batch(&mut body, &mut size, limit, &mut head).await {
                 Ok(None) => break Ok(()),
                 Err(err) => break Err(err),
                 // A closed channel means the writer failed; its error is reported below.
                 Ok(Some(batch)) => {
+                    metrics.upload_bytes.add(batch.iter().map(|chunk| chunk.len() as u64).sum());
                     if sender.send(Piece::Data(batch)).await.is_err() {
                         break Ok(());
                     }
@@ -272,7 +275,13 @@ impl BlobStore {
         let written = match written {
             Ok(Some(done)) => done,
             Ok(None) => return Err(IngestError::Body("the upload ended early".into())),
-            Err(err) => return Err(IngestError::from_io(err)),
+            Err(err) => {
+                let err = IngestError::from_io(err);
+                if matches!(err, IngestError::Disk(_)) {
+                    metrics.blob_store_errors.inc();
+                }
+                return Err(err);
+            }
         };
         let pending = PendingBlob { path: Some(written.path), sha256: hex(&written.sha256), size, head };
         let sha256_differs = expected.sha256.is_some_and(|expected| expected != written.sha256);

@@ -156,13 +156,15 @@ impl BlobStore {
     ) -> io::Result<impl futures_util::Stream<Item = io::Result<bytes::Bytes>> + Send + 'static> {
         use std::io::{Read, Seek};
         let path = self.blob_path(sha256).ok_or_else(|| io::Error::other("bad hash"))?;
+        let metrics = crate::metrics::get();
         let mut file = tokio::task::spawn_blocking(move || -> io::Result<std::fs::File> {
             let mut file = std::fs::File::open(path)?;
             file.seek(io::SeekFrom::Start(start))?;
             Ok(file)
         })
         .await
-        .map_err(io::Error::other)??;
+        .map_err(io::Error::other)?
+        .inspect_err(|_| metrics.blob_store_errors.inc())?;
         let (sender, receiver) = tokio::sync::mpsc::channel::<io::Result<bytes::Bytes>>(READ_AHEAD_CHUNKS);
         tokio::task::spawn_blocking(move || {
             let mut left = length;
@@ -184,8 +186,15 @@ impl BlobStore {
                 }
             }
         });
-        Ok(futures_util::stream::unfold(receiver, |mut receiver| async move {
-            receiver.recv().await.map(|item| (item, receiver))
+        // The in-flight mark lives as long as the stream, however the download ends.
+        let in_flight = metrics.downloads_in_flight.track();
+        Ok(futures_util::stream::unfold((receiver, in_flight), move |(mut receiver, in_flight)| async move {
+            let item = receiver.recv().await?;
+            match &item {
+                Ok(chunk) => metrics.download_bytes.add(chunk.len() as u64),
+                Err(_) => metrics.blob_store_errors.inc(),
+            }
+            Some((item, (receiver, in_flight)))
         }))
     }
 

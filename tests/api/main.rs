@@ -22,6 +22,7 @@ mod files;
 mod health;
 mod helpers;
 mod http;
+mod metrics;
 mod retention;
 mod share_downloads;
 mod share_links;
