@@ -15,6 +15,7 @@ pub mod db;
 pub mod domain;
 pub mod files;
 pub mod metrics;
+pub mod rate_limit;
 pub mod readiness;
 pub mod reload;
 pub mod retention;

@@ -17,6 +17,7 @@ use crate::auth::password::{HashParams, PasswordHasherPool};
 use crate::auth::throttle::ThrottlePolicy;
 use crate::auth::token::TokenSigner;
 use crate::auth::{self, Auth, AuthParts, Lifetimes};
+use crate::client_address::TrustedProxies;
 use crate::clock::Clock;
 use crate::config::{Settings, TlsMode};
 use crate::db::Db;
@@ -37,6 +38,7 @@ pub struct Application {
     clock: Clock,
     files: Files,
     shares: Shares,
+    rate_limits: Arc<api::RateLimits>,
     db: Db,
     resolver: Option<Arc<CertResolver>>,
     reloader: Arc<Reloader>,
@@ -335,6 +337,10 @@ impl Application {
         let readiness =
             Readiness::new(db.clone(), clock.clone(), state_dir, settings.storage.disk_reserve.0, certificate.clone());
         let max_body_size = Arc::new(AtomicU64::new(settings.server.max_body_size.0));
+        let trusted_proxies = Arc::new(TrustedProxies::new(
+            settings.server.trusted_proxies.iter().filter_map(|proxy| proxy.parse().ok()).collect(),
+        ));
+        let rate_limits = api::RateLimits::new(&settings.rate_limits, clock.clone());
         let public_url = settings.server.public_url.as_ref().map(|url| url.trim_end_matches('/').to_owned());
         let endpoint: AppEndpoint = Arc::new(api::build(ApiContext {
             readiness,
@@ -343,6 +349,9 @@ impl Application {
             shares: shares.clone(),
             max_body_size: Arc::clone(&max_body_size),
             public_url: public_url.clone(),
+            trusted_proxies: Arc::clone(&trusted_proxies),
+            rate_limits: Arc::clone(&rate_limits),
+            cors_origins: settings.server.cors_origins.clone(),
         }));
         let https_port = sockets
             .iter()
@@ -361,7 +370,12 @@ impl Application {
             .collect();
         listeners.extend(metrics_listener(&settings, scrape).await?);
         let limits = Arc::new(RwLock::new(reload::connection_limits(&settings)));
-        let server = HttpServer::new(listeners, Arc::clone(&limits), settings.server.max_connections);
+        let server = HttpServer::new(
+            listeners,
+            Arc::clone(&limits),
+            settings.server.max_connections,
+            Arc::clone(&trusted_proxies),
+        );
         let live = reload::Live {
             limits,
             max_body_size,
@@ -370,7 +384,20 @@ impl Application {
             shares: shares.clone(),
         };
         let reloader = Arc::new(Reloader::new(settings.clone(), live));
-        Ok(Self { server, settings, clock, files, shares, db, resolver, reloader, acme, acme_stop, certificate })
+        Ok(Self {
+            server,
+            settings,
+            clock,
+            files,
+            shares,
+            rate_limits,
+            db,
+            resolver,
+            reloader,
+            acme,
+            acme_stop,
+            certificate,
+        })
     }
 
     pub fn reloader(&self) -> Arc<Reloader> {
@@ -424,6 +451,7 @@ impl Application {
         ));
         let watchdog = tokio::spawn(systemd::watchdog(self.db.clone(), shutdown.clone()));
         let views = tokio::spawn(self.shares.clone().write_views_until(shutdown.clone()));
+        let rate_limits = tokio::spawn(Arc::clone(&self.rate_limits).prune_until(shutdown.clone()));
         let retention = tokio::spawn(crate::retention::run(
             self.db.clone(),
             self.clock.clone(),
@@ -460,6 +488,7 @@ impl Application {
         let _ = gc.await;
         let _ = watchdog.await;
         let _ = views.await;
+        let _ = rate_limits.await;
         let _ = retention.await;
         if let Some(acme) = self.acme {
             let _ = acme.await;

@@ -18,6 +18,10 @@ use rand::Rng;
 #[derive(Clone, Debug)]
 pub struct RequestId(pub String);
 
+/// The client's address, once decided for the request (see `client_address.rs`).
+#[derive(Clone, Copy, Debug)]
+pub struct ClientIp(pub std::net::IpAddr);
+
 const REQUEST_ID: &str = "x-request-id";
 
 /// A client's own id is kept when it is short and plain, so it can be traced end to end;
@@ -130,18 +134,24 @@ pub async fn request_log<E: Endpoint>(
     endpoint: Arc<E>,
     mut req: Request,
     routes: Arc<RouteNames>,
+    trusted: Arc<crate::client_address::TrustedProxies>,
 ) -> poem::Result<Response> {
     let id = req
         .header(REQUEST_ID)
         .filter(|candidate| accept_request_id(candidate))
         .map_or_else(new_request_id, str::to_owned);
     req.extensions_mut().insert(RequestId(id.clone()));
+    let peer = req.remote_addr().as_socket_addr().map(|addr| addr.ip());
+    let client = peer.map(|peer| trusted.client_of(peer, req.header("forwarded"), req.header("x-forwarded-for")));
+    if let Some(client) = client {
+        req.extensions_mut().insert(ClientIp(client));
+    }
     let mut line = RequestLine {
         id,
         method: req.method().clone(),
         path: redacted_path(req.uri().path(), None),
         version: req.version(),
-        remote: req.remote_addr().as_socket_addr().map(|addr| addr.ip().to_string()).unwrap_or_default(),
+        remote: client.map(|client| client.to_string()).unwrap_or_default(),
         started: Instant::now(),
         status: None,
     };

@@ -8,6 +8,7 @@ mod audit;
 mod auth;
 mod conditions;
 mod content;
+mod cors;
 mod download;
 mod drain;
 mod error;
@@ -17,6 +18,7 @@ mod health;
 mod me;
 mod middleware;
 mod range;
+mod rate_limits;
 mod redirect;
 mod security;
 mod share_html;
@@ -34,7 +36,8 @@ use poem::{EndpointExt, Response, Route, get};
 use poem_openapi::{OpenApiService, Tags};
 
 pub use error::{AllowTable, ErrorBody, code_for_status, error_response};
-pub use middleware::RequestId;
+pub use middleware::{ClientIp, RequestId};
+pub use rate_limits::RateLimits;
 pub use redirect::to_https;
 
 use crate::auth::Auth;
@@ -81,6 +84,11 @@ pub struct ApiContext {
     pub max_body_size: Arc<std::sync::atomic::AtomicU64>,
     /// `server.public_url`, the base of share links.
     pub public_url: Option<String>,
+    /// `server.trusted_proxies`: whose forwarding headers name the client.
+    pub trusted_proxies: Arc<crate::client_address::TrustedProxies>,
+    pub rate_limits: Arc<RateLimits>,
+    /// `server.cors_origins`; empty: no CORS.
+    pub cors_origins: Vec<String>,
 }
 
 type Apis = (
@@ -135,7 +143,8 @@ pub fn build(context: ApiContext) -> BoxEndpoint<'static, Response> {
 
     let docs = service.swagger_ui();
     let spec = service.spec_endpoint();
-    Route::new()
+    let rate_limits = Arc::clone(&context.rate_limits);
+    let routed = Route::new()
         .at(format!("{API_PREFIX}/openapi.json"), get(spec))
         .nest(API_PREFIX, service)
         .nest("/docs", get(docs))
@@ -143,12 +152,23 @@ pub fn build(context: ApiContext) -> BoxEndpoint<'static, Response> {
         .at("/s/:token/download", get(share_page::download).head(share_page::download))
         .data(context.shares.clone())
         .data(Arc::clone(&context.auth))
+        .data(Arc::clone(&context.rate_limits))
         .around(move |endpoint, req| {
             let limit = limit.load(std::sync::atomic::Ordering::Relaxed);
             middleware::body_limit(endpoint, req, limit, UPLOAD_ROUTES)
         })
+        .around(move |endpoint, req| rate_limits::public(endpoint, req, Arc::clone(&rate_limits)))
+        .boxed();
+    let routed = if context.cors_origins.is_empty() {
+        routed
+    } else {
+        let policy = Arc::new(cors::CorsPolicy::new(context.cors_origins.clone()));
+        routed.around(move |endpoint, req| cors::cors(endpoint, req, Arc::clone(&policy))).boxed()
+    };
+    let trusted = Arc::clone(&context.trusted_proxies);
+    routed
         .around(move |endpoint, req| error::json_errors(endpoint, req, Arc::clone(&allow)))
         .around(middleware::security_headers)
-        .around(move |endpoint, req| middleware::request_log(endpoint, req, Arc::clone(&routes)))
+        .around(move |endpoint, req| middleware::request_log(endpoint, req, Arc::clone(&routes), Arc::clone(&trusted)))
         .boxed()
 }

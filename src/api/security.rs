@@ -30,12 +30,21 @@ async fn check_bearer(req: &Request, bearer: Bearer) -> poem::Result<Principal> 
     if principal.read_only() && req.method() != Method::GET && req.method() != Method::HEAD {
         return Err(ApiFailure::forbidden("this API token is read-only").into());
     }
+    if let Some(limits) = req.data::<Arc<super::RateLimits>>() {
+        if let Err(wait) = limits.check_account(&principal.user_id) {
+            return Err(poem::Error::from_response(super::rate_limits::too_many_requests(wait)));
+        }
+    }
     Ok(principal)
 }
 
-/// The client's IP address, for the audit log.
+/// The client's IP address, as decided once per request (trusted proxies' headers included):
+/// what throttles, rate limits, sessions and the audit log use.
 pub fn client_ip(req: &Request) -> String {
-    req.remote_addr().as_socket_addr().map(|addr| addr.ip().to_string()).unwrap_or_default()
+    match req.extensions().get::<super::ClientIp>() {
+        Some(client) => client.0.to_string(),
+        None => req.remote_addr().as_socket_addr().map(|addr| addr.ip().to_string()).unwrap_or_default(),
+    }
 }
 
 /// Lets admins through; anyone else gets 403 and an `authorization_denied` audit entry.

@@ -39,6 +39,7 @@ pub struct Settings {
     pub audit: AuditSettings,
     pub backup: BackupSettings,
     pub metrics: MetricsSettings,
+    pub rate_limits: RateLimitSettings,
     pub log: LogSettings,
 }
 
@@ -75,6 +76,12 @@ pub struct ServerSettings {
     /// links are built on it. Unset: the address the link's creator used.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub public_url: Option<String>,
+    /// Reverse proxies (addresses or networks like `10.0.0.0/8`) whose `Forwarded` or
+    /// `X-Forwarded-For` header names the client; from anyone else those headers are ignored.
+    pub trusted_proxies: Vec<String>,
+    /// Web origins (`https://app.example.org`) whose pages may call the API from a browser
+    /// (CORS, without credentials). None: no CORS at all.
+    pub cors_origins: Vec<String>,
 }
 
 impl Default for ServerSettings {
@@ -92,6 +99,8 @@ impl Default for ServerSettings {
             max_connections_per_address: 64,
             max_body_size: ByteSize(1 << 20),
             public_url: None,
+            trusted_proxies: Vec::new(),
+            cors_origins: Vec::new(),
         }
     }
 }
@@ -353,6 +362,26 @@ pub struct MetricsSettings {
     /// A file holding the bearer token scrapes must send (at least 16 characters).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bearer_token_file: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitSettings {
+    /// Requests per minute one client address (an IPv6 /64) may make to the public surface:
+    /// share links (`/s/...`), sign-in and token refresh.
+    pub public_per_minute: u32,
+    /// How many of those may come at once before the per-minute pace applies.
+    pub public_burst: u32,
+    /// Requests per minute one account may make to the API.
+    pub api_per_minute: u32,
+    /// How many of those may come at once.
+    pub api_burst: u32,
+}
+
+impl Default for RateLimitSettings {
+    fn default() -> Self {
+        Self { public_per_minute: 120, public_burst: 60, api_per_minute: 1200, api_burst: 300 }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -55,6 +55,16 @@ impl From<figment::Error> for ConfigError {
     }
 }
 
+/// A web origin as browsers send it: `https://host` or `http://host:port`, nothing more.
+fn check_origin(origin: &str) -> Result<(), String> {
+    let problem = || format!("`{origin}` is not an origin like https://app.example.org (scheme and host, no path)");
+    let rest = origin.strip_prefix("https://").or_else(|| origin.strip_prefix("http://")).ok_or_else(problem)?;
+    let valid = !rest.is_empty()
+        && rest.bytes().all(|byte| byte.is_ascii_alphanumeric() || b".-:[]".contains(&byte))
+        && !rest.ends_with(':');
+    if valid { Ok(()) } else { Err(problem()) }
+}
+
 impl Settings {
     /// Rules that span fields or that types alone cannot express.
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
@@ -120,6 +130,20 @@ impl Settings {
                     "key `server.public_url`: `{url}` is not an http(s) URL like https://files.example.org"
                 ));
             }
+        }
+        for proxy in &self.server.trusted_proxies {
+            if let Err(problem) = proxy.parse::<crate::client_address::Network>() {
+                problems.push(format!("key `server.trusted_proxies`: {problem}"));
+            }
+        }
+        for origin in &self.server.cors_origins {
+            if let Err(problem) = check_origin(origin) {
+                problems.push(format!("key `server.cors_origins`: {problem}"));
+            }
+        }
+        let limits = &self.rate_limits;
+        if [limits.public_per_minute, limits.public_burst, limits.api_per_minute, limits.api_burst].contains(&0) {
+            problems.push("keys under `rate_limits`: must be at least 1".to_owned());
         }
         let shares = &self.shares;
         if shares.default_expiry.0.is_zero() || shares.unlock_lifetime.0.is_zero() {

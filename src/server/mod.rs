@@ -30,6 +30,8 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::client_address::TrustedProxies;
+
 pub use connection::ConnectionLimits;
 
 /// The whole HTTP application, shared by every connection.
@@ -67,6 +69,8 @@ pub struct HttpServer {
     listeners: Vec<Listener>,
     limits: SharedLimits,
     max_connections: usize,
+    /// Reverse proxies, which carry many clients' connections: no per-address cap for them.
+    trusted_proxies: Arc<TrustedProxies>,
 }
 
 /// Binds every address, failing with the address named when one cannot be bound.
@@ -119,8 +123,13 @@ impl Drop for AddressSlot {
 }
 
 impl HttpServer {
-    pub fn new(listeners: Vec<Listener>, limits: SharedLimits, max_connections: usize) -> Self {
-        Self { listeners, limits, max_connections }
+    pub fn new(
+        listeners: Vec<Listener>,
+        limits: SharedLimits,
+        max_connections: usize,
+        trusted_proxies: Arc<TrustedProxies>,
+    ) -> Self {
+        Self { listeners, limits, max_connections, trusted_proxies }
     }
 
     pub fn listeners(&self) -> &[Listener] {
@@ -138,6 +147,7 @@ impl HttpServer {
                 Arc::clone(&self.limits),
                 Arc::clone(&permits),
                 Arc::clone(&per_address),
+                Arc::clone(&self.trusted_proxies),
                 shutdown.clone(),
                 tracker.clone(),
             ));
@@ -158,6 +168,7 @@ async fn accept_loop(
     limits: SharedLimits,
     permits: Arc<Semaphore>,
     per_address: Arc<PerAddress>,
+    trusted_proxies: Arc<TrustedProxies>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
@@ -186,10 +197,15 @@ async fn accept_loop(
             () = shutdown.cancelled() => break,
         };
         let limits = limits.read().map(|limits| *limits).unwrap_or_else(|poisoned| *poisoned.into_inner());
-        let network = crate::client_address::network_of(peer.ip());
-        let Some(slot) = per_address.admit(network, limits.max_per_address) else {
-            tracing::debug!(%peer, "closed a connection: the client holds server.max_connections_per_address already");
-            continue;
+        let slot = if trusted_proxies.trusts(peer.ip()) {
+            None
+        } else {
+            let network = crate::client_address::network_of(peer.ip());
+            let Some(slot) = per_address.admit(network, limits.max_per_address) else {
+                tracing::debug!(%peer, "closed a connection: the client holds server.max_connections_per_address already");
+                continue;
+            };
+            Some(slot)
         };
         let _ = stream.set_nodelay(true);
         let connection =

@@ -126,7 +126,8 @@ fn merge(base: &mut toml::Table, overlay: toml::Table) {
 /// Writes the config file a test server runs with.
 pub fn write_config(dir: &Path, state_dir: &Path, extra: &str) -> PathBuf {
     let mut config: toml::Table = toml::from_str(&format!(
-        "[server]\nlisten = [\"127.0.0.1:0\"]\n[storage]\nstate_dir = {:?}\ndisk_reserve = \"1 MiB\"\n[log]\nformat = \"json\"\n[auth]\nargon2_memory_kib = 64\nargon2_iterations = 1\n",
+        // Rate limits are far above what any test does unless the test is about them.
+        "[server]\nlisten = [\"127.0.0.1:0\"]\n[storage]\nstate_dir = {:?}\ndisk_reserve = \"1 MiB\"\n[log]\nformat = \"json\"\n[auth]\nargon2_memory_kib = 64\nargon2_iterations = 1\n[rate_limits]\npublic_per_minute = 1000000\npublic_burst = 1000000\napi_per_minute = 1000000\napi_burst = 1000000\n",
         state_dir.display().to_string()
     ))
     .unwrap();

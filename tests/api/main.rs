@@ -23,6 +23,7 @@ mod health;
 mod helpers;
 mod http;
 mod metrics;
+mod protection;
 mod retention;
 mod share_downloads;
 mod share_links;
