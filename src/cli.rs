@@ -85,7 +85,7 @@ pub fn run_check(settings: Settings, repair: bool) -> anyhow::Result<bool> {
 
 /// Runs as the state directory's owner only, so every file it creates stays usable by the
 /// server (run it as `sudo -u coffer coffer user ...`).
-fn check_owner(settings: &Settings) -> anyhow::Result<()> {
+pub(crate) fn check_owner(settings: &Settings) -> anyhow::Result<()> {
     let state_dir = &settings.storage.state_dir;
     let Ok(metadata) = std::fs::metadata(state_dir) else { return Ok(()) };
     let me = rustix::process::geteuid().as_raw();

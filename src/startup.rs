@@ -21,6 +21,7 @@ use crate::db::Db;
 use crate::files::Files;
 use crate::readiness::Readiness;
 use crate::reload::{self, Reloader};
+use crate::search::Search;
 use crate::server::{self, AppEndpoint, HttpServer, Listener};
 use crate::shares::{ShareKeys, SharePolicy, Shares};
 use crate::state_dir::StateDir;
@@ -39,6 +40,8 @@ pub struct Application {
     acme: Option<tokio::task::JoinHandle<()>>,
     acme_stop: CancellationToken,
     certificate: Option<Arc<std::sync::RwLock<CertificateState>>>,
+    search: Option<Search>,
+    search_stop: CancellationToken,
 }
 
 async fn blocking<T: Send + 'static>(work: impl FnOnce() -> anyhow::Result<T> + Send + 'static) -> anyhow::Result<T> {
@@ -274,6 +277,22 @@ impl Application {
         auth::ensure_initial_admin(&db, auth.hasher(), &state_dir.initial_admin_password()).await?;
         let files = prepare_files(&settings, &db, &state_dir).await?;
         let shares = build_shares(&settings, &db, &files, &auth, &state_dir).await?;
+        let search_stop = CancellationToken::new();
+        let search = match settings.search.enabled {
+            true => Some(
+                Search::start(
+                    &settings.search,
+                    &state_dir,
+                    db.clone(),
+                    files.store().clone(),
+                    settings.database.busy_timeout.0,
+                    search_stop.clone(),
+                )
+                .await
+                .context("cannot start search (search.enabled)")?,
+            ),
+            false => None,
+        };
         let readiness = Readiness::new(db.clone(), state_dir, settings.storage.disk_reserve.0, certificate.clone());
         let max_body_size = Arc::new(AtomicU64::new(settings.server.max_body_size.0));
         let public_url = settings.server.public_url.as_ref().map(|url| url.trim_end_matches('/').to_owned());
@@ -282,6 +301,7 @@ impl Application {
             auth,
             files: files.clone(),
             shares: shares.clone(),
+            search: search.clone(),
             max_body_size: Arc::clone(&max_body_size),
             public_url: public_url.clone(),
         }));
@@ -304,7 +324,7 @@ impl Application {
         let server = HttpServer::new(listeners, Arc::clone(&limits), settings.server.max_connections);
         let live = reload::Live { limits, max_body_size, resolver: resolver.clone(), files: files.clone(), shares };
         let reloader = Arc::new(Reloader::new(settings.clone(), live));
-        Ok(Self { server, settings, files, db, resolver, reloader, acme, acme_stop, certificate })
+        Ok(Self { server, settings, files, db, resolver, reloader, acme, acme_stop, certificate, search, search_stop })
     }
 
     /// Whether a listener serves the application (not the redirect to HTTPS).
@@ -378,6 +398,10 @@ impl Application {
             }
         });
         self.server.run(shutdown, self.settings.server.shutdown_grace.0).await;
+        self.search_stop.cancel();
+        if let Some(search) = &self.search {
+            search.stop().await;
+        }
         let _ = gc.await;
         let _ = watchdog.await;
         if let Some(acme) = self.acme {

@@ -17,6 +17,7 @@ mod me;
 mod middleware;
 mod range;
 mod redirect;
+mod search;
 mod security;
 mod share_html;
 mod share_page;
@@ -59,6 +60,8 @@ pub enum ApiTags {
     Files,
     /// Public links to files, for people without an account.
     Shares,
+    /// Finding files by words in their names, descriptions and contents.
+    Search,
 }
 
 /// Unix seconds as an RFC 3339 UTC timestamp.
@@ -75,6 +78,8 @@ pub struct ApiContext {
     pub auth: Arc<Auth>,
     pub files: crate::files::Files,
     pub shares: crate::shares::Shares,
+    /// Full-text search, unless `search.enabled` is false.
+    pub search: Option<crate::search::Search>,
     /// `server.max_body_size`, changed by a reload.
     pub max_body_size: Arc<std::sync::atomic::AtomicU64>,
     /// `server.public_url`, the base of share links.
@@ -91,6 +96,7 @@ type Apis = (
     files::FilesApi,
     content::ContentApi,
     shares::SharesApi,
+    search::SearchApi,
 );
 
 fn openapi(context: &ApiContext) -> OpenApiService<Apis, ()> {
@@ -108,6 +114,7 @@ fn openapi(context: &ApiContext) -> OpenApiService<Apis, ()> {
             auth: Arc::clone(&context.auth),
             public_url: context.public_url.clone(),
         },
+        search::SearchApi { search: context.search.clone(), auth: Arc::clone(&context.auth) },
     );
     OpenApiService::new(apis, "Coffer", env!("CARGO_PKG_VERSION"))
         .description(

@@ -207,6 +207,16 @@ pub fn grants(conn: &Connection, file: &FileId) -> Result<Vec<(String, String, i
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// Calls `each` with every file row, in id order.
+pub fn for_each(conn: &Connection, mut each: impl FnMut(FileRow)) -> Result<(), DbError> {
+    let mut statement = conn.prepare(&format!("SELECT {COLUMNS} FROM files ORDER BY id"))?;
+    let mut rows = statement.query([])?;
+    while let Some(row) = rows.next()? {
+        each(from_row(row)?);
+    }
+    Ok(())
+}
+
 /// Every blob hash some file row references.
 pub fn referenced_blobs(conn: &Connection) -> Result<std::collections::HashSet<String>, DbError> {
     let mut statement = conn.prepare("SELECT DISTINCT sha256 FROM files")?;

@@ -3,11 +3,13 @@
 //! Owners do everything; users with a grant and admins may read. Anyone else is told the file
 //! does not exist.
 
+use rusqlite::Connection;
+
 use super::{FileError, Files};
 use crate::auth::{Principal, now};
 use crate::db::audit::{self, AuditEvent};
 use crate::db::files::{self, Cursor, FileRow, SortBy};
-use crate::db::users;
+use crate::db::{DbError, users};
 use crate::domain::{FileId, FileName, FolderPath, UserId, Username};
 
 /// Why the caller may read a file.
@@ -23,6 +25,28 @@ pub struct Listing {
     pub files: Vec<FileRow>,
 }
 
+/// The one owner-or-grant rule: how `user` may read `file` by their own rights (an admin's
+/// wider reading is for callers that allow it, and audit it, to add).
+pub fn user_access(conn: &Connection, file: &FileRow, user: &UserId) -> Result<Option<Access>, DbError> {
+    if file.owner_id == *user {
+        return Ok(Some(Access::Owner));
+    }
+    Ok(files::has_grant(conn, &file.id, user)?.then_some(Access::Grantee))
+}
+
+/// The files among `ids` that `user` may read by the owner-or-grant rule, as they are now, in
+/// the order of `ids`; the others (gone or not readable) are left out.
+pub fn readable_among(conn: &Connection, user: &UserId, ids: &[FileId]) -> Result<Vec<(FileRow, Access)>, DbError> {
+    let mut readable = Vec::with_capacity(ids.len());
+    for id in ids {
+        let Some(file) = files::by_id(conn, id)? else { continue };
+        if let Some(access) = user_access(conn, &file, user)? {
+            readable.push((file, access));
+        }
+    }
+    Ok(readable)
+}
+
 impl Files {
     /// The file if the caller may read it; an admin reading another's file is audited.
     pub async fn readable(&self, caller: &Principal, id: &str, ip: &str) -> Result<(FileRow, Access), FileError> {
@@ -31,14 +55,13 @@ impl Files {
             .db
             .read(move |conn| {
                 let Some(file) = files::by_id(conn, &file_id)? else { return Ok(None) };
-                let granted = file.owner_id != caller_id && files::has_grant(conn, &file_id, &caller_id)?;
-                Ok(Some((file, granted)))
+                let access = user_access(conn, &file, &caller_id)?;
+                Ok(Some((file, access)))
             })
             .await?;
         let access = match found {
-            Some((file, _)) if file.owner_id == caller.user_id => (file, Access::Owner),
-            Some((file, true)) => (file, Access::Grantee),
-            Some((file, false)) if caller.is_admin() => {
+            Some((file, Some(access))) => (file, access),
+            Some((file, None)) if caller.is_admin() => {
                 let (actor, subject, ip) = (caller.user_id.0.clone(), file.id.0.clone(), ip.to_owned());
                 self.db
                     .write(move |tx| {

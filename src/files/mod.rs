@@ -26,7 +26,7 @@ use crate::domain::{FileId, FileName, FolderPath, NameError, UserId};
 use crate::state_dir::StateDir;
 use crate::storage::{BlobStore, IngestError};
 
-pub use access::Access;
+pub use access::{Access, readable_among, user_access};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FileError {

@@ -1,0 +1,287 @@
+//! Full-text search over the files a user may read: names, descriptions and contents.
+//!
+//! SQLite is the authority; the tantivy index under `<state>/search/` is derived data that
+//! only proposes candidates. Triggers record every change to files and grants in an outbox in
+//! the same transaction (`store`); one indexer thread owns the index writer and follows the
+//! outbox (`indexer`), rebuilding aside when the index is missing, damaged, outdated or does
+//! not fit the database (`rebuild`, `index_dir`); every candidate is re-checked against the
+//! owner-or-grant rule in SQLite before it is shown (`searcher`). Contents are extracted in a
+//! limited child process (`extract`) and cached by content hash (`text_cache`).
+//!
+//! This module never decides who may read a file (it asks `files`), never fails or slows an
+//! upload (it only reads what uploads wrote), and never knows about HTTP.
+
+pub mod analyzer;
+pub mod extract;
+mod highlight;
+pub mod index_dir;
+mod indexer;
+pub mod query;
+pub mod rebuild;
+pub mod schema;
+mod searcher;
+pub mod state;
+pub mod store;
+pub mod text_cache;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+use tokio_util::sync::CancellationToken;
+
+pub use highlight::Segment;
+pub use searcher::{Found, Highlights, Page};
+
+use crate::config::SearchSettings;
+use crate::db::Db;
+use crate::domain::UserId;
+use crate::state_dir::StateDir;
+use crate::storage::BlobStore;
+use extract::{Kind, Limits};
+use index_dir::SearchPaths;
+use indexer::{Event, Indexer};
+use query::{QueryError, SearchQuery};
+use state::{Progress, Shared, State, Status};
+use text_cache::TextCache;
+
+/// The time every search decision reads (Unix seconds), in one place.
+pub(crate) fn clock_now() -> i64 {
+    crate::clock::now()
+}
+
+/// A content hash whose text needs the isolated extractor.
+pub struct Job {
+    pub sha256: String,
+    pub kind: Kind,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SearchError {
+    #[error(transparent)]
+    Invalid(#[from] QueryError),
+    /// No index can answer yet (first build, schema change, search turned off).
+    #[error("{reason}")]
+    Unavailable { reason: String, progress: Option<Progress> },
+    #[error("search failed: {0}")]
+    Internal(String),
+}
+
+/// The state of search for admins.
+#[derive(Clone, Debug)]
+pub struct Report {
+    pub status: Status,
+    pub pending: u64,
+    /// Content hashes by extraction outcome (`ok`, `failed`, ...), plus `queued`.
+    pub extraction: Vec<(String, u64)>,
+}
+
+#[derive(Clone)]
+pub struct Search {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    shared: Arc<Shared>,
+    db: Db,
+    cache: Arc<TextCache>,
+    events: Mutex<std::sync::mpsc::Sender<Event>>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    queued: Arc<Mutex<HashSet<String>>>,
+}
+
+impl Search {
+    /// Opens the text cache and starts the indexer thread and the extraction task. Returns at
+    /// once: a first build or a rebuild runs in the background.
+    pub async fn start(
+        settings: &SearchSettings,
+        state_dir: &StateDir,
+        db: Db,
+        blobs: BlobStore,
+        busy_timeout: Duration,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<Self> {
+        let paths = SearchPaths::new(state_dir.search_dir());
+        let cache_path = paths.text_cache();
+        let root = paths.root().to_owned();
+        let cache = tokio::task::spawn_blocking(move || {
+            std::fs::create_dir_all(&root)?;
+            Ok::<_, anyhow::Error>(TextCache::open(&cache_path)?)
+        })
+        .await??;
+        let cache = Arc::new(cache);
+        let shared = Arc::new(Shared::default());
+        let (events, receive_events) = std::sync::mpsc::channel();
+        let (jobs, receive_jobs) = tokio::sync::mpsc::unbounded_channel();
+        let limits = Limits::from_settings(settings);
+        let config = indexer::Config {
+            paths,
+            db_path: db.path().to_owned(),
+            busy_timeout,
+            blobs: blobs.clone(),
+            cache: Arc::clone(&cache),
+            limits: limits.clone(),
+            writer_memory: usize::try_from(settings.writer_memory.0).unwrap_or(usize::MAX),
+            commit_interval: settings.commit_interval.0,
+        };
+        let indexer = tokio::task::spawn_blocking({
+            let (shared, jobs) = (Arc::clone(&shared), jobs.clone());
+            move || Indexer::new(config, shared, receive_events, jobs)
+        })
+        .await??;
+        let thread = std::thread::Builder::new().name("search-indexer".into()).spawn(move || indexer.run())?;
+        let queued = Arc::new(Mutex::new(HashSet::new()));
+        tokio::spawn(extract_in_turn(
+            receive_jobs,
+            events.clone(),
+            blobs,
+            Arc::clone(&cache),
+            limits,
+            Arc::clone(&queued),
+            shutdown,
+        ));
+        Ok(Self {
+            inner: Arc::new(Inner {
+                shared,
+                db,
+                cache,
+                events: Mutex::new(events),
+                thread: Mutex::new(Some(thread)),
+                queued,
+            }),
+        })
+    }
+
+    /// Searches on behalf of `caller`.
+    pub async fn search(
+        &self,
+        caller: &UserId,
+        query: &SearchQuery,
+        cursor: Option<&str>,
+    ) -> Result<Page, SearchError> {
+        let offset = cursor.map(|cursor| query::decode_cursor(query, cursor)).transpose()?.unwrap_or(0);
+        let Some(served) = self.inner.shared.served() else {
+            let status = self.inner.shared.status();
+            return Err(SearchError::Unavailable {
+                reason: "the search index is being built".into(),
+                progress: status.and_then(|status| status.rebuild),
+            });
+        };
+        searcher::run(served, &self.inner.db, &self.inner.cache, caller, query, offset)
+            .await
+            .map_err(SearchError::Internal)
+    }
+
+    /// Asks for a rebuild aside; the current index answers until the new one is swapped in.
+    pub fn rebuild(&self) {
+        self.send(Event::Rebuild);
+        self.inner.shared.update(|status| {
+            if status.state == State::Ready {
+                status.state = State::Rebuilding;
+            }
+        });
+    }
+
+    fn send(&self, event: Event) {
+        if let Ok(events) = self.inner.events.lock() {
+            let _ = events.send(event);
+        }
+    }
+
+    /// Changes recorded and not yet committed to the index. Cheap: no I/O.
+    pub fn pending(&self) -> u64 {
+        self.inner.shared.pending()
+    }
+
+    pub async fn report(&self) -> Report {
+        let status = self.inner.shared.status().unwrap_or_else(|| Status {
+            state: State::Degraded,
+            docs: 0,
+            indexed_seq: 0,
+            last_commit_at: None,
+            rebuild: None,
+            last_error: Some("status unavailable".into()),
+        });
+        let cache = Arc::clone(&self.inner.cache);
+        let mut extraction =
+            tokio::task::spawn_blocking(move || cache.counts().unwrap_or_default()).await.unwrap_or_default();
+        let queued = self.inner.queued.lock().map(|queued| queued.len() as u64).unwrap_or(0);
+        extraction.push(("queued".into(), queued));
+        Report { status, pending: self.pending(), extraction }
+    }
+
+    /// Commits what the indexer has applied and stops it.
+    pub async fn stop(&self) {
+        self.send(Event::Shutdown);
+        let thread = self.inner.thread.lock().ok().and_then(|mut thread| thread.take());
+        if let Some(thread) = thread {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+    }
+}
+
+/// The `search-extract` task: one isolated extraction at a time, each content hash once.
+async fn extract_in_turn(
+    mut jobs: UnboundedReceiver<Job>,
+    events: std::sync::mpsc::Sender<Event>,
+    blobs: BlobStore,
+    cache: Arc<TextCache>,
+    limits: Limits,
+    queued: Arc<Mutex<HashSet<String>>>,
+    shutdown: CancellationToken,
+) {
+    // Jobs are deduplicated as they arrive; `queued` counts what waits.
+    let (ready, mut waiting) = tokio::sync::mpsc::unbounded_channel::<Job>();
+    let forward = {
+        let queued = Arc::clone(&queued);
+        let ready: UnboundedSender<Job> = ready;
+        async move {
+            while let Some(job) = jobs.recv().await {
+                let fresh = queued.lock().map(|mut queued| queued.insert(job.sha256.clone())).unwrap_or(false);
+                if fresh {
+                    let _ = ready.send(job);
+                }
+            }
+        }
+    };
+    let work = async {
+        while let Some(job) = waiting.recv().await {
+            let cached = {
+                let (cache, sha256) = (Arc::clone(&cache), job.sha256.clone());
+                tokio::task::spawn_blocking(move || cache.get(&sha256)).await.ok().and_then(Result::ok).flatten()
+            };
+            let mut settled = cached.is_some();
+            if cached.is_none() {
+                match extract::isolated(&blobs, &job.sha256, job.kind, &limits).await {
+                    Ok(outcome) => {
+                        if outcome.text().is_none() {
+                            tracing::info!(task = "search-extract", sha256 = %job.sha256, outcome = outcome.status(), "no text extracted; the file stays findable by name");
+                        }
+                        let (cache, sha256) = (Arc::clone(&cache), job.sha256.clone());
+                        let stored = tokio::task::spawn_blocking(move || cache.put(&sha256, &outcome)).await;
+                        settled = matches!(stored, Ok(Ok(())));
+                        if !settled {
+                            tracing::warn!(task = "search-extract", "cannot record an extraction outcome");
+                        }
+                    }
+                    Err(err) => {
+                        tracing::warn!(task = "search-extract", error = %err, "cannot run the text extractor; the file will be tried again at the next start");
+                    }
+                }
+            }
+            if let Ok(mut queued) = queued.lock() {
+                queued.remove(&job.sha256);
+            }
+            // Unsettled contents stay pending in the index and are tried again at the next start.
+            if settled {
+                let _ = events.send(Event::Extracted(job.sha256));
+            }
+        }
+    };
+    tokio::select! {
+        () = forward => {}
+        () = work => {}
+        () = shutdown.cancelled() => {}
+    }
+}
