@@ -159,6 +159,13 @@ impl Indexer {
     pub fn run(mut self) {
         let Some(_lock) = self.wait_for_lock() else { return };
         let _ = std::fs::remove_dir_all(self.config.paths.next());
+        // The test hook holds the first build too, so tests can see search answer 503.
+        while paused() {
+            match self.events.recv_timeout(POLL) {
+                Ok(Event::Shutdown) | Err(RecvTimeoutError::Disconnected) => return,
+                _ => {}
+            }
+        }
         self.open_or_rebuild();
         loop {
             let wait = if self.dirty || self.retry_at.is_some() { POLL / 2 } else { POLL };

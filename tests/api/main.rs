@@ -16,6 +16,8 @@ mod health;
 mod helpers;
 mod http;
 mod share_links;
+mod search;
+mod search_recovery;
 mod shares;
 mod shutdown;
 mod systemd;
