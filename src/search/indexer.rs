@@ -89,6 +89,8 @@ pub struct Indexer {
     /// Files applied for reasons other than the outbox (extracted texts) since the last
     /// commit: applied again if that commit fails.
     extra: HashSet<FileId>,
+    /// Of those, how many were applied but are not committed yet.
+    uncommitted_extra: HashSet<FileId>,
     dirty: bool,
     last_commit: Instant,
     retry_at: Option<Instant>,
@@ -146,6 +148,7 @@ impl Indexer {
             committed: 0,
             removed: Vec::new(),
             extra: HashSet::new(),
+            uncommitted_extra: HashSet::new(),
             dirty: false,
             last_commit: Instant::now(),
             retry_at: None,
@@ -214,14 +217,14 @@ impl Indexer {
 
     fn handle(&mut self, event: Event) {
         match event {
-            Event::Extracted(sha256) => match store::files_with_contents(&self.conn, &sha256) {
-                Ok(ids) => {
-                    for id in ids {
-                        self.extra.insert(id);
-                    }
+            Event::Extracted(sha256) => {
+                match store::files_with_contents(&self.conn, &sha256) {
+                    Ok(ids) => self.extra.extend(ids),
+                    Err(err) => tracing::warn!(error = %err, "cannot look up files for extracted text"),
                 }
-                Err(err) => tracing::warn!(error = %err, "cannot look up files for extracted text"),
-            },
+                self.shared.dequeue(&sha256);
+                self.shared.set_unindexed_texts((self.extra.len() + self.uncommitted_extra.len()) as u64);
+            }
             Event::Rebuild => self.rebuild(),
             Event::Shutdown => {}
         }
@@ -263,6 +266,7 @@ impl Indexer {
         let writer = index.writer_with_num_threads(1, self.config.writer_memory)?;
         self.shared.serve(Some(Arc::new(Served { index: index.clone(), reader: reader.clone(), fields })));
         let docs = reader.searcher().num_docs();
+        self.shared.set_pending(store::pending_after(&self.conn, payload.seq).unwrap_or(0));
         self.live = Some(Live { index, writer: Some(writer), reader, fields });
         self.applied = payload.seq;
         self.committed = payload.seq;
@@ -334,10 +338,12 @@ impl Indexer {
         }
         if !self.extra.is_empty() {
             let extra: HashSet<FileId> = self.extra.iter().cloned().collect();
-            if !self.apply(extra) {
+            if !self.apply(extra.clone()) {
                 return;
             }
+            self.uncommitted_extra.extend(extra);
         }
+        self.shared.set_unindexed_texts((self.extra.len() + self.uncommitted_extra.len()) as u64);
         if let Ok(pending) = store::pending_after(&self.conn, self.committed) {
             self.shared.set_pending(pending);
         }
@@ -370,9 +376,11 @@ impl Indexer {
             limits: &self.config.limits,
             writer_memory: self.config.writer_memory,
         };
-        let jobs = &self.jobs;
+        let (jobs, shared) = (&self.jobs, &self.shared);
         let mut queue = |sha256: &str, kind: Kind| {
-            let _ = jobs.send(Job { sha256: sha256.to_owned(), kind });
+            if shared.queue(sha256) {
+                let _ = jobs.send(Job { sha256: sha256.to_owned(), kind });
+            }
         };
         for id in ids {
             let tx = self.conn.transaction().map_err(|err| Failure::Database(err.to_string()))?;
@@ -417,6 +425,8 @@ impl Indexer {
 
     fn committed(&mut self, docs: u64) {
         self.committed = self.applied;
+        self.uncommitted_extra.clear();
+        self.shared.set_unindexed_texts(self.extra.len() as u64);
         self.dirty = false;
         self.last_commit = Instant::now();
         crash_after_commit();
@@ -455,6 +465,8 @@ impl Indexer {
         self.applied = self.committed;
         self.dirty = false;
         self.removed.clear();
+        let lost: Vec<FileId> = self.uncommitted_extra.drain().collect();
+        self.extra.extend(lost);
         self.retry_at = Some(Instant::now() + self.backoff);
         tracing::error!(
             error = reason,
@@ -501,9 +513,11 @@ impl Indexer {
             let progress = progress.clone();
             shared.update(|status| status.rebuild = Some(progress));
         };
-        let jobs = self.jobs.clone();
+        let (jobs, queued) = (self.jobs.clone(), Arc::clone(&self.shared));
         let mut queue = |sha256: &str, kind: Kind| {
-            let _ = jobs.send(Job { sha256: sha256.to_owned(), kind });
+            if queued.queue(sha256) {
+                let _ = jobs.send(Job { sha256: sha256.to_owned(), kind });
+            }
         };
         let sources = Sources {
             blobs: &self.config.blobs,

@@ -24,11 +24,10 @@ pub mod state;
 pub mod store;
 pub mod text_cache;
 
-use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_util::sync::CancellationToken;
 
 pub use highlight::Segment;
@@ -88,7 +87,6 @@ struct Inner {
     cache: Arc<TextCache>,
     events: Mutex<std::sync::mpsc::Sender<Event>>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
-    queued: Arc<Mutex<HashSet<String>>>,
 }
 
 impl Search {
@@ -131,25 +129,17 @@ impl Search {
         })
         .await??;
         let thread = std::thread::Builder::new().name("search-indexer".into()).spawn(move || indexer.run())?;
-        let queued = Arc::new(Mutex::new(HashSet::new()));
         tokio::spawn(extract_in_turn(
             receive_jobs,
             events.clone(),
             blobs,
             Arc::clone(&cache),
             limits,
-            Arc::clone(&queued),
+            Arc::clone(&shared),
             shutdown,
         ));
         Ok(Self {
-            inner: Arc::new(Inner {
-                shared,
-                db,
-                cache,
-                events: Mutex::new(events),
-                thread: Mutex::new(Some(thread)),
-                queued,
-            }),
+            inner: Arc::new(Inner { shared, db, cache, events: Mutex::new(events), thread: Mutex::new(Some(thread)) }),
         })
     }
 
@@ -189,9 +179,10 @@ impl Search {
         }
     }
 
-    /// Changes recorded and not yet committed to the index. Cheap: no I/O.
+    /// Changes recorded and not yet committed to the index, as the indexer last counted
+    /// them (within about 100 ms). Cheap: no I/O.
     pub fn pending(&self) -> u64 {
-        self.inner.shared.pending()
+        self.inner.shared.pending() + self.inner.shared.unindexed_texts()
     }
 
     pub async fn report(&self) -> Report {
@@ -206,9 +197,12 @@ impl Search {
         let cache = Arc::clone(&self.inner.cache);
         let mut extraction =
             tokio::task::spawn_blocking(move || cache.counts().unwrap_or_default()).await.unwrap_or_default();
-        let queued = self.inner.queued.lock().map(|queued| queued.len() as u64).unwrap_or(0);
-        extraction.push(("queued".into(), queued));
-        Report { status, pending: self.pending(), extraction }
+        extraction.push(("queued".into(), self.inner.shared.queued()));
+        // Counted afresh: the indexer's own count lags while it is held back or failing.
+        let committed = status.indexed_seq;
+        let outbox = self.inner.db.read(move |conn| store::pending_after(conn, committed)).await;
+        let pending = outbox.unwrap_or_else(|_| self.pending()) + self.inner.shared.unindexed_texts();
+        Report { status, pending, extraction }
     }
 
     /// Commits what the indexer has applied and stops it.
@@ -221,32 +215,19 @@ impl Search {
     }
 }
 
-/// The `search-extract` task: one isolated extraction at a time, each content hash once.
+/// The `search-extract` task: one isolated extraction at a time. Jobs arrive deduplicated
+/// (`Shared::queue`); the indexer takes each content hash off the queue once it has the outcome.
 async fn extract_in_turn(
     mut jobs: UnboundedReceiver<Job>,
     events: std::sync::mpsc::Sender<Event>,
     blobs: BlobStore,
     cache: Arc<TextCache>,
     limits: Limits,
-    queued: Arc<Mutex<HashSet<String>>>,
+    shared: Arc<Shared>,
     shutdown: CancellationToken,
 ) {
-    // Jobs are deduplicated as they arrive; `queued` counts what waits.
-    let (ready, mut waiting) = tokio::sync::mpsc::unbounded_channel::<Job>();
-    let forward = {
-        let queued = Arc::clone(&queued);
-        let ready: UnboundedSender<Job> = ready;
-        async move {
-            while let Some(job) = jobs.recv().await {
-                let fresh = queued.lock().map(|mut queued| queued.insert(job.sha256.clone())).unwrap_or(false);
-                if fresh {
-                    let _ = ready.send(job);
-                }
-            }
-        }
-    };
     let work = async {
-        while let Some(job) = waiting.recv().await {
+        while let Some(job) = jobs.recv().await {
             let cached = {
                 let (cache, sha256) = (Arc::clone(&cache), job.sha256.clone());
                 tokio::task::spawn_blocking(move || cache.get(&sha256)).await.ok().and_then(Result::ok).flatten()
@@ -270,17 +251,15 @@ async fn extract_in_turn(
                     }
                 }
             }
-            if let Ok(mut queued) = queued.lock() {
-                queued.remove(&job.sha256);
-            }
-            // Unsettled contents stay pending in the index and are tried again at the next start.
             if settled {
                 let _ = events.send(Event::Extracted(job.sha256));
+            } else {
+                // Unsettled contents stay pending in the index and are tried again at the next start.
+                shared.dequeue(&job.sha256);
             }
         }
     };
     tokio::select! {
-        () = forward => {}
         () = work => {}
         () = shutdown.cancelled() => {}
     }

@@ -3,6 +3,7 @@
 //!
 //! Locks here are held only to copy or replace a value, never across I/O or an `.await`.
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
@@ -79,6 +80,10 @@ pub struct Shared {
     status: Mutex<Status>,
     /// Changes recorded in the outbox and not yet committed to the index.
     pending: AtomicU64,
+    /// Files whose freshly extracted text is not yet committed to the index.
+    unindexed_texts: AtomicU64,
+    /// Content hashes handed to the extractor and not yet back in the index's hands.
+    queued: Mutex<HashSet<String>>,
 }
 
 impl Default for Shared {
@@ -94,6 +99,8 @@ impl Default for Shared {
                 last_error: None,
             }),
             pending: AtomicU64::new(0),
+            unindexed_texts: AtomicU64::new(0),
+            queued: Mutex::new(HashSet::new()),
         }
     }
 }
@@ -125,5 +132,30 @@ impl Shared {
 
     pub fn set_pending(&self, pending: u64) {
         self.pending.store(pending, Ordering::Relaxed);
+    }
+
+    pub fn unindexed_texts(&self) -> u64 {
+        self.unindexed_texts.load(Ordering::Relaxed)
+    }
+
+    pub fn set_unindexed_texts(&self, count: u64) {
+        self.unindexed_texts.store(count, Ordering::Relaxed);
+    }
+
+    /// Marks contents as handed to the extractor; `false` when they already are.
+    pub fn queue(&self, sha256: &str) -> bool {
+        self.queued.lock().map(|mut queued| queued.insert(sha256.to_owned())).unwrap_or(false)
+    }
+
+    /// Contents the extractor is done with (its outcome is back with the indexer, or it could
+    /// not run and the file is tried again at the next start).
+    pub fn dequeue(&self, sha256: &str) {
+        if let Ok(mut queued) = self.queued.lock() {
+            queued.remove(sha256);
+        }
+    }
+
+    pub fn queued(&self) -> u64 {
+        self.queued.lock().map(|queued| queued.len() as u64).unwrap_or(0)
     }
 }

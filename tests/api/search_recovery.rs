@@ -24,9 +24,25 @@ fn restart(state_dir: &Path, hooks: &Hooks, toml: &str) -> TestApp {
     })
 }
 
-/// Every file named `{prefix}{i}` is found exactly once by its own word, and the index holds
-/// exactly as many documents as there are files.
-async fn each_found_once(app: &TestApp, token: &str, prefix: &str, count: usize) {
+/// A word of eight letters for file `index`, far (in edits) from every other one, so no typo
+/// tolerance joins two of them.
+fn word(index: usize) -> String {
+    crate::files::sha256_hex(format!("fjord{index}").as_bytes())
+        .chars()
+        .take(8)
+        .map(|c| (b'g' + c.to_digit(16).unwrap() as u8) as char)
+        .collect()
+}
+
+async fn upload_numbered(app: &TestApp, token: &str, range: std::ops::Range<usize>) {
+    for index in range {
+        upload(app, token, &[("name", &format!("{}.txt", word(index)))], "fjordcommon").await;
+    }
+}
+
+/// Every numbered file is found exactly once by its own word, and the index holds exactly as
+/// many documents as there are files.
+async fn each_found_once(app: &TestApp, token: &str, count: usize) {
     let body = settled(app, token).await;
     assert_eq!(body["docs"], count, "index documents against files: {body}");
     let (_, all, _) = search(app, token, &[("q", "fjordcommon"), ("limit", "100")]).await;
@@ -35,9 +51,9 @@ async fn each_found_once(app: &TestApp, token: &str, prefix: &str, count: usize)
     found.dedup();
     assert_eq!(found.len(), count, "{all}");
     assert_eq!(ids(&all).len(), count, "a file came back twice");
-    for index in [0, count / 2, count - 1] {
-        let (_, one, _) = search(app, token, &[("q", &format!("{prefix}{index}"))]).await;
-        assert_eq!(ids(&one).len(), 1, "{prefix}{index}: {one}");
+    for index in 0..count {
+        let (_, one, _) = search(app, token, &[("q", &word(index))]).await;
+        assert_eq!(ids(&one).len(), 1, "{}: {one}", word(index));
     }
 }
 
@@ -50,16 +66,14 @@ async fn a_hard_kill_with_changes_pending_loses_none_of_them() {
     let token = admin_token(&app).await;
     settled(&app, &token).await;
     hooks.pause();
-    for index in 0..30 {
-        upload(&app, &token, &[("name", &format!("fjordtoken{index}.txt"))], "fjordcommon").await;
-    }
+    upload_numbered(&app, &token, 0..30).await;
     assert_eq!(status(&app, &token).await["docs"], 0, "the indexer was held back");
     app.kill_hard();
     app.wait_exit().await;
     hooks.resume();
     let app = restart(&state_dir, &hooks, "");
     let token = admin_token(&app).await;
-    each_found_once(&app, &token, "fjordtoken", 30).await;
+    each_found_once(&app, &token, 30).await;
 }
 
 #[tokio::test]
@@ -69,21 +83,17 @@ async fn a_crash_between_the_index_commit_and_the_outbox_cleanup_repeats_nothing
     let hooks = Hooks::new();
     let mut app = restart(&state_dir, &hooks, "");
     let token = admin_token(&app).await;
-    for index in 0..10 {
-        upload(&app, &token, &[("name", &format!("fjordtoken{index}.txt"))], "fjordcommon").await;
-    }
+    upload_numbered(&app, &token, 0..10).await;
     settled(&app, &token).await;
     std::fs::write(hooks.crash_file(), b"").unwrap();
-    for index in 10..20 {
-        upload(&app, &token, &[("name", &format!("fjordtoken{index}.txt"))], "fjordcommon").await;
-    }
+    upload_numbered(&app, &token, 10..20).await;
     let exit = app.wait_exit().await;
     assert!(!exit.success(), "the hook aborts the server after its next commit");
     assert!(app.logs.text().contains("aborting between the index commit and the outbox cleanup"));
     std::fs::remove_file(hooks.crash_file()).unwrap();
     let app = restart(&state_dir, &hooks, "");
     let token = admin_token(&app).await;
-    each_found_once(&app, &token, "fjordtoken", 20).await;
+    each_found_once(&app, &token, 20).await;
 }
 
 #[tokio::test]
@@ -93,10 +103,8 @@ async fn a_deleted_or_damaged_index_is_rebuilt_at_start() {
     let hooks = Hooks::new();
     let mut app = restart(&state_dir, &hooks, "");
     let token = admin_token(&app).await;
-    for index in 0..5 {
-        upload(&app, &token, &[("name", &format!("fjordtoken{index}.txt"))], "fjordcommon").await;
-    }
-    each_found_once(&app, &token, "fjordtoken", 5).await;
+    upload_numbered(&app, &token, 0..5).await;
+    each_found_once(&app, &token, 5).await;
     let index = state_dir.join("search/index");
     for damage in ["delete", "truncate meta.json", "garbage segment"] {
         app.terminate();
@@ -120,7 +128,7 @@ async fn a_deleted_or_damaged_index_is_rebuilt_at_start() {
                 || line["message"] == "the search index cannot be used; rebuilding it"
         });
         assert!(rebuilding.is_some(), "{damage}: no rebuild logged:\n{}", app.logs.text());
-        each_found_once(&app, &token, "fjordtoken", 5).await;
+        each_found_once(&app, &token, 5).await;
     }
 }
 
@@ -158,9 +166,7 @@ async fn coffer_reindex_refuses_while_the_server_runs_and_rebuilds_with_progress
     let hooks = Hooks::new();
     let mut app = restart(&state_dir, &hooks, "");
     let token = admin_token(&app).await;
-    for index in 0..12 {
-        upload(&app, &token, &[("name", &format!("fjordtoken{index}.txt"))], "fjordcommon").await;
-    }
+    upload_numbered(&app, &token, 0..12).await;
     settled(&app, &token).await;
     let (code, _, stderr) = reindex(&app.config);
     assert_eq!(code, 75, "{stderr}");
@@ -176,7 +182,7 @@ async fn coffer_reindex_refuses_while_the_server_runs_and_rebuilds_with_progress
     let app = restart(&state_dir, &hooks, "");
     let token = admin_token(&app).await;
     assert!(app.logs.wait_for_message("search index opened").is_some(), "the reindexed index is used as it is");
-    each_found_once(&app, &token, "fjordtoken", 12).await;
+    each_found_once(&app, &token, 12).await;
 }
 
 #[tokio::test]
@@ -185,9 +191,7 @@ async fn an_admin_rebuild_swaps_in_a_new_index_and_only_admins_may_ask() {
     let app = spawn_with(&hooks, "");
     let admin = admin_token(&app).await;
     let (user, _) = user_token(&app, &admin, "walter").await;
-    for index in 0..8 {
-        upload(&app, &admin, &[("name", &format!("fjordtoken{index}.txt"))], "fjordcommon").await;
-    }
+    upload_numbered(&app, &admin, 0..8).await;
     settled(&app, &admin).await;
     let (code, body) = call(&app, "POST", "/api/v1/admin/search/rebuild", &user, None).await;
     assert_eq!((code, body["error"].as_str()), (StatusCode::FORBIDDEN, Some("forbidden")));
@@ -196,7 +200,7 @@ async fn an_admin_rebuild_swaps_in_a_new_index_and_only_admins_may_ask() {
     assert_eq!(code, 202, "{body}");
     let rebuilt = |line: &Value| line["message"] == "search index rebuilt" && line["docs"] == 8;
     assert!(app.logs.wait_for(rebuilt).is_some(), "{}", app.logs.text());
-    each_found_once(&app, &admin, "fjordtoken", 8).await;
+    each_found_once(&app, &admin, 8).await;
     let body = status(&app, &admin).await;
     assert!(body["last_commit_at"].is_string() && body["indexed_seq"].as_u64().unwrap() >= 8, "{body}");
 }
@@ -261,7 +265,11 @@ async fn search_is_in_the_api_document_open_to_read_only_tokens_and_refuses_bad_
         vec![("q", "x"), ("folder", "../etc")],
     ] {
         let (code, body, raw) = search(&app, &token, &params).await;
-        assert_eq!((code, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_query")), "{params:?}: {raw}");
+        assert_eq!(
+            (code, body["error"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid_query")),
+            "{params:?}: {raw}"
+        );
     }
     let (code, _, _) = search(&app, &token, &[("q", "x"), ("scope", "everyone")]).await;
     assert_eq!(code, 400);
@@ -291,7 +299,9 @@ fn pdf(text: &str) -> Vec<u8> {
     for offset in offsets {
         out.extend(format!("{offset:010} 00000 n \n").into_bytes());
     }
-    out.extend(format!("trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n", objects.len() + 1).into_bytes());
+    out.extend(
+        format!("trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n", objects.len() + 1).into_bytes(),
+    );
     out
 }
 
@@ -382,16 +392,28 @@ async fn pdf_docx_odt_and_html_are_found_by_their_text_and_hostile_ones_end_with
     let app = spawn_with(&hooks, "[search]\nextract_timeout = \"3s\"\n");
     let token = admin_token(&app).await;
     let pdf_file = upload(&app, &token, &[("name", "scan.pdf")], pdf("pelicanword in a pdf")).await;
-    let docx_file =
-        upload(&app, &token, &[("name", "memo.docx")], docx("<w:document><w:body><w:p><w:r><w:t>walrusword</w:t></w:r></w:p></w:body></w:document>")).await;
+    let docx_file = upload(
+        &app,
+        &token,
+        &[("name", "memo.docx")],
+        docx("<w:document><w:body><w:p><w:r><w:t>walrusword</w:t></w:r></w:p></w:body></w:document>"),
+    )
+    .await;
     let odt = zip_of(&[
         ("mimetype", b"application/vnd.oasis.opendocument.text"),
         ("content.xml", b"<office:document-content><office:body><office:text><text:p>narwhalword</text:p></office:text></office:body></office:document-content>"),
     ]);
     let odt_file = upload(&app, &token, &[("name", "letter.odt")], odt).await;
-    let html_file =
-        upload(&app, &token, &[("name", "page.html")], "<html><script>var hiddenscript;</script><p>otterword</p></html>").await;
-    for (word, file) in [("pelicanword", &pdf_file), ("walrusword", &docx_file), ("narwhalword", &odt_file), ("otterword", &html_file)] {
+    let html_file = upload(
+        &app,
+        &token,
+        &[("name", "page.html")],
+        "<html><script>var hiddenscript;</script><p>otterword</p></html>",
+    )
+    .await;
+    for (word, file) in
+        [("pelicanword", &pdf_file), ("walrusword", &docx_file), ("narwhalword", &odt_file), ("otterword", &html_file)]
+    {
         assert!(found_within(&app, &token, word, &id(file), PATIENCE).await, "{word}: {}", app.logs.text());
     }
     let (_, scripts, _) = search(&app, &token, &[("q", "hiddenscript")]).await;
