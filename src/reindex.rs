@@ -33,7 +33,7 @@ fn thousands(number: u64) -> String {
     let digits = number.to_string();
     let mut out = String::new();
     for (index, digit) in digits.chars().enumerate() {
-        if index > 0 && (digits.len() - index) % 3 == 0 {
+        if index > 0 && (digits.len() - index).is_multiple_of(3) {
             out.push(',');
         }
         out.push(digit);
@@ -43,7 +43,7 @@ fn thousands(number: u64) -> String {
 
 fn progress_line(progress: &Progress) -> String {
     let elapsed = progress.started.elapsed().as_secs_f64().max(0.001);
-    let percent = if progress.total == 0 { 100 } else { progress.done * 100 / progress.total };
+    let percent = (progress.done * 100).checked_div(progress.total).unwrap_or(100);
     let eta = progress.eta_seconds().map_or_else(|| "?".to_owned(), |seconds| format!("{seconds}s"));
     format!(
         "indexed {}/{} ({percent}%) {} files/s ETA {eta}",

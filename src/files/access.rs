@@ -128,10 +128,10 @@ impl Files {
         self.db
             .write(move |tx| {
                 let now = now();
-                if let Some((folder, name)) = &target {
-                    if !files::rename(tx, &file.id, folder, name, now)? {
-                        return Ok(Err(FileError::NameTaken));
-                    }
+                if let Some((folder, name)) = &target
+                    && !files::rename(tx, &file.id, folder, name, now)?
+                {
+                    return Ok(Err(FileError::NameTaken));
                 }
                 if let Some(description) = &description {
                     files::set_description(tx, &file.id, description, now)?;

@@ -133,10 +133,11 @@ impl Files {
             return Err(FileError::NameTaken);
         }
         let quota_left = quota.map(|quota| u64::try_from(quota - used).unwrap_or(0));
-        if let (Some(left), Some(size)) = (quota_left, request.declared_size) {
-            if size > left && request.on_conflict != OnConflict::Replace {
-                return Err(FileError::QuotaExceeded);
-            }
+        if let (Some(left), Some(size)) = (quota_left, request.declared_size)
+            && size > left
+            && request.on_conflict != OnConflict::Replace
+        {
+            return Err(FileError::QuotaExceeded);
         }
         let state_dir = self.state_dir.clone();
         let free =

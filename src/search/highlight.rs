@@ -136,10 +136,10 @@ pub fn fragment(analyzer: &mut TextAnalyzer, text: &str, matcher: &Matcher) -> V
     let lead = text[..ranges[best].0].chars().rev().take(30).map(char::len_utf8).sum::<usize>();
     let mut start = ranges[best].0 - lead;
     // Begin at a word boundary when one is near.
-    if let Some(space) = text[start..ranges[best].0].find(char::is_whitespace) {
-        if start > 0 {
-            start += space + 1;
-        }
+    if let Some(space) = text[start..ranges[best].0].find(char::is_whitespace)
+        && start > 0
+    {
+        start += space + 1;
     }
     let end = start + text[start..].chars().take(FRAGMENT_CHARS).map(char::len_utf8).sum::<usize>();
     let inside: Vec<(usize, usize)> = ranges

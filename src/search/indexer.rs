@@ -457,10 +457,10 @@ impl Indexer {
     /// A write failed: drop what was not committed (it is still in the outbox), keep
     /// answering from the last commit, and try again later.
     fn degrade(&mut self, reason: &str) {
-        if let Some(live) = &mut self.live {
-            if let Some(mut writer) = live.writer.take() {
-                let _ = writer.rollback();
-            }
+        if let Some(live) = &mut self.live
+            && let Some(mut writer) = live.writer.take()
+        {
+            let _ = writer.rollback();
         }
         self.applied = self.committed;
         self.dirty = false;

@@ -107,7 +107,7 @@ pub fn build_aside(
             return;
         }
         state.done += 1;
-        if state.done % 1000 == 0 {
+        if state.done.is_multiple_of(1000) {
             progress(&state);
         }
     })?;

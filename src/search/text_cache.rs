@@ -93,10 +93,10 @@ impl TextCache {
             None => connect(&self.path)?,
         };
         let result = f(&conn);
-        if let Ok(mut idle) = self.idle.lock() {
-            if idle.len() < 4 {
-                idle.push(conn);
-            }
+        if let Ok(mut idle) = self.idle.lock()
+            && idle.len() < 4
+        {
+            idle.push(conn);
         }
         result
     }

@@ -140,10 +140,10 @@ fn xml_text<R: std::io::BufRead>(reader: &mut Reader<R>, max_chars: usize) -> Re
         };
         match event {
             // Whitespace between elements is layout, not text: at most a word break.
-            Event::Text(text) if text.trim().is_empty() => {
-                if !sink.text.is_empty() && !sink.text.ends_with(char::is_whitespace) {
-                    sink.push(" ");
-                }
+            Event::Text(text)
+                if text.trim().is_empty() && !sink.text.is_empty() && !sink.text.ends_with(char::is_whitespace) =>
+            {
+                sink.push(" ");
             }
             Event::Text(text) => sink.push(&text),
             Event::CData(data) => sink.push(&data),
