@@ -123,7 +123,7 @@ state = os.path.join(WORK, "coffer-state")
 config = os.path.join(WORK, "coffer.toml")
 with open(config, "w") as f:
     f.write(f'[server]\nlisten = ["127.0.0.1:{PORT}"]\n[storage]\nstate_dir = "{state}"\ndisk_reserve = "1 MiB"\n'
-            '[log]\nformat = "json"\n[auth]\nargon2_memory_kib = 1024\nargon2_iterations = 1\n')
+            f'[log]\nformat = "json"\nlevel = "{os.environ.get("BENCH_LOG", "info")}"\n[auth]\nargon2_memory_kib = 1024\nargon2_iterations = 1\n')
 ctx = ssl._create_unverified_context()
 
 def start():

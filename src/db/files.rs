@@ -38,7 +38,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<FileRow> {
 
 pub fn by_id(conn: &Connection, id: &FileId) -> Result<Option<FileRow>, DbError> {
     let sql = format!("SELECT {COLUMNS} FROM files WHERE id = ?1");
-    Ok(conn.query_row(&sql, [&id.0], from_row).optional()?)
+    Ok(conn.prepare_cached(&sql)?.query_row([&id.0], from_row).optional()?)
 }
 
 pub fn by_name(
@@ -180,7 +180,8 @@ pub fn shared_with(conn: &Connection, user: &UserId, limit: u32) -> Result<Vec<F
 
 pub fn has_grant(conn: &Connection, file: &FileId, user: &UserId) -> Result<bool, DbError> {
     Ok(conn
-        .query_row("SELECT 1 FROM file_grants WHERE file_id = ?1 AND user_id = ?2", params![file.0, user.0], |_| Ok(()))
+        .prepare_cached("SELECT 1 FROM file_grants WHERE file_id = ?1 AND user_id = ?2")?
+        .query_row(params![file.0, user.0], |_| Ok(()))
         .optional()?
         .is_some())
 }

@@ -118,7 +118,10 @@ impl TokenStream for WordStream {
 }
 
 fn token(text: &str, from: usize, to: usize, position: usize) -> Token {
-    Token { offset_from: from, offset_to: to, position, text: text[from..to].nfkc().collect(), position_length: 1 }
+    let slice = &text[from..to];
+    // ASCII is already in NFKC: skip the normalizer for the common case.
+    let normalized = if slice.is_ascii() { slice.to_owned() } else { slice.nfkc().collect() };
+    Token { offset_from: from, offset_to: to, position, text: normalized, position_length: 1 }
 }
 
 /// Words and CJK pairs with their byte offsets, before lowercasing and folding.

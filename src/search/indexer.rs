@@ -52,6 +52,8 @@ pub enum Event {
 const BATCH: u32 = 1000;
 /// How often the outbox is looked at when idle.
 const POLL: Duration = Duration::from_millis(100);
+/// How often texts of contents no file has any more are dropped from the cache.
+const PRUNE_TEXTS_EVERY: Duration = Duration::from_secs(3600);
 /// Longest pause between attempts to write to a failing index.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
@@ -97,6 +99,8 @@ pub struct Indexer {
     /// When a rebuild that failed without any index to fall back on is tried again.
     rebuild_at: Option<Instant>,
     backoff: Duration,
+    /// When the text cache is next pruned.
+    prune_texts_at: Instant,
 }
 
 fn test_hook_file(variable: &str) -> bool {
@@ -153,6 +157,7 @@ impl Indexer {
             last_commit: Instant::now(),
             retry_at: None,
             rebuild_at: None,
+            prune_texts_at: Instant::now(),
             backoff: Duration::from_secs(1),
         })
     }
@@ -315,6 +320,10 @@ impl Indexer {
         if self.live.is_none() {
             return;
         }
+        if Instant::now() >= self.prune_texts_at {
+            self.prune_texts_at = Instant::now() + PRUNE_TEXTS_EVERY;
+            self.prune_text_cache();
+        }
         let mut budget = 10;
         loop {
             let changes = match store::changes_after(&self.conn, self.applied, BATCH) {
@@ -430,16 +439,13 @@ impl Indexer {
         self.dirty = false;
         self.last_commit = Instant::now();
         crash_after_commit();
-        let removed = std::mem::take(&mut self.removed);
-        if let Err(err) = store::prune(&mut self.conn, self.committed, &removed) {
-            // Harmless: the rows are applied again later, giving the same documents.
-            tracing::warn!(error = %err, "cannot prune the search outbox; will try again");
-        }
-        let pending = store::pending_after(&self.conn, self.committed).unwrap_or(0);
-        self.shared.set_pending(pending);
         let (seq, now) = (self.committed, clock_now());
         let was_degraded = self.retry_at.take().is_some();
         self.backoff = Duration::from_secs(1);
+        // The status and the outbox change together, so a report never pairs an old mark
+        // with an already pruned outbox.
+        let shared = Arc::clone(&self.shared);
+        let _gate = shared.commit_gate.blocking_lock();
         self.shared.update(|status| {
             status.docs = docs;
             status.indexed_seq = seq;
@@ -449,6 +455,13 @@ impl Indexer {
                 status.last_error = None;
             }
         });
+        let removed = std::mem::take(&mut self.removed);
+        if let Err(err) = store::prune(&mut self.conn, self.committed, &removed) {
+            // Harmless: the rows are applied again later, giving the same documents.
+            tracing::warn!(error = %err, "cannot prune the search outbox; will try again");
+        }
+        let pending = store::pending_after(&self.conn, self.committed).unwrap_or(0);
+        self.shared.set_pending(pending);
         if was_degraded {
             tracing::info!("the search index is writable again");
         }
@@ -497,6 +510,19 @@ impl Indexer {
                 self.degrade(&format!("cannot open the index writer: {err}"));
                 false
             }
+        }
+    }
+
+    /// Forgets the texts of contents no file has any more (blob GC removes their blobs).
+    fn prune_text_cache(&self) {
+        let referenced = match crate::db::files::referenced_blobs(&self.conn) {
+            Ok(referenced) => referenced,
+            Err(err) => return tracing::warn!(error = %err, "cannot list contents to prune the text cache"),
+        };
+        match self.config.cache.retain(&referenced) {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(task = "search-indexer", removed, "dropped texts of contents no file has"),
+            Err(err) => tracing::warn!(error = %err, "cannot prune the text cache"),
         }
     }
 

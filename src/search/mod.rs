@@ -186,6 +186,7 @@ impl Search {
     }
 
     pub async fn report(&self) -> Report {
+        let _gate = self.inner.shared.commit_gate.lock().await;
         let status = self.inner.shared.status().unwrap_or_else(|| Status {
             state: State::Degraded,
             docs: 0,

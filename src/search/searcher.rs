@@ -108,6 +108,8 @@ pub async fn run(
     query: &SearchQuery,
     offset: u32,
 ) -> Result<Page, String> {
+    let started = std::time::Instant::now();
+    let (mut index_time, mut verify_time) = (std::time::Duration::ZERO, std::time::Duration::ZERO);
     let limit = query.limit as usize;
     let mut offset = offset as usize;
     let mut verified: Vec<(FileRow, Access)> = Vec::new();
@@ -115,13 +117,17 @@ pub async fn run(
     for _ in 0..MAX_ROUNDS {
         let want = (limit - verified.len()) * 2 + 4;
         let (served_now, query_now, caller_now) = (Arc::clone(&served), query.clone(), caller.clone());
+        let phase = std::time::Instant::now();
         let found = tokio::task::spawn_blocking(move || candidates(&served_now, &query_now, &caller_now, offset, want))
             .await
             .map_err(|err| err.to_string())?
             .map_err(|err| err.to_string())?;
+        index_time += phase.elapsed();
+        let phase = std::time::Instant::now();
         let fetched = found.len();
         let positions: Vec<FileId> = found.iter().map(|candidate| candidate.id.clone()).collect();
         let rows = verify(db, caller, found).await?;
+        verify_time += phase.elapsed();
         let mut consumed = fetched;
         for (position, id) in positions.iter().enumerate() {
             let Some((row, access)) = rows.iter().find(|(row, _)| row.id == *id) else { continue };
@@ -153,6 +159,13 @@ pub async fn run(
         .await
         .map_err(|err| err.to_string())?;
     let next_cursor = next.map(|at| query::encode_cursor(query, at as u32));
+    tracing::debug!(
+        index_ms = index_time.as_secs_f64() * 1000.0,
+        verify_ms = verify_time.as_secs_f64() * 1000.0,
+        total_ms = started.elapsed().as_secs_f64() * 1000.0,
+        results = results.len(),
+        "search phases"
+    );
     Ok(Page { results, next_cursor })
 }
 

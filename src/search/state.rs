@@ -84,6 +84,9 @@ pub struct Shared {
     unindexed_texts: AtomicU64,
     /// Content hashes handed to the extractor and not yet back in the index's hands.
     queued: Mutex<HashSet<String>>,
+    /// Held while a commit's new mark is published and the outbox pruned, and while a report
+    /// reads the mark and counts the outbox, so the two always agree.
+    pub commit_gate: tokio::sync::Mutex<()>,
 }
 
 impl Default for Shared {
@@ -101,6 +104,7 @@ impl Default for Shared {
             pending: AtomicU64::new(0),
             unindexed_texts: AtomicU64::new(0),
             queued: Mutex::new(HashSet::new()),
+            commit_gate: tokio::sync::Mutex::new(()),
         }
     }
 }

@@ -104,22 +104,21 @@ impl TextCache {
     /// The outcome for a content hash by the current extractor, if there is one. Blocking.
     pub fn get(&self, sha256: &str) -> rusqlite::Result<Option<Extracted>> {
         self.with(|conn| {
-            conn.query_row(
-                "SELECT status, text FROM extracted WHERE sha256 = ?1 AND extractor = ?2",
-                params![sha256, EXTRACTOR_VERSION],
-                |row| Ok(Extracted::from_status(&row.get::<_, String>(0)?, row.get(1)?)),
-            )
-            .optional()
+            conn.prepare_cached("SELECT status, text FROM extracted WHERE sha256 = ?1 AND extractor = ?2")?
+                .query_row(params![sha256, EXTRACTOR_VERSION], |row| {
+                    Ok(Extracted::from_status(&row.get::<_, String>(0)?, row.get(1)?))
+                })
+                .optional()
         })
     }
 
     /// Records an outcome. Blocking.
     pub fn put(&self, sha256: &str, outcome: &Extracted) -> rusqlite::Result<()> {
         self.with(|conn| {
-            conn.execute(
+            conn.prepare_cached(
                 "INSERT OR REPLACE INTO extracted (sha256, extractor, status, text) VALUES (?1, ?2, ?3, ?4)",
-                params![sha256, EXTRACTOR_VERSION, outcome.status(), outcome.text()],
-            )
+            )?
+            .execute(params![sha256, EXTRACTOR_VERSION, outcome.status(), outcome.text()])
             .map(|_| ())
         })
     }
