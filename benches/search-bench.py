@@ -14,7 +14,7 @@ filter (`+rowid IN` u7's owned and granted files) and snippet(), in process, so 
 any HTTP, TLS or JSON cost. Also: Coffer's full rebuild (cold and warm text cache), the time
 from an upload's 201 until it is searchable, and the server's memory.
 """
-import http.client, json, os, random, shutil, sqlite3, ssl, subprocess, sys, time, urllib.parse, hashlib, re
+import atexit, http.client, json, os, random, shutil, sqlite3, ssl, subprocess, sys, time, urllib.parse, hashlib, re
 import numpy as np
 
 N_DOCS = int(os.environ.get("N_DOCS", 100_000))
@@ -126,19 +126,39 @@ with open(config, "w") as f:
             f'[log]\nformat = "json"\nlevel = "{os.environ.get("BENCH_LOG", "info")}"\n[auth]\nargon2_memory_kib = 1024\nargon2_iterations = 1\n')
 ctx = ssl._create_unverified_context()
 
+servers = []
+atexit.register(lambda: [server.kill() for server in servers if server.poll() is None])
+
 def start():
     log = open(os.path.join(WORK, "coffer.log"), "a")
     proc = subprocess.Popen([COFFER, "serve", "--config", config], stderr=log, stdout=subprocess.DEVNULL)
+    servers.append(proc)
     conn = None
     for _ in range(500):
         try:
-            conn = http.client.HTTPSConnection("127.0.0.1", PORT, context=ctx)
-            conn.request("GET", "/api/v1/health")
-            conn.getresponse().read()
+            conn = Client()
+            conn.conn.request("GET", "/api/v1/health")
+            conn.conn.getresponse().read()
             return proc, conn
         except OSError:
             time.sleep(0.02)
     raise SystemExit("coffer did not start")
+
+class Client:
+    """One keep-alive HTTPS connection, made again when the server closed an idle one."""
+
+    def __init__(self):
+        self.conn = http.client.HTTPSConnection("127.0.0.1", PORT, context=ctx)
+
+    def request(self, *args, **kwargs):
+        try:
+            self.conn.request(*args, **kwargs)
+            return self.conn.getresponse()
+        except (OSError, http.client.HTTPException):
+            self.conn.close()
+            self.conn = http.client.HTTPSConnection("127.0.0.1", PORT, context=ctx)
+            self.conn.request(*args, **kwargs)
+            return self.conn.getresponse()
 
 def call(conn, method, path, token=None, body=None, headers=None):
     h = dict(headers or {})
@@ -147,8 +167,7 @@ def call(conn, method, path, token=None, body=None, headers=None):
     if isinstance(body, dict):
         body = json.dumps(body).encode()
         h["content-type"] = "application/json"
-    conn.request(method, path, body=body, headers=h)
-    r = conn.getresponse()
+    r = conn.request(method, path, body=body, headers=h)
     return r.status, r.read()
 
 def login(conn, user, password):

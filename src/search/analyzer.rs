@@ -10,7 +10,7 @@
 use tantivy::tokenizer::{
     AsciiFoldingFilter, LowerCaser, RemoveLongFilter, TextAnalyzer, Token, TokenStream, Tokenizer,
 };
-use unicode_normalization::UnicodeNormalization;
+use unicode_normalization::{IsNormalized, UnicodeNormalization, is_nfkc_quick};
 use unicode_normalization::char::is_combining_mark;
 
 /// The name the analyzer is registered under in the index.
@@ -119,8 +119,12 @@ impl TokenStream for WordStream {
 
 fn token(text: &str, from: usize, to: usize, position: usize) -> Token {
     let slice = &text[from..to];
-    // ASCII is already in NFKC: skip the normalizer for the common case.
-    let normalized = if slice.is_ascii() { slice.to_owned() } else { slice.nfkc().collect() };
+    // Most words are already in NFKC (all ASCII ones are): skip the normalizer for them.
+    let normalized = if slice.is_ascii() || is_nfkc_quick(slice.chars()) == IsNormalized::Yes {
+        slice.to_owned()
+    } else {
+        slice.nfkc().collect()
+    };
     Token { offset_from: from, offset_to: to, position, text: normalized, position_length: 1 }
 }
 
