@@ -91,32 +91,40 @@ shutil.rmtree(WORK, ignore_errors=True)
 os.makedirs(WORK)
 results = {"docs": N_DOCS, "acl_user_files": owners.count(acl_user) + len(granted)}
 
+ENGINES = os.environ.get("ENGINES", "fts5,coffer").split(",")
+
 # ---------------- SQLite FTS5 ----------------
-dbp = os.path.join(WORK, "fts5.db")
-con = sqlite3.connect(dbp)
-con.execute("PRAGMA journal_mode=WAL")
-con.execute("CREATE TABLE meta (id INTEGER PRIMARY KEY, owner TEXT NOT NULL)")
-con.execute("CREATE INDEX meta_owner ON meta(owner)")
-con.execute("CREATE TABLE grants (file_id INTEGER, user_id TEXT, PRIMARY KEY (user_id, file_id))")
-con.execute("CREATE VIRTUAL TABLE docs USING fts5(name, body, tokenize='unicode61 remove_diacritics 2', prefix='3')")
-t = time.perf_counter()
-with con:
-    con.executemany("INSERT INTO meta VALUES (?, ?)", ((i, owners[i]) for i in range(N_DOCS)))
-    con.executemany("INSERT INTO grants VALUES (?, ?)", ((g, acl_user) for g in granted))
-    con.executemany("INSERT INTO docs(rowid, name, body) VALUES (?, ?, ?)", ((i, names[i], bodies[i]) for i in range(N_DOCS)))
-    con.execute("INSERT INTO docs(docs) VALUES('optimize')")
-results["fts5_build_s"] = round(time.perf_counter() - t, 1)
-FTS = ("SELECT rowid, name, snippet(docs, 1, '[', ']', '…', 24) FROM docs WHERE docs MATCH ?1 AND +rowid IN "
-       "(SELECT id FROM meta WHERE owner = ?2 UNION ALL SELECT file_id FROM grants WHERE user_id = ?2) "
-       "ORDER BY bm25(docs) LIMIT 20")
-fts = lambda match: len(con.execute(FTS, (match, acl_user)).fetchall())
-fts5 = {
-    "single": run(lambda w: fts(f'{{name body}} : "{w}"'), single),
-    "two_words": run(lambda ab: fts(f'{{name body}} : ("{ab[0]}" AND "{ab[1]}")'), double),
-    "name_prefix3": run(lambda x: fts(f"name : {x}*"), prefixes),
-}
-results["fts5"] = fts5
-print(json.dumps({"fts5": fts5}), flush=True)
+def bench_fts5():
+    dbp = os.path.join(WORK, "fts5.db")
+
+    con = sqlite3.connect(dbp)
+    con.execute("PRAGMA journal_mode=WAL")
+    con.execute("CREATE TABLE meta (id INTEGER PRIMARY KEY, owner TEXT NOT NULL)")
+    con.execute("CREATE INDEX meta_owner ON meta(owner)")
+    con.execute("CREATE TABLE grants (file_id INTEGER, user_id TEXT, PRIMARY KEY (user_id, file_id))")
+    con.execute("CREATE VIRTUAL TABLE docs USING fts5(name, body, tokenize='unicode61 remove_diacritics 2', prefix='3')")
+    t = time.perf_counter()
+    with con:
+        con.executemany("INSERT INTO meta VALUES (?, ?)", ((i, owners[i]) for i in range(N_DOCS)))
+        con.executemany("INSERT INTO grants VALUES (?, ?)", ((g, acl_user) for g in granted))
+        con.executemany("INSERT INTO docs(rowid, name, body) VALUES (?, ?, ?)", ((i, names[i], bodies[i]) for i in range(N_DOCS)))
+        con.execute("INSERT INTO docs(docs) VALUES('optimize')")
+    results["fts5_build_s"] = round(time.perf_counter() - t, 1)
+    FTS = ("SELECT rowid, name, snippet(docs, 1, '[', ']', '…', 24) FROM docs WHERE docs MATCH ?1 AND +rowid IN "
+           "(SELECT id FROM meta WHERE owner = ?2 UNION ALL SELECT file_id FROM grants WHERE user_id = ?2) "
+           "ORDER BY bm25(docs) LIMIT 20")
+    fts = lambda match: len(con.execute(FTS, (match, acl_user)).fetchall())
+    fts5 = {
+        "single": run(lambda w: fts(f'{{name body}} : "{w}"'), single),
+        "two_words": run(lambda ab: fts(f'{{name body}} : ("{ab[0]}" AND "{ab[1]}")'), double),
+        "name_prefix3": run(lambda x: fts(f"name : {x}*"), prefixes),
+    }
+    print(json.dumps({"fts5": fts5}), flush=True)
+    return fts5
+
+
+if "fts5" in ENGINES:
+    results["fts5"] = bench_fts5()
 
 # ---------------- Coffer ----------------
 state = os.path.join(WORK, "coffer-state")

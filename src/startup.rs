@@ -279,8 +279,8 @@ impl Application {
         let shares = build_shares(&settings, &db, &files, &auth, &state_dir).await?;
         let search_stop = CancellationToken::new();
         let search = match settings.search.enabled {
-            true => Some(
-                Search::start(
+            true => {
+                let started = Search::start(
                     &settings.search,
                     &state_dir,
                     db.clone(),
@@ -288,9 +288,20 @@ impl Application {
                     settings.database.busy_timeout.0,
                     search_stop.clone(),
                 )
-                .await
-                .context("cannot start search (search.enabled)")?,
-            ),
+                .await;
+                // Search is derived data: a search directory that cannot be used costs search
+                // (answered with 503), never the server.
+                match started {
+                    Ok(search) => Some(search),
+                    Err(err) => {
+                        tracing::error!(
+                            error = format!("{err:#}"),
+                            "search is unavailable; the server runs without it"
+                        );
+                        None
+                    }
+                }
+            }
             false => None,
         };
         let readiness = Readiness::new(db.clone(), state_dir, settings.storage.disk_reserve.0, certificate.clone());

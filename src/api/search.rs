@@ -290,7 +290,11 @@ impl SearchApi {
         cursor: Query<Option<String>>,
     ) -> SearchResponse {
         let Some(search) = &self.search else {
-            return unavailable("search is turned off on this server (search.enabled)".into(), None);
+            return unavailable(
+                "search is turned off on this server, or its index directory cannot be used (see the server log)"
+                    .into(),
+                None,
+            );
         };
         let scope = match scope.0 {
             None | Some(SearchScope::All) => Scope::All,
@@ -343,7 +347,10 @@ impl SearchApi {
             Some((false, body)) => return RebuildResponse::Internal(body),
         }
         let Some(search) = &self.search else {
-            return RebuildResponse::Unavailable(error("search_unavailable", "search is turned off on this server"));
+            return RebuildResponse::Unavailable(error(
+                "search_unavailable",
+                "search is turned off on this server, or its index directory cannot be used (see the server log)",
+            ));
         };
         search.rebuild();
         RebuildResponse::Accepted(Json(status_view(Some(search)).await))

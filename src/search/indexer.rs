@@ -391,6 +391,7 @@ impl Indexer {
                 let _ = jobs.send(Job { sha256: sha256.to_owned(), kind });
             }
         };
+        let mut new_texts = Vec::new();
         for id in ids {
             let tx = self.conn.transaction().map_err(|err| Failure::Database(err.to_string()))?;
             let file = store::file_doc(&tx, &id).map_err(|err| Failure::Database(err.to_string()))?;
@@ -399,7 +400,7 @@ impl Indexer {
             match file {
                 None => self.removed.push(id.clone()),
                 Some(file) => {
-                    let body = rebuild::body_of(&sources, &file, &mut queue).unwrap_or_else(|err| {
+                    let body = rebuild::body_of(&sources, &file, &mut queue, &mut new_texts).unwrap_or_else(|err| {
                         tracing::warn!(error = %err, "the extracted-text cache failed; indexing the name alone");
                         Some(super::text_cache::Extracted::Failed)
                     });
@@ -410,6 +411,10 @@ impl Indexer {
             }
             self.extra.remove(&id);
             self.dirty = true;
+        }
+        if let Err(err) = sources.cache.put_many(&new_texts) {
+            // The texts are in the index; the cache only saves reading them again.
+            tracing::warn!(error = %err, "cannot store extracted texts in the cache");
         }
         Ok(())
     }
@@ -561,7 +566,9 @@ impl Indexer {
             let last_seq = store::last_seq(&self.conn).map_err(|err| err.to_string())?;
             let (index, payload) = index_dir::open(&self.config.paths.index(), &self.instance, last_seq)
                 .map_err(|err| format!("the new index does not open: {err}"))?;
-            debug_assert_eq!(payload.seq, seq);
+            if payload.seq != seq {
+                return Err(format!("the new index holds change {} instead of {seq}", payload.seq));
+            }
             self.go_live(index, &payload).map_err(|err| err.to_string())
         });
         match outcome {

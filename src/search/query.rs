@@ -12,7 +12,7 @@ use tantivy::query::{BooleanQuery, BoostQuery, ConstScoreQuery, FuzzyTermQuery, 
 use tantivy::schema::IndexRecordOption;
 
 use super::analyzer::{analyzer, is_cjk, terms};
-use super::schema::{FAMILIES, Fields, family};
+use super::schema::{FAMILIES, Fields, MAX_PREFIX_CHARS, family};
 use crate::db::files::FileRow;
 use crate::domain::{FolderPath, UserId};
 use crate::files::Access;
@@ -199,8 +199,10 @@ fn filter(query: Box<dyn Query>) -> Box<dyn Query> {
     Box::new(ConstScoreQuery::new(query, 0.0))
 }
 
-/// The index query for `query` on behalf of `caller`.
-pub fn build(fields: &Fields, query: &SearchQuery, caller: &UserId) -> Box<dyn Query> {
+/// The index query for `query` on behalf of `caller`. `in_names` says whether a word is a
+/// word of some file's name: typos are forgiven only for words that are not (looking for
+/// near words is the costly part of a query, and a real word is rarely a typo).
+pub fn build(fields: &Fields, query: &SearchQuery, caller: &UserId, in_names: &dyn Fn(&str) -> bool) -> Box<dyn Query> {
     let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
     let last = query.words.len() - 1;
     for (index, word) in query.words.iter().enumerate() {
@@ -210,13 +212,17 @@ pub fn build(fields: &Fields, query: &SearchQuery, caller: &UserId) -> Box<dyn Q
             (Occur::Should, term_query(fields.body, word)),
         ];
         let distance = typo_distance(word);
-        if distance > 0 {
+        if distance > 0 && !in_names(word) {
             let fuzzy = FuzzyTermQuery::new(Term::from_field_text(fields.name, word), distance, true);
             alternatives.push((Occur::Should, Box::new(BoostQuery::new(Box::new(fuzzy), 1.0))));
         }
         if index == last && prefix_allowed(word) {
-            let prefix = FuzzyTermQuery::new_prefix(Term::from_field_text(fields.name, word), 0, false);
-            alternatives.push((Occur::Should, Box::new(BoostQuery::new(Box::new(prefix), 1.5))));
+            let prefix: Box<dyn Query> = if word.chars().count() <= MAX_PREFIX_CHARS {
+                Box::new(TermQuery::new(Term::from_field_text(fields.name_prefix, word), IndexRecordOption::Basic))
+            } else {
+                Box::new(FuzzyTermQuery::new_prefix(Term::from_field_text(fields.name, word), 0, false))
+            };
+            alternatives.push((Occur::Should, Box::new(BoostQuery::new(prefix, 1.5))));
         }
         clauses.push((Occur::Must, Box::new(BooleanQuery::new(alternatives))));
     }

@@ -41,19 +41,24 @@ pub struct Sources<'a> {
     pub writer_memory: usize,
 }
 
-/// The text to index for a file: from the cache, read now (plain text), or pending.
+/// The text to index for a file: from the cache, read now (plain text, added to
+/// `new_texts` for the caller to store in one go), or pending.
 pub fn body_of(
     sources: &Sources<'_>,
     file: &FileDoc,
     queue_extraction: &mut dyn FnMut(&str, Kind),
+    new_texts: &mut Vec<(String, Extracted)>,
 ) -> Result<Option<Extracted>, rusqlite::Error> {
     let sha256 = &file.row.sha256;
+    if let Some((_, fresh)) = new_texts.iter().find(|(hash, _)| hash == sha256) {
+        return Ok(Some(fresh.clone()));
+    }
     if let Some(cached) = sources.cache.get(sha256)? {
         return Ok(Some(cached));
     }
     match extract::plan(sources.blobs, &file.row, sources.limits) {
         Ok(Plan::Done(outcome)) => {
-            sources.cache.put(sha256, &outcome)?;
+            new_texts.push((sha256.clone(), outcome.clone()));
             Ok(Some(outcome))
         }
         Ok(Plan::Isolated(kind)) => {
@@ -95,13 +100,20 @@ pub fn build_aside(
     let mut state = Progress { done: 0, total: store::count_files(&tx)?, started: Instant::now() };
     progress(&state);
     let mut failure: Option<RebuildError> = None;
+    let mut new_texts = Vec::new();
     store::each_file_doc(&tx, |file| {
         if failure.is_some() {
             return;
         }
-        let added = body_of(sources, &file, queue_extraction)
+        let added = body_of(sources, &file, queue_extraction, &mut new_texts)
             .map_err(RebuildError::from)
             .and_then(|body| Ok(writer.add_document(file_document(&fields, &file, &body))?));
+        if new_texts.len() >= 500 {
+            if let Err(err) = sources.cache.put_many(&new_texts) {
+                failure = Some(err.into());
+            }
+            new_texts.clear();
+        }
         if let Err(err) = added {
             failure = Some(err);
             return;
@@ -115,6 +127,7 @@ pub fn build_aside(
     if let Some(err) = failure {
         return Err(err);
     }
+    sources.cache.put_many(&new_texts)?;
     let payload = Payload { v: SCHEMA_VERSION, instance, seq };
     let mut prepared = writer.prepare_commit()?;
     prepared.set_payload(&serde_json::to_string(&payload).unwrap_or_default());

@@ -31,6 +31,9 @@ pub struct Fields {
     pub text_state: Field,
     pub version: Field,
     pub name: Field,
+    /// The starts (2 to 12 characters) of every word of the name: the last query word's
+    /// prefix match is then one term lookup, not a scan of the name dictionary.
+    pub name_prefix: Field,
     pub description: Field,
     pub body: Field,
 }
@@ -41,7 +44,7 @@ pub fn schema() -> Schema {
         TextFieldIndexing::default().set_tokenizer(ANALYZER).set_index_option(IndexRecordOption::WithFreqs),
     );
     builder.add_text_field("file_id", STRING | STORED);
-    for name in ["owner", "readers", "folder", "media", "family", "text_state"] {
+    for name in ["owner", "readers", "folder", "media", "family", "text_state", "name_prefix"] {
         builder.add_text_field(name, STRING);
     }
     builder.add_u64_field("version", STORED | INDEXED);
@@ -64,6 +67,7 @@ impl Fields {
             text_state: field("text_state")?,
             version: field("version")?,
             name: field("name")?,
+            name_prefix: field("name_prefix")?,
             description: field("description")?,
             body: field("body")?,
         })
@@ -104,6 +108,9 @@ pub fn document(fields: &Fields, file: &FileDoc, body: Body<'_>) -> TantivyDocum
     doc.add_text(fields.family, family(&row.content_type, &row.name));
     doc.add_u64(fields.version, file.version);
     doc.add_text(fields.name, &row.name);
+    for prefix in name_prefixes(&row.name) {
+        doc.add_text(fields.name_prefix, prefix);
+    }
     doc.add_text(fields.description, &row.description);
     let state = match body {
         Body::Text(text) => {
@@ -115,6 +122,27 @@ pub fn document(fields: &Fields, file: &FileDoc, body: Body<'_>) -> TantivyDocum
     };
     doc.add_text(fields.text_state, state);
     doc
+}
+
+/// Longest word start indexed for prefix matches; longer query words fall back to a scan.
+pub const MAX_PREFIX_CHARS: usize = 12;
+
+thread_local! {
+    static NAME_ANALYZER: std::cell::RefCell<tantivy::tokenizer::TextAnalyzer> =
+        std::cell::RefCell::new(super::analyzer::analyzer());
+}
+
+/// Every start of 2 to [`MAX_PREFIX_CHARS`] characters of the name's analyzed words.
+pub fn name_prefixes(name: &str) -> std::collections::BTreeSet<String> {
+    let words = NAME_ANALYZER.with(|analyzer| super::analyzer::terms(&mut analyzer.borrow_mut(), name));
+    let mut prefixes = std::collections::BTreeSet::new();
+    for word in words {
+        let ends: Vec<usize> = word.text.char_indices().map(|(at, c)| at + c.len_utf8()).collect();
+        for end in ends.iter().skip(1).take(MAX_PREFIX_CHARS - 1) {
+            prefixes.insert(word.text[..*end].to_owned());
+        }
+    }
+    prefixes
 }
 
 /// `a/b/c` → `a`, `a/b`, `a/b/c`: a folder filter matches its whole subtree.
@@ -174,6 +202,13 @@ pub const TEXT_EXTENSIONS: &[&str] = &[
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn name_prefixes_are_word_starts_of_two_to_twelve_characters() {
+        let prefixes: Vec<String> = name_prefixes("Q3-Résumé_x.md").into_iter().collect();
+        assert_eq!(prefixes, ["md", "q3", "re", "res", "resu", "resum", "resume"]);
+        assert_eq!(name_prefixes("abcdefghijklmnop").len(), 11);
+    }
 
     #[test]
     fn folders_match_their_whole_subtree() {

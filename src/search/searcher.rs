@@ -63,7 +63,14 @@ fn candidates(
     count: usize,
 ) -> tantivy::Result<Vec<Candidate>> {
     let searcher = served.reader.searcher();
-    let built = query::build(&served.fields, query, caller);
+    let name = served.fields.name;
+    let in_names = |word: &str| {
+        let term = tantivy::Term::from_field_text(name, word);
+        searcher.segment_readers().iter().any(|segment| {
+            segment.inverted_index(name).ok().and_then(|index| index.get_term_info(&term).ok().flatten()).is_some()
+        })
+    };
+    let built = query::build(&served.fields, query, caller, &in_names);
     let top = searcher.search(&built, &TopDocs::with_limit(count).and_offset(offset).order_by_score())?;
     let addresses: Vec<DocAddress> = top.into_iter().map(|(_, address)| address).collect();
     let mut out = Vec::with_capacity(addresses.len());
@@ -115,7 +122,9 @@ pub async fn run(
     let mut verified: Vec<(FileRow, Access)> = Vec::new();
     let mut next: Option<usize> = None;
     for _ in 0..MAX_ROUNDS {
-        let want = (limit - verified.len()) * 2 + 4;
+        // Most candidates pass; fetch a little more than is missing.
+        let missing = limit - verified.len();
+        let want = missing + missing / 2 + 2;
         let (served_now, query_now, caller_now) = (Arc::clone(&served), query.clone(), caller.clone());
         let phase = std::time::Instant::now();
         let found = tokio::task::spawn_blocking(move || candidates(&served_now, &query_now, &caller_now, offset, want))

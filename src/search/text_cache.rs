@@ -123,6 +123,25 @@ impl TextCache {
         })
     }
 
+    /// Records many outcomes in one transaction. Blocking.
+    pub fn put_many(&self, outcomes: &[(String, Extracted)]) -> rusqlite::Result<()> {
+        if outcomes.is_empty() {
+            return Ok(());
+        }
+        self.with(|conn| {
+            let tx = conn.unchecked_transaction()?;
+            {
+                let mut statement = tx.prepare_cached(
+                    "INSERT OR REPLACE INTO extracted (sha256, extractor, status, text) VALUES (?1, ?2, ?3, ?4)",
+                )?;
+                for (sha256, outcome) in outcomes {
+                    statement.execute(params![sha256, EXTRACTOR_VERSION, outcome.status(), outcome.text()])?;
+                }
+            }
+            tx.commit()
+        })
+    }
+
     /// How many content hashes ended each way. Blocking.
     pub fn counts(&self) -> rusqlite::Result<Vec<(String, u64)>> {
         self.with(|conn| {

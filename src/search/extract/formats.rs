@@ -45,6 +45,13 @@ impl TextSink {
         }
     }
 
+    /// A space between words, unless there is one already (or nothing yet).
+    pub fn word_break(&mut self) {
+        if !self.text.is_empty() && !self.text.ends_with(char::is_whitespace) {
+            self.push(" ");
+        }
+    }
+
     /// A separator between blocks (paragraphs, cells), without doubling.
     pub fn boundary(&mut self) {
         if !self.text.is_empty() && !self.text.ends_with(['\n', ' ']) {
@@ -140,11 +147,7 @@ fn xml_text<R: std::io::BufRead>(reader: &mut Reader<R>, max_chars: usize) -> Re
         };
         match event {
             // Whitespace between elements is layout, not text: at most a word break.
-            Event::Text(text)
-                if text.trim().is_empty() && !sink.text.is_empty() && !sink.text.ends_with(char::is_whitespace) =>
-            {
-                sink.push(" ");
-            }
+            Event::Text(text) if text.trim().is_empty() => sink.word_break(),
             Event::Text(text) => sink.push(&text),
             Event::CData(data) => sink.push(&data),
             Event::GeneralRef(reference) => {
