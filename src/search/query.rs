@@ -199,9 +199,9 @@ fn filter(query: Box<dyn Query>) -> Box<dyn Query> {
     Box::new(ConstScoreQuery::new(query, 0.0))
 }
 
-/// The index query for `query` on behalf of `caller`. `in_names` says whether a word is a
-/// word of some file's name: typos are forgiven only for words that are not (looking for
-/// near words is the costly part of a query, and a real word is rarely a typo).
+/// The index query for `query` on behalf of `caller`. `in_names` says whether a word is in
+/// the name of a file the caller may read: typos are forgiven only for words that are not
+/// (looking for near words is the costly part of a query, and a real word is rarely a typo).
 pub fn build(fields: &Fields, query: &SearchQuery, caller: &UserId, in_names: &dyn Fn(&str) -> bool) -> Box<dyn Query> {
     let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
     let last = query.words.len() - 1;

@@ -11,9 +11,10 @@
 
 use std::sync::Arc;
 
-use tantivy::collector::TopDocs;
-use tantivy::schema::Value;
-use tantivy::{DocAddress, TantivyDocument};
+use tantivy::collector::{Count, TopDocs};
+use tantivy::query::{BooleanQuery, Occur, Query, TermQuery};
+use tantivy::schema::{IndexRecordOption, Value};
+use tantivy::{DocAddress, TantivyDocument, Term};
 
 use super::analyzer::analyzer;
 use super::highlight::{self, Matcher, Segment};
@@ -63,12 +64,15 @@ fn candidates(
     count: usize,
 ) -> tantivy::Result<Vec<Candidate>> {
     let searcher = served.reader.searcher();
-    let name = served.fields.name;
+    // Whether the word is in the name of a file the caller may read. Asked of the caller's
+    // files only: whether others' names hold a word must not change what the caller sees.
+    let fields = served.fields;
     let in_names = |word: &str| {
-        let term = tantivy::Term::from_field_text(name, word);
-        searcher.segment_readers().iter().any(|segment| {
-            segment.inverted_index(name).ok().and_then(|index| index.get_term_info(&term).ok().flatten()).is_some()
-        })
+        let term = |field, text: &str| -> Box<dyn Query> {
+            Box::new(TermQuery::new(Term::from_field_text(field, text), IndexRecordOption::Basic))
+        };
+        let both = vec![(Occur::Must, term(fields.name, word)), (Occur::Must, term(fields.readers, &caller.0))];
+        searcher.search(&BooleanQuery::new(both), &Count).is_ok_and(|count| count > 0)
     };
     let built = query::build(&served.fields, query, caller, &in_names);
     let top = searcher.search(&built, &TopDocs::with_limit(count).and_offset(offset).order_by_score())?;

@@ -137,7 +137,10 @@ async fn another_users_files_never_show_through_any_query_filter_scope_or_cursor
     .await;
     upload(&app, &alice, &[("name", "zanzibarite-copy.txt")], "mervaptic again").await;
     // Bob has a file of his own with the same words, so his searches have something to return.
-    let own = upload(&app, &bob, &[("name", "bob zanzibarite.txt")], "mervaptic quillonous too").await;
+    let own = upload(&app, &bob, &[("name", "bob quillonous.txt")], "mervaptic quillonous too").await;
+    // One edit from a word of Alice's file name: whether Bob's search forgives the typo must
+    // not depend on what Alice's names hold.
+    let near = upload(&app, &bob, &[("name", "zanzibarits.txt")], "x").await;
     settled(&app, &admin).await;
     let (_, mine, _) = search(&app, &alice, &[("q", "mervaptic nobody")]).await;
     assert_eq!(ids(&mine), [id(&private)], "the owner finds it: the index does hold it");
@@ -188,6 +191,8 @@ async fn another_users_files_never_show_through_any_query_filter_scope_or_cursor
     }
     let (_, own_results, _) = search(&app, &bob, &[("q", "mervaptic")]).await;
     assert_eq!(ids(&own_results), [id(&own)], "bob's search works and finds only his");
+    let (_, near_results, raw) = search(&app, &bob, &[("q", "zanzibarite")]).await;
+    assert_eq!(ids(&near_results), [id(&near)], "alice's name changed bob's typo tolerance: {raw}");
 }
 
 #[tokio::test]
