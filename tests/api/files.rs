@@ -173,8 +173,17 @@ async fn hostile_names_never_escape_the_store_and_download_with_a_safe_filename(
         .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     entries.sort();
-    let expected =
-        ["blobs", "coffer.db", "coffer.db-shm", "coffer.db-wal", "initial-admin-password", "keys", "tls", "tmp"];
+    let expected = [
+        "blobs",
+        "coffer.db",
+        "coffer.db-shm",
+        "coffer.db-wal",
+        "initial-admin-password",
+        "keys",
+        "search",
+        "tls",
+        "tmp",
+    ];
     assert!(entries.iter().all(|entry| expected.contains(&entry.as_str())), "{entries:?}");
 }
 
