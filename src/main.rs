@@ -61,8 +61,23 @@ enum Command {
         #[command(subcommand)]
         command: coffer::backup::command::BackupCommand,
     },
+    /// Rebuild the search index from the database, with progress (the server must be stopped;
+    /// while it runs, use POST /api/v1/admin/search/rebuild instead).
+    ///
+    /// Exits 75 when the server holds the index.
+    Reindex(ConfigArg),
     /// Print the version.
     Version,
+    /// Extract a document's text from standard input (run by the server, with limits).
+    #[command(hide = true)]
+    Extract {
+        #[arg(value_enum)]
+        kind: coffer::search::extract::Kind,
+        #[arg(long)]
+        max_chars: usize,
+        #[arg(long)]
+        max_bytes: u64,
+    },
     /// Print the manual page (roff), for packaging.
     #[command(hide = true)]
     Manpage,
@@ -78,6 +93,8 @@ struct ConfigArg {
 
 /// Exit code for unusable settings, as distinct from a failure while running.
 const EXIT_CONFIG: u8 = 2;
+/// Exit code for "try again later" (sysexits' EX_TEMPFAIL): the server holds the index.
+const EXIT_TEMPFAIL: u8 = 75;
 
 fn load_settings(explicit: Option<&Path>) -> Result<(Option<PathBuf>, Settings), config::ConfigError> {
     let file = config::config_file(explicit)?;
@@ -117,6 +134,20 @@ fn main() -> ExitCode {
         }
         Command::Backup { config, command } => with_settings(&config, |file, settings| {
             report_outcome(coffer::backup::command::run(settings, file, command))
+        }),
+        Command::Extract { kind, max_chars, max_bytes } => {
+            coffer::search::extract::child::run(kind, max_chars, max_bytes)
+        }
+        Command::Reindex(args) => with_settings(&args, |_, settings| match coffer::reindex::run(&settings) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(coffer::reindex::ReindexError::ServerRunning) => {
+                eprintln!("coffer: {}", coffer::reindex::ReindexError::ServerRunning);
+                ExitCode::from(EXIT_TEMPFAIL)
+            }
+            Err(err) => {
+                eprintln!("coffer: {err:#}");
+                ExitCode::FAILURE
+            }
         }),
         Command::Serve(args) => with_settings(&args, |_, settings| serve(args.config.clone(), settings)),
     }

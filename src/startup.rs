@@ -24,6 +24,7 @@ use crate::db::Db;
 use crate::files::{Files, GcRound};
 use crate::readiness::Readiness;
 use crate::reload::{self, Reloader};
+use crate::search::Search;
 use crate::server::{self, AppEndpoint, HttpServer, Listener, ListenerKind};
 use crate::shares::{ShareKeys, SharePolicy, Shares};
 use crate::state_dir::{StateDir, load_or_create_secret};
@@ -45,6 +46,8 @@ pub struct Application {
     acme: Option<tokio::task::JoinHandle<()>>,
     acme_stop: CancellationToken,
     certificate: Option<Arc<std::sync::RwLock<CertificateState>>>,
+    search: Option<Search>,
+    search_stop: CancellationToken,
 }
 
 async fn blocking<T: Send + 'static>(work: impl FnOnce() -> anyhow::Result<T> + Send + 'static) -> anyhow::Result<T> {
@@ -325,6 +328,34 @@ impl Application {
         auth::ensure_initial_admin(&auth, &state_dir.initial_admin_password()).await?;
         let files = prepare_files(&settings, &db, &clock, &state_dir).await?;
         let shares = build_shares(&settings, &db, &files, &auth, &state_dir).await?;
+        let search_stop = CancellationToken::new();
+        let search = match settings.search.enabled {
+            true => {
+                let started = Search::start(
+                    &settings.search,
+                    &state_dir,
+                    db.clone(),
+                    files.store().clone(),
+                    settings.database.busy_timeout.0,
+                    clock.clone(),
+                    search_stop.clone(),
+                )
+                .await;
+                // Search is derived data: a search directory that cannot be used costs search
+                // (answered with 503), never the server.
+                match started {
+                    Ok(search) => Some(search),
+                    Err(err) => {
+                        tracing::error!(
+                            error = format!("{err:#}"),
+                            "search is unavailable; the server runs without it"
+                        );
+                        None
+                    }
+                }
+            }
+            false => None,
+        };
         let scrape = crate::metrics::Scrape {
             db: db.clone(),
             clock: clock.clone(),
@@ -333,6 +364,7 @@ impl Application {
             resolver: resolver.clone(),
             acme: certificate.clone(),
             backup_dir: settings.backup.directory.clone(),
+            search: search.clone(),
         };
         let readiness =
             Readiness::new(db.clone(), clock.clone(), state_dir, settings.storage.disk_reserve.0, certificate.clone());
@@ -347,6 +379,7 @@ impl Application {
             auth,
             files: files.clone(),
             shares: shares.clone(),
+            search: search.clone(),
             max_body_size: Arc::clone(&max_body_size),
             public_url: public_url.clone(),
             trusted_proxies: Arc::clone(&trusted_proxies),
@@ -397,6 +430,8 @@ impl Application {
             acme,
             acme_stop,
             certificate,
+            search,
+            search_stop,
         })
     }
 
@@ -485,6 +520,10 @@ impl Application {
             }
         });
         self.server.run(shutdown, self.settings.server.shutdown_grace.0).await;
+        self.search_stop.cancel();
+        if let Some(search) = &self.search {
+            search.stop().await;
+        }
         let _ = gc.await;
         let _ = watchdog.await;
         let _ = views.await;

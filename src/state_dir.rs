@@ -56,6 +56,11 @@ impl StateDir {
         self.root.join("blobs")
     }
 
+    /// The search index and the extracted-text cache: derived data, never backed up.
+    pub fn search_dir(&self) -> PathBuf {
+        self.root.join("search")
+    }
+
     /// Secret keys this instance made for itself.
     pub fn keys_dir(&self) -> PathBuf {
         self.root.join("keys")

@@ -128,10 +128,10 @@ pub async fn json_errors<E: Endpoint>(
         }
     };
     let routed = |mut response: Response| {
-        if let Some(route) = &route {
-            if response.data::<PathPattern>().is_none() {
-                response.set_data(route.clone());
-            }
+        if let Some(route) = &route
+            && response.data::<PathPattern>().is_none()
+        {
+            response.set_data(route.clone());
         }
         response
     };
@@ -172,10 +172,10 @@ pub async fn json_errors<E: Endpoint>(
         _ => message,
     };
     let mut response = error_response(status, code_for_status(status), message, request_id);
-    if status == StatusCode::METHOD_NOT_ALLOWED {
-        if let Some(methods) = allow.allowed(&path).and_then(|methods| HeaderValue::from_str(&methods).ok()) {
-            response.headers_mut().insert(header::ALLOW, methods);
-        }
+    if status == StatusCode::METHOD_NOT_ALLOWED
+        && let Some(methods) = allow.allowed(&path).and_then(|methods| HeaderValue::from_str(&methods).ok())
+    {
+        response.headers_mut().insert(header::ALLOW, methods);
     }
     if is_head {
         response.set_body(());

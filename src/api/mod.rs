@@ -20,6 +20,7 @@ mod middleware;
 mod range;
 mod rate_limits;
 mod redirect;
+mod search;
 mod security;
 mod share_html;
 mod share_page;
@@ -64,6 +65,8 @@ pub enum ApiTags {
     Files,
     /// Public links to files, for people without an account.
     Shares,
+    /// Finding files by words in their names, descriptions and contents.
+    Search,
 }
 
 /// Unix seconds as an RFC 3339 UTC timestamp.
@@ -80,6 +83,8 @@ pub struct ApiContext {
     pub auth: Arc<Auth>,
     pub files: crate::files::Files,
     pub shares: crate::shares::Shares,
+    /// Full-text search, unless `search.enabled` is false.
+    pub search: Option<crate::search::Search>,
     /// `server.max_body_size`, changed by a reload.
     pub max_body_size: Arc<std::sync::atomic::AtomicU64>,
     /// `server.public_url`, the base of share links.
@@ -102,6 +107,7 @@ type Apis = (
     upload::UploadApi,
     content::ContentApi,
     shares::SharesApi,
+    search::SearchApi,
 );
 
 fn openapi(context: &ApiContext) -> OpenApiService<Apis, ()> {
@@ -120,6 +126,7 @@ fn openapi(context: &ApiContext) -> OpenApiService<Apis, ()> {
             auth: Arc::clone(&context.auth),
             public_url: context.public_url.clone(),
         },
+        search::SearchApi { search: context.search.clone(), auth: Arc::clone(&context.auth) },
     );
     OpenApiService::new(apis, "Coffer", env!("CARGO_PKG_VERSION"))
         .description(

@@ -30,10 +30,10 @@ async fn check_bearer(req: &Request, bearer: Bearer) -> poem::Result<Principal> 
     if principal.read_only() && req.method() != Method::GET && req.method() != Method::HEAD {
         return Err(ApiFailure::forbidden("this API token is read-only").into());
     }
-    if let Some(limits) = req.data::<Arc<super::RateLimits>>() {
-        if let Err(wait) = limits.check_account(&principal.user_id) {
-            return Err(poem::Error::from_response(super::rate_limits::too_many_requests(wait)));
-        }
+    if let Some(limits) = req.data::<Arc<super::RateLimits>>()
+        && let Err(wait) = limits.check_account(&principal.user_id)
+    {
+        return Err(poem::Error::from_response(super::rate_limits::too_many_requests(wait)));
     }
     Ok(principal)
 }

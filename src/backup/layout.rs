@@ -215,14 +215,14 @@ impl BackupDir {
             }
             None => {}
         }
-        if let Ok(mut entries) = fs::read_dir(&self.root) {
-            if let Some(entry) = entries.next() {
-                let name = entry.map(|entry| entry.file_name().to_string_lossy().into_owned()).unwrap_or_default();
-                return Err(BackupError::Refused(format!(
-                    "{} is not empty (it holds {name}) and has no {MARKER} marker; choose an empty or new directory",
-                    self.root.display()
-                )));
-            }
+        if let Ok(mut entries) = fs::read_dir(&self.root)
+            && let Some(entry) = entries.next()
+        {
+            let name = entry.map(|entry| entry.file_name().to_string_lossy().into_owned()).unwrap_or_default();
+            return Err(BackupError::Refused(format!(
+                "{} is not empty (it holds {name}) and has no {MARKER} marker; choose an empty or new directory",
+                self.root.display()
+            )));
         }
         fsutil::create_private_dir(&self.root).context(|| format!("cannot create {}", self.root.display()))?;
         for dir in [self.pool(), self.snapshots()] {

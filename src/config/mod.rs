@@ -40,6 +40,7 @@ pub struct Settings {
     pub backup: BackupSettings,
     pub metrics: MetricsSettings,
     pub rate_limits: RateLimitSettings,
+    pub search: SearchSettings,
     pub log: LogSettings,
 }
 
@@ -349,6 +350,40 @@ impl Default for BackupSettings {
             push_password_file: None,
             push_ssh_command: "ssh -o BatchMode=yes -o StrictHostKeyChecking=yes".into(),
             push_timeout: HumanDuration(std::time::Duration::from_secs(300)),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SearchSettings {
+    /// Full-text search (`GET /api/v1/search`) and its index under `<state_dir>/search/`.
+    pub enabled: bool,
+    /// Memory the index writer may buffer before it writes a segment (at least 15 MiB).
+    pub writer_memory: ByteSize,
+    /// How often, at most, changes are committed to the index (and become searchable).
+    pub commit_interval: HumanDuration,
+    /// Files larger than this are indexed by name only, their contents not extracted (plain
+    /// text is read up to `max_text_chars` whatever its size).
+    pub max_extract_size: ByteSize,
+    /// Characters of a file's text that are indexed; the rest is ignored.
+    pub max_text_chars: u32,
+    /// Wall-clock and CPU time one file's text extraction may take before it is stopped.
+    pub extract_timeout: HumanDuration,
+    /// Address space the extraction process may use.
+    pub extract_memory: ByteSize,
+}
+
+impl Default for SearchSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            writer_memory: ByteSize(48 << 20),
+            commit_interval: HumanDuration(std::time::Duration::from_secs(1)),
+            max_extract_size: ByteSize(50 << 20),
+            max_text_chars: 100_000,
+            extract_timeout: HumanDuration(std::time::Duration::from_secs(30)),
+            extract_memory: ByteSize(512 << 20),
         }
     }
 }

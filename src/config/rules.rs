@@ -167,6 +167,18 @@ impl Settings {
         if backup.push_to.as_deref().is_some_and(|to| to.trim().is_empty()) {
             problems.push("key `backup.push_to`: empty; remove the key to push nowhere".to_owned());
         }
+        let search = &self.search;
+        if search.writer_memory.0 < 15 << 20 || search.writer_memory.0 > 4 << 30 {
+            problems.push("key `search.writer_memory`: must be between 15 MiB and 4 GiB".to_owned());
+        }
+        if search.commit_interval.0.is_zero() || search.extract_timeout.0.as_secs() == 0 {
+            problems.push("keys `search.commit_interval` and `search.extract_timeout`: must be above 0s (the timeout at least 1s)".to_owned());
+        }
+        if search.max_text_chars == 0 || search.extract_memory.0 < 64 << 20 {
+            problems.push(
+                "keys `search.max_text_chars` and `search.extract_memory`: must be at least 1 and 64 MiB".to_owned(),
+            );
+        }
         if self.log.level.parse::<tracing_subscriber::EnvFilter>().is_err() {
             problems
                 .push(format!("key `log.level`: `{}` is not a valid log filter (try info or debug)", self.log.level));

@@ -47,7 +47,7 @@ impl fmt::Display for HumanDuration {
         let (name, size) = DURATION_UNITS
             .iter()
             .rev()
-            .find(|(_, size)| millis % size == 0 && millis >= *size)
+            .find(|(_, size)| millis.is_multiple_of(*size) && millis >= *size)
             .unwrap_or(&("s", 1_000));
         if millis == 0 {
             return f.write_str("0s");
@@ -72,8 +72,11 @@ impl FromStr for ByteSize {
 
 impl fmt::Display for ByteSize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (name, size) =
-            SIZE_UNITS.iter().rev().find(|(_, size)| self.0 % size == 0 && self.0 >= *size).unwrap_or(&("B", 1));
+        let (name, size) = SIZE_UNITS
+            .iter()
+            .rev()
+            .find(|(_, size)| self.0.is_multiple_of(*size) && self.0 >= *size)
+            .unwrap_or(&("B", 1));
         if *name == "B" { write!(f, "{}", self.0) } else { write!(f, "{} {name}", self.0 / size) }
     }
 }

@@ -38,7 +38,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<FileRow> {
 
 pub fn by_id(conn: &Connection, id: &FileId) -> Result<Option<FileRow>, DbError> {
     let sql = format!("SELECT {COLUMNS} FROM files WHERE id = ?1");
-    Ok(conn.query_row(&sql, [&id.0], from_row).optional()?)
+    Ok(conn.prepare_cached(&sql)?.query_row([&id.0], from_row).optional()?)
 }
 
 pub fn by_name(
@@ -185,7 +185,8 @@ pub fn shared_with(conn: &Connection, user: &UserId, limit: u32) -> Result<Vec<F
 
 pub fn has_grant(conn: &Connection, file: &FileId, user: &UserId) -> Result<bool, DbError> {
     Ok(conn
-        .query_row("SELECT 1 FROM file_grants WHERE file_id = ?1 AND user_id = ?2", params![file.0, user.0], |_| Ok(()))
+        .prepare_cached("SELECT 1 FROM file_grants WHERE file_id = ?1 AND user_id = ?2")?
+        .query_row(params![file.0, user.0], |_| Ok(()))
         .optional()?
         .is_some())
 }
@@ -210,6 +211,16 @@ pub fn grants(conn: &Connection, file: &FileId) -> Result<Vec<(String, String, i
     )?;
     let rows = statement.query_map([&file.0], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Calls `each` with every file row, in id order.
+pub fn for_each(conn: &Connection, mut each: impl FnMut(FileRow)) -> Result<(), DbError> {
+    let mut statement = conn.prepare(&format!("SELECT {COLUMNS} FROM files ORDER BY id"))?;
+    let mut rows = statement.query([])?;
+    while let Some(row) = rows.next()? {
+        each(from_row(row)?);
+    }
+    Ok(())
 }
 
 /// Every blob hash some file row references.

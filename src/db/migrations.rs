@@ -124,6 +124,44 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE shares ADD COLUMN views INTEGER NOT NULL DEFAULT 0 CHECK (views >= 0);
     CREATE INDEX audit_by_time ON audit_log (at);
     CREATE INDEX sessions_by_end ON sessions (revoked_at, expires_at);",
+    // 6: the search index's outbox. Triggers record every change to a file or its grants in
+    // the transaction that makes it (a user's deletion reaches both through ON DELETE
+    // CASCADE, which fires them too), so no code path can forget to tell the index.
+    // `search_versions` holds each file's latest change: a search hit indexed before it is
+    // stale. AUTOINCREMENT never reuses a pruned seq. No statement here may rely on a conflict
+    // clause: an outer `UPDATE OR IGNORE` would override it inside the trigger.
+    "CREATE TABLE search_outbox (
+        seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+        file_id TEXT NOT NULL
+    ) STRICT;
+    CREATE TABLE search_versions (
+        file_id TEXT PRIMARY KEY,
+        seq     INTEGER NOT NULL
+    ) STRICT;
+    CREATE TRIGGER search_outbox_versions AFTER INSERT ON search_outbox BEGIN
+        DELETE FROM search_versions WHERE file_id = NEW.file_id;
+        INSERT INTO search_versions (file_id, seq) VALUES (NEW.file_id, NEW.seq);
+    END;
+    CREATE TRIGGER search_file_added AFTER INSERT ON files BEGIN
+        INSERT INTO search_outbox (file_id) VALUES (NEW.id);
+    END;
+    CREATE TRIGGER search_file_changed AFTER UPDATE ON files BEGIN
+        INSERT INTO search_outbox (file_id) SELECT OLD.id WHERE OLD.id != NEW.id;
+        INSERT INTO search_outbox (file_id) VALUES (NEW.id);
+    END;
+    CREATE TRIGGER search_file_removed AFTER DELETE ON files BEGIN
+        INSERT INTO search_outbox (file_id) VALUES (OLD.id);
+    END;
+    CREATE TRIGGER search_grant_added AFTER INSERT ON file_grants BEGIN
+        INSERT INTO search_outbox (file_id) VALUES (NEW.file_id);
+    END;
+    CREATE TRIGGER search_grant_changed AFTER UPDATE ON file_grants BEGIN
+        INSERT INTO search_outbox (file_id) SELECT OLD.file_id WHERE OLD.file_id != NEW.file_id;
+        INSERT INTO search_outbox (file_id) VALUES (NEW.file_id);
+    END;
+    CREATE TRIGGER search_grant_removed AFTER DELETE ON file_grants BEGIN
+        INSERT INTO search_outbox (file_id) VALUES (OLD.file_id);
+    END;",
 ];
 
 pub const LATEST_VERSION: u32 = MIGRATIONS.len() as u32;

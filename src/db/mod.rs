@@ -116,10 +116,10 @@ impl Db {
             };
             let result = f(&mut conn);
             // A connection left inside a transaction (a panic mid-way) is not reused.
-            if conn.is_autocommit() {
-                if let Ok(mut idle) = inner.idle.lock() {
-                    idle.push(conn);
-                }
+            if conn.is_autocommit()
+                && let Ok(mut idle) = inner.idle.lock()
+            {
+                idle.push(conn);
             }
             result
         })

@@ -47,10 +47,10 @@ impl Password {
             return Err(PasswordError::Common);
         }
         let mut chars = candidate.chars();
-        if let Some(first) = chars.next() {
-            if chars.all(|other| other == first) {
-                return Err(PasswordError::OneCharacter);
-            }
+        if let Some(first) = chars.next()
+            && chars.all(|other| other == first)
+        {
+            return Err(PasswordError::OneCharacter);
         }
         Ok(Self(candidate))
     }

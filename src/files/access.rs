@@ -3,12 +3,14 @@
 //! Owners do everything; users with a grant and admins may read. Anyone else is told the file
 //! does not exist.
 
+use rusqlite::Connection;
+
 use super::{FileError, Files, Precondition};
 use crate::auth::Principal;
 use crate::auth::throttle::Keys;
 use crate::db::audit::{self, AuditEvent};
 use crate::db::files::{self, Cursor, FileRow, SortBy};
-use crate::db::users;
+use crate::db::{DbError, users};
 use crate::domain::{Description, FileId, FileName, FolderPath, UserId, Username};
 
 /// Grants naming accounts that do not exist a caller may make before further grants wait.
@@ -27,6 +29,28 @@ pub struct Listing {
     pub files: Vec<FileRow>,
 }
 
+/// The one owner-or-grant rule: how `user` may read `file` by their own rights (an admin's
+/// wider reading is for callers that allow it, and audit it, to add).
+pub fn user_access(conn: &Connection, file: &FileRow, user: &UserId) -> Result<Option<Access>, DbError> {
+    if file.owner_id == *user {
+        return Ok(Some(Access::Owner));
+    }
+    Ok(files::has_grant(conn, &file.id, user)?.then_some(Access::Grantee))
+}
+
+/// The files among `ids` that `user` may read by the owner-or-grant rule, as they are now, in
+/// the order of `ids`; the others (gone or not readable) are left out.
+pub fn readable_among(conn: &Connection, user: &UserId, ids: &[FileId]) -> Result<Vec<(FileRow, Access)>, DbError> {
+    let mut readable = Vec::with_capacity(ids.len());
+    for id in ids {
+        let Some(file) = files::by_id(conn, id)? else { continue };
+        if let Some(access) = user_access(conn, &file, user)? {
+            readable.push((file, access));
+        }
+    }
+    Ok(readable)
+}
+
 impl Files {
     /// The file if the caller may read it; an admin reading another's file is audited.
     pub async fn readable(&self, caller: &Principal, id: &str, ip: &str) -> Result<(FileRow, Access), FileError> {
@@ -35,14 +59,13 @@ impl Files {
             .db
             .read(move |conn| {
                 let Some(file) = files::by_id(conn, &file_id)? else { return Ok(None) };
-                let granted = file.owner_id != caller_id && files::has_grant(conn, &file_id, &caller_id)?;
-                Ok(Some((file, granted)))
+                let access = user_access(conn, &file, &caller_id)?;
+                Ok(Some((file, access)))
             })
             .await?;
         let access = match found {
-            Some((file, _)) if file.owner_id == caller.user_id => (file, Access::Owner),
-            Some((file, true)) => (file, Access::Grantee),
-            Some((file, false)) if caller.is_admin() => {
+            Some((file, Some(access))) => (file, access),
+            Some((file, None)) if caller.is_admin() => {
                 let (actor, subject, ip) = (caller.user_id.0.clone(), file.id.0.clone(), ip.to_owned());
                 let now = self.clock.now();
                 self.db
@@ -112,18 +135,18 @@ impl Files {
                 if !precondition.holds(Some(&current)) {
                     return Ok(Err(FileError::PreconditionFailed));
                 }
-                if let Some((folder, name)) = &target {
-                    if !files::rename(tx, &file.id, folder, name, now)? {
-                        return Ok(Err(FileError::NameTaken));
-                    }
+                if let Some((folder, name)) = &target
+                    && !files::rename(tx, &file.id, folder, name, now)?
+                {
+                    return Ok(Err(FileError::NameTaken));
                 }
                 if let Some(description) = &description {
                     let grows = description.stored_bytes() - i64::try_from(current.description.len()).unwrap_or(0);
                     let quota = users::by_id(tx, &current.owner_id)?.and_then(|user| user.quota_bytes);
-                    if let (true, Some(quota)) = (grows > 0, quota) {
-                        if files::used_bytes(tx, &current.owner_id)?.saturating_add(grows) > quota {
-                            return Ok(Err(FileError::QuotaExceeded));
-                        }
+                    if let (true, Some(quota)) = (grows > 0, quota)
+                        && files::used_bytes(tx, &current.owner_id)?.saturating_add(grows) > quota
+                    {
+                        return Ok(Err(FileError::QuotaExceeded));
                     }
                     files::set_description(tx, &file.id, description.as_str(), now)?;
                 }

@@ -32,7 +32,7 @@ use crate::domain::{Description, DescriptionError, FileId, FileName, FolderPath,
 use crate::state_dir::StateDir;
 use crate::storage::{BlobStore, ExpectedDigests, GcLock, IngestError, PendingBlob};
 
-pub use access::Access;
+pub use access::{Access, readable_among, user_access};
 pub use gc::GcRound;
 
 #[derive(Debug, thiserror::Error)]
@@ -219,10 +219,10 @@ impl Files {
         let quota_left = quota.map(|quota| {
             u64::try_from(quota.saturating_sub(used).saturating_add(freed).saturating_sub(metadata)).unwrap_or(0)
         });
-        if let (Some(left), Some(size)) = (quota_left, request.declared_size) {
-            if size > left {
-                return Err(FileError::QuotaExceeded);
-            }
+        if let (Some(left), Some(size)) = (quota_left, request.declared_size)
+            && size > left
+        {
+            return Err(FileError::QuotaExceeded);
         }
         let state_dir = self.state_dir.clone();
         let free =

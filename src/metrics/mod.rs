@@ -124,6 +124,8 @@ pub struct Scrape {
     pub acme: Option<Arc<RwLock<CertificateState>>>,
     /// `backup.directory`, whose `status.json` says when the last backup succeeded.
     pub backup_dir: std::path::PathBuf,
+    /// Full-text search, when it runs.
+    pub search: Option<crate::search::Search>,
 }
 
 /// Counts read from the database at a scrape.
@@ -258,6 +260,21 @@ impl Scrape {
                     f64::from(u8::from(push_failed)),
                 );
             }
+        }
+        if let Some(search) = &self.search {
+            out.gauge(
+                "coffer_search_pending_changes",
+                "Changes to files and grants (and extracted texts) not yet in the search index.",
+                search.pending() as f64,
+            );
+            let report = search.report().await;
+            let ready = matches!(report.status.state, crate::search::State::Ready);
+            out.gauge(
+                "coffer_search_ready",
+                "1 while the search index keeps up (not starting, rebuilding or degraded).",
+                f64::from(u8::from(ready)),
+            );
+            out.gauge("coffer_search_documents", "Documents in the search index.", report.status.docs as f64);
         }
         if let Some(acme) = &self.acme {
             let failing = acme.read().map(|state| state.last_error.is_some()).unwrap_or(false);

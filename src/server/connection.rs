@@ -204,11 +204,11 @@ impl<T: AsyncRead + Unpin> AsyncRead for Tracked<T> {
 impl<T: AsyncWrite + Unpin> AsyncWrite for Tracked<T> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
         let result = Pin::new(&mut self.inner).poll_write(cx, data);
-        if let Poll::Ready(Ok(written)) = result {
-            if written > 0 {
-                self.activity.touch();
-                crate::metrics::get().sent_bytes.add(written as u64);
-            }
+        if let Poll::Ready(Ok(written)) = result
+            && written > 0
+        {
+            self.activity.touch();
+            crate::metrics::get().sent_bytes.add(written as u64);
         }
         result
     }
@@ -219,11 +219,11 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Tracked<T> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let result = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        if let Poll::Ready(Ok(written)) = result {
-            if written > 0 {
-                self.activity.touch();
-                crate::metrics::get().sent_bytes.add(written as u64);
-            }
+        if let Poll::Ready(Ok(written)) = result
+            && written > 0
+        {
+            self.activity.touch();
+            crate::metrics::get().sent_bytes.add(written as u64);
         }
         result
     }

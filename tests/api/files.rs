@@ -181,6 +181,7 @@ async fn hostile_names_never_escape_the_store_and_download_with_a_safe_filename(
         "gc.lock",
         "initial-admin-password",
         "keys",
+        "search",
         "tls",
         "tmp",
     ];

@@ -55,10 +55,10 @@ impl Logs {
         let mut seen = 0;
         loop {
             for line in &state.lines[seen..] {
-                if let Ok(value) = serde_json::from_str::<Value>(line) {
-                    if matches(&value) {
-                        return Some(value);
-                    }
+                if let Ok(value) = serde_json::from_str::<Value>(line)
+                    && matches(&value)
+                {
+                    return Some(value);
                 }
             }
             seen = state.lines.len();

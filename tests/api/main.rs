@@ -25,6 +25,8 @@ mod http;
 mod metrics;
 mod protection;
 mod retention;
+mod search;
+mod search_recovery;
 mod share_downloads;
 mod share_links;
 mod shares;

@@ -89,6 +89,7 @@ async fn known_traffic_shows_in_the_metrics_by_route_template_and_promtool_accep
     assert!(sample(&text, "coffer_disk_free_bytes").unwrap() > 0.0);
     assert!(sample(&text, "process_resident_memory_bytes").unwrap() > 1e6);
     assert!(sample(&text, "process_open_fds").unwrap() > 3.0);
+    assert!(sample(&text, "coffer_search_pending_changes").is_some(), "the search index's backlog");
     let histogram = r#"coffer_http_request_duration_seconds_count{route="/api/v1/health",method="GET"}"#;
     assert_eq!(sample(&text, histogram), Some(3.0));
 

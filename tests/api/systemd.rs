@@ -220,6 +220,10 @@ async fn the_binary_works_under_the_units_syscall_filter_and_memory_deny_write_e
     let link = format!("/s/{}/download", made["token"].as_str().unwrap());
     let shared = app.client.get(app.url(&link)).header("x-share-password", "filtered-secret-1").send().await.unwrap();
     assert_eq!(shared.bytes().await.unwrap().len(), data.len());
+    // The text extraction child and its limits (prlimit64) work under the filter too.
+    let page = crate::search::upload(&app, &admin, &[("name", "filtered.html")], "<p>seccompword</p>").await;
+    let found = crate::search::found_within(&app, &admin, "seccompword", &crate::search::id(&page), PATIENCE).await;
+    assert!(found, "{}", app.logs.text());
     signal(&app, rustix::process::Signal::HUP);
     app.logs.wait_for_message("configuration reloaded").expect("reload works under the filter");
     app.terminate();
