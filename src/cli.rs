@@ -84,7 +84,8 @@ pub fn run_check(settings: Settings, repair: bool) -> anyhow::Result<Outcome> {
     let mut conn = crate::db::connect(&state_dir.database(), settings.database.busy_timeout.0)?;
     let integrity: String = conn.query_row("PRAGMA integrity_check", [], |row| row.get(0))?;
     let rows = crate::db::files::content_refs(&conn)?;
-    let store = crate::storage::BlobStore::new(state_dir.blobs_dir(), state_dir.tmp_dir());
+    let store =
+        crate::storage::BlobStore::new(state_dir.blobs_dir(), state_dir.tmp_dir(), crate::clock::Clock::system());
     let report = check::check(&store, rows)?;
     println!("database integrity: {integrity}");
     println!("files checked: {}", report.files_checked);
@@ -114,7 +115,7 @@ pub fn run_check(settings: Settings, repair: bool) -> anyhow::Result<Outcome> {
         }
         GcRound::Removed(removed) => {
             let mut temps = 0;
-            for temp in report.temp_files.iter().filter(|path| check::untouched_for(path, REPAIR_MIN_AGE)) {
+            for temp in report.temp_files.iter().filter(|path| check::untouched_for(&store, path, REPAIR_MIN_AGE)) {
                 match std::fs::remove_file(temp) {
                     Ok(()) => temps += 1,
                     Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}

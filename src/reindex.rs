@@ -72,7 +72,7 @@ pub fn run(settings: &Settings) -> Result<(), ReindexError> {
     drop(crate::db::Db::open(&state_dir.database(), busy_timeout, 1).map_err(anyhow::Error::from)?);
     let mut conn = crate::db::connect(&state_dir.database(), busy_timeout).map_err(anyhow::Error::from)?;
     let cache = TextCache::open(&paths.text_cache()).map_err(anyhow::Error::from)?;
-    let blobs = BlobStore::new(state_dir.blobs_dir(), state_dir.tmp_dir());
+    let blobs = BlobStore::new(state_dir.blobs_dir(), state_dir.tmp_dir(), crate::clock::Clock::system());
     let limits = Limits::from_settings(&settings.search);
     let sources = Sources {
         blobs: &blobs,

@@ -111,7 +111,7 @@ pub async fn open_accounts(settings: &Settings, clock: &Clock) -> anyhow::Result
 /// The file store: leftovers of uploads a crash interrupted are swept and unreferenced blobs
 /// collected before anything is served, when no upload can be in flight.
 async fn prepare_files(settings: &Settings, db: &Db, clock: &Clock, state_dir: &StateDir) -> anyhow::Result<Files> {
-    let store = BlobStore::new(state_dir.blobs_dir(), state_dir.tmp_dir());
+    let store = BlobStore::new(state_dir.blobs_dir(), state_dir.tmp_dir(), clock.clone());
     let sweeper = store.clone();
     let (swept, made_read_only) = blocking(move || {
         let swept = sweeper.sweep_tmp(std::time::Duration::ZERO)?;

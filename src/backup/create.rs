@@ -135,7 +135,7 @@ fn fill(
         Counts { users: count(&snapshot, "users"), files: refs.len() as u64, shares: count(&snapshot, "shares") };
     drop(snapshot);
 
-    let store = BlobStore::new(setup.state_dir.blobs_dir(), setup.state_dir.tmp_dir());
+    let store = BlobStore::new(setup.state_dir.blobs_dir(), setup.state_dir.tmp_dir(), crate::clock::Clock::system());
     let linking = link_blobs(&store, backups, &refs)?;
     drop(hold_collection_off);
 

@@ -220,7 +220,7 @@ fn write(request: &RestoreRequest, id: &SnapshotId, manifest: &Manifest) -> Resu
     }
 
     let (entries, _) = manifest::read_blob_list(&snapshot)?;
-    let blobs = crate::storage::BlobStore::new(state.blobs_dir(), state.tmp_dir());
+    let blobs = crate::storage::BlobStore::new(state.blobs_dir(), state.tmp_dir(), crate::clock::Clock::system());
     let mut shards = BTreeSet::new();
     for entry in &entries {
         if let Some(shard) = blobs.blob_path(&entry.sha256).and_then(|path| path.parent().map(Path::to_path_buf)) {

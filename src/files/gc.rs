@@ -129,7 +129,7 @@ mod tests {
         let session = SessionId::generate();
         let new = sessions::NewSession { id: &session, user_id: &owner, now: 0, expires_at: i64::MAX, client_ip: "" };
         sessions::create(&conn, &new).unwrap();
-        let store = BlobStore::new(state.blobs_dir(), state.tmp_dir());
+        let store = BlobStore::new(state.blobs_dir(), state.tmp_dir(), Clock::system());
         let principal = Principal { user_id: owner, role: Role::User, credential: Credential::Session(session) };
         (Files::new(db, Clock::system(), store, state, 1 << 20, 0), principal)
     }

@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use super::BlobStore;
 use crate::db::files::ContentRef;
@@ -54,10 +54,9 @@ pub fn hash_file(file: &mut std::fs::File) -> io::Result<(u64, String)> {
     Ok((size, digest.finish().as_ref().iter().map(|byte| format!("{byte:02x}")).collect()))
 }
 
-/// Whether `path` was last changed at least `min_age` ago.
-pub fn untouched_for(path: &Path, min_age: Duration) -> bool {
-    let modified = std::fs::metadata(path).and_then(|meta| meta.modified());
-    modified.is_ok_and(|at| SystemTime::now().duration_since(at).unwrap_or_default() >= min_age)
+/// Whether `path` was last changed at least `min_age` ago, by the store's clock.
+pub fn untouched_for(store: &BlobStore, path: &Path, min_age: Duration) -> bool {
+    store.age_of(path).is_ok_and(|age| age >= min_age)
 }
 
 /// Hashes the blob of every file in `rows` and lists blobs and temp files no row needs.

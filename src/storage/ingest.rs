@@ -300,7 +300,7 @@ mod tests {
 
     fn store(dir: &std::path::Path) -> BlobStore {
         std::fs::create_dir_all(dir.join("tmp")).unwrap();
-        BlobStore::new(dir.join("blobs"), dir.join("tmp"))
+        BlobStore::new(dir.join("blobs"), dir.join("tmp"), crate::clock::Clock::system())
     }
 
     fn chunks(parts: &[&'static [u8]]) -> impl Stream<Item = Result<Bytes, io::Error>> + Unpin {

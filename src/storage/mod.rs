@@ -22,7 +22,9 @@ mod write_behind;
 use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
+
+use crate::clock::Clock;
 
 pub use gc_lock::GcLock;
 pub use ingest::{ExpectedDigests, HEAD_BYTES, IngestError, PendingBlob};
@@ -34,6 +36,8 @@ pub const BLOB_MODE: u32 = 0o400;
 pub struct BlobStore {
     blobs: PathBuf,
     tmp: PathBuf,
+    /// Decides the ages of blobs and temp files (collection, sweeps).
+    clock: Clock,
 }
 
 /// A blob in the store whose row is not committed yet. It keeps the upload's temp file (a
@@ -110,8 +114,13 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 }
 
 impl BlobStore {
-    pub fn new(blobs: PathBuf, tmp: PathBuf) -> Self {
-        Self { blobs, tmp }
+    pub fn new(blobs: PathBuf, tmp: PathBuf, clock: Clock) -> Self {
+        Self { blobs, tmp, clock }
+    }
+
+    /// How long ago `path` was last changed, by the store's clock.
+    pub fn age_of(&self, path: &Path) -> io::Result<Duration> {
+        Ok(self.clock.since(std::fs::metadata(path)?.modified()?))
     }
 
     /// Where the blob with this hash lives; `None` for anything but a SHA-256 hex string.
@@ -219,11 +228,10 @@ impl BlobStore {
     /// when no upload can be in flight). Blocking. Returns how many.
     pub fn sweep_tmp(&self, older_than: Duration) -> io::Result<usize> {
         let mut removed = 0;
-        let now = SystemTime::now();
         for entry in std::fs::read_dir(&self.tmp)? {
             let entry = entry?;
             let modified = entry.metadata()?.modified()?;
-            if now.duration_since(modified).unwrap_or_default() >= older_than {
+            if self.clock.since(modified) >= older_than {
                 std::fs::remove_file(entry.path())?;
                 removed += 1;
             }
@@ -243,7 +251,7 @@ impl BlobStore {
             Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(err) => return Err(err),
         };
-        if SystemTime::now().duration_since(modified).unwrap_or_default() < min_age {
+        if self.clock.since(modified) < min_age {
             return Ok(None);
         }
         let trash = self.tmp.join(format!("gc-{sha256}-{:08x}", rand::random::<u32>()));

@@ -61,6 +61,7 @@ fn coffer_check(app: &TestApp, repair: bool) -> (bool, String) {
     let config = &app.config;
     let mut command = Command::new(BIN);
     command.args(["check", "--config", config.to_str().unwrap()]);
+    command.env("TESTING_COFFER_CLOCK_FILE", &app.clock_file);
     if repair {
         command.arg("--repair");
     }
@@ -142,12 +143,12 @@ async fn check_reports_missing_and_damaged_contents_and_repair_removes_old_orpha
     std::fs::write(blob(&orphan), b"orphan").unwrap();
     let temp = app.state_dir.join("tmp/upload-old");
     std::fs::write(&temp, b"left behind").unwrap();
+    // Two hours pass (for `coffer check`, which reads the same clock); then an upload starts.
+    app.advance_clock(2 * 3600);
     let recent = app.state_dir.join("tmp/upload-now");
     std::fs::write(&recent, b"in progress").unwrap();
-    let hours_ago = std::time::SystemTime::now() - Duration::from_secs(2 * 3600);
-    for path in [blob(&orphan), temp.clone()] {
-        std::fs::File::options().write(true).open(&path).unwrap().set_modified(hours_ago).unwrap();
-    }
+    let clock_now = std::time::SystemTime::now() + Duration::from_secs(2 * 3600);
+    std::fs::File::options().write(true).open(&recent).unwrap().set_modified(clock_now).unwrap();
 
     let (healthy, report) = coffer_check(&app, false);
     assert!(!healthy);
