@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime};
 use crate::accounts::call;
 use crate::files::{admin_token, download, put, sha256_hex};
 use crate::helpers::{BIN, Options, TestApp, eventually, spawn_app, spawn_default};
+use crate::search::found_within;
 
 fn blob(app: &TestApp, sha256: &str) -> PathBuf {
     app.state_dir.join("blobs").join(&sha256[..2]).join(&sha256[2..4]).join(sha256)
@@ -36,6 +37,10 @@ async fn repair_keeps_an_orphan_that_an_upload_referenced_while_the_check_was_ha
     let hours_ago = SystemTime::now() - Duration::from_secs(3 * 3600);
     std::fs::File::open(&orphan).unwrap().set_modified(hours_ago).unwrap();
 
+    // The indexer reads new contents too: it must be done with the blob before the pipe
+    // replaces it, or it could take the bytes meant for the check.
+    let paused_id = paused["id"].as_str().unwrap();
+    assert!(found_within(&app, &token, "hashed", paused_id, Duration::from_secs(10)).await, "never indexed");
     let pipe = blob(&app, paused["sha256"].as_str().unwrap());
     std::fs::remove_file(&pipe).unwrap();
     let path = std::ffi::CString::new(pipe.to_str().unwrap()).unwrap();
@@ -47,10 +52,18 @@ async fn repair_keeps_an_orphan_that_an_upload_referenced_while_the_check_was_ha
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // A writer can open the pipe without blocking only once its reader (the check) has.
-    let open_writer = || std::fs::OpenOptions::new().write(true).custom_flags(libc::O_NONBLOCK).open(&pipe).ok();
-    assert!(eventually(|| open_writer().is_some()).await, "the check never reached the blob");
-    let mut writer = open_writer().unwrap();
+    // A writer can open the pipe without blocking only once its reader (the check) has. The
+    // first writer that opens is kept: closing it would hand the check an empty blob.
+    let writer = std::cell::RefCell::new(None);
+    let reached = eventually(|| {
+        let opened = std::fs::OpenOptions::new().write(true).custom_flags(libc::O_NONBLOCK).open(&pipe).ok();
+        let found = opened.is_some();
+        *writer.borrow_mut() = opened;
+        found
+    })
+    .await;
+    assert!(reached, "the check never reached the blob");
+    let mut writer = writer.into_inner().unwrap();
 
     let (status, again) = put(&app, &token, "name=again", reused_contents.clone()).await;
     assert_eq!(status, 201, "{again}");
