@@ -16,8 +16,9 @@ pub enum ApiFailure {
     /// `upload_incomplete`.
     #[oai(status = 400)]
     BadRequest(Json<ErrorBody>),
-    /// `session_ended`: the session, API token or account ended while the request ran (a
-    /// sign-out during an upload); nothing was stored.
+    /// `unauthorized`: no valid access token or API token was sent (or it expired, or was
+    /// revoked). `session_ended`: the session, API token or account ended while the request
+    /// ran (a sign-out during an upload); nothing was stored.
     #[oai(status = 401)]
     Unauthorized(Json<ErrorBody>),
     /// `forbidden`: the caller may not do this (admin only, or a read-only token).
@@ -35,6 +36,10 @@ pub enum ApiFailure {
     /// `payload_too_large`: over `storage.max_file_size`.
     #[oai(status = 413)]
     TooLarge(Json<ErrorBody>),
+    /// `unsupported_media_type`: the body is not of the type the operation takes (JSON, or
+    /// a form for `POST /files`), or `Content-Type` is missing.
+    #[oai(status = 415)]
+    UnsupportedMediaType(Json<ErrorBody>),
     /// `too_many_requests`: wait the given seconds.
     #[oai(status = 429)]
     TooManyRequests(Json<ErrorBody>, #[oai(header = "Retry-After")] u64),

@@ -1,5 +1,6 @@
 //! The signed-in user's own account: `GET /me`, `PUT /me/password`, `/me/sessions`.
 
+use crate::api::strict::Text;
 use std::sync::Arc;
 
 use poem::Request;
@@ -52,9 +53,9 @@ impl From<UserRow> for UserView {
 
 #[derive(Object)]
 struct PasswordChange {
-    current_password: String,
+    current_password: Text,
     /// 10 to 1024 characters, not a commonly used password.
-    new_password: String,
+    new_password: Text,
 }
 
 #[derive(Object)]
@@ -100,7 +101,7 @@ impl MeApi {
         let body = body.0;
         let tokens = self
             .auth
-            .change_own_password(&caller.0, &body.current_password, body.new_password, &client_ip(req))
+            .change_own_password(&caller.0, &body.current_password, body.new_password.into_inner(), &client_ip(req))
             .await?;
         Ok(Json(tokens.into()))
     }
