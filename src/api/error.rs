@@ -60,6 +60,7 @@ pub fn error_response(
     message: impl Into<String>,
     request_id: Option<String>,
 ) -> Response {
+    debug_assert!(super::error_codes::is_listed(code), "error code `{code}` is not in ERROR_CODES");
     let body = ErrorBody { error: code.to_owned(), message: message.into(), request_id };
     let json = serde_json::to_vec(&body).unwrap_or_default();
     Response::builder().status(status).content_type("application/json; charset=utf-8").body(json)

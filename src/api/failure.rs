@@ -55,6 +55,7 @@ pub enum ApiFailure {
 }
 
 fn body(code: &str, message: impl Into<String>) -> Json<ErrorBody> {
+    debug_assert!(super::error_codes::is_listed(code), "error code `{code}` is not in ERROR_CODES");
     Json(ErrorBody { error: code.into(), message: message.into(), request_id: None })
 }
 

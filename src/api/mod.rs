@@ -12,6 +12,7 @@ mod cors;
 mod download;
 mod drain;
 mod error;
+mod error_codes;
 mod failure;
 mod files;
 mod health;

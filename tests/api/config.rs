@@ -61,6 +61,17 @@ fn shipped_config_lists_every_setting_with_its_built_in_default() {
     }
 }
 
+/// Every setting, listed or built in, is in the admin guide's table of settings.
+#[test]
+fn the_admin_guide_names_every_setting() {
+    let guide = include_str!("../../docs/admin-guide.md");
+    let mut keys = Vec::new();
+    leaf_keys(&toml::from_str(&uncommented_shipped_config()).unwrap(), "", &mut keys);
+    leaf_keys(&toml::Value::try_from(Settings::default()).unwrap(), "", &mut keys);
+    let missing: Vec<&String> = keys.iter().filter(|key| !guide.contains(&format!("| `{key}` |"))).collect();
+    assert!(missing.is_empty(), "docs/admin-guide.md (\"Every setting\") lacks {missing:?}");
+}
+
 fn effective(config: &Path, env: &[(&str, &str)]) -> toml::Table {
     let (code, stdout, stderr) = run_cli(&["check-config", "--config", config.to_str().unwrap()], env);
     assert_eq!(code, 0, "check-config failed: {stderr}");

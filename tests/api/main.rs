@@ -16,6 +16,7 @@ mod cli;
 mod config;
 mod connections;
 mod database;
+mod docs;
 mod durability;
 mod file_access;
 mod files;
