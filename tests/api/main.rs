@@ -39,3 +39,4 @@ mod tls;
 mod upload_refusals;
 mod upload_rules;
 mod users;
+mod walkthrough;
