@@ -8,7 +8,7 @@ use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 
 use super::conditions::precondition;
 use super::failure::ApiFailure;
-use super::security::{BearerAuth, client_ip};
+use super::security::{Caller, client_ip};
 use super::users::{next_cursor, page_size};
 use super::{ApiTags, rfc3339};
 use crate::db::files::{Cursor, FileRow, SortBy};
@@ -135,7 +135,7 @@ impl FilesApi {
     #[oai(path = "/files", method = "get")]
     async fn list(
         &self,
-        caller: BearerAuth,
+        caller: Caller,
         folder: Query<Option<String>>,
         cursor: Query<Option<String>>,
         limit: Query<Option<u32>>,
@@ -170,7 +170,7 @@ impl FilesApi {
 
     /// One file's metadata.
     #[oai(path = "/files/:id", method = "get")]
-    async fn get(&self, req: &Request, caller: BearerAuth, id: Path<String>) -> Result<Json<FileView>, ApiFailure> {
+    async fn get(&self, req: &Request, caller: Caller, id: Path<String>) -> Result<Json<FileView>, ApiFailure> {
         let (row, _) = self.files.readable(&caller.0, &id, &client_ip(req)).await?;
         Ok(Json(row.into()))
     }
@@ -181,7 +181,7 @@ impl FilesApi {
     async fn update(
         &self,
         req: &Request,
-        caller: BearerAuth,
+        caller: Caller,
         id: Path<String>,
         body: Json<FileChanges>,
     ) -> Result<Json<FileView>, ApiFailure> {
@@ -207,7 +207,7 @@ impl FilesApi {
 
     /// Delete a file you own. With `If-Match: "<sha256>"` only if its contents are still those.
     #[oai(path = "/files/:id", method = "delete")]
-    async fn delete(&self, req: &Request, caller: BearerAuth, id: Path<String>) -> Result<Deleted, ApiFailure> {
+    async fn delete(&self, req: &Request, caller: Caller, id: Path<String>) -> Result<Deleted, ApiFailure> {
         self.files.delete(&caller.0, &id, precondition(req)?).await?;
         Ok(Deleted::Deleted)
     }

@@ -13,7 +13,7 @@ use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 use super::error::ErrorBody;
 use super::failure::ApiFailure;
 use super::files::FileView;
-use super::security::{BearerAuth, require_admin};
+use super::security::{Caller, require_admin};
 use super::{ApiTags, rfc3339};
 use crate::auth::Auth;
 use crate::files::Access;
@@ -255,7 +255,7 @@ async fn status_view(search: Option<&Search>) -> SearchStatusView {
 
 /// `Ok(None)` for admins, else the refusal: `Some(true, body)` forbidden, `Some(false, ..)` an
 /// internal failure.
-async fn refuse_non_admin(auth: &Auth, caller: &BearerAuth, req: &Request) -> Option<(bool, Json<ErrorBody>)> {
+async fn refuse_non_admin(auth: &Auth, caller: &Caller, req: &Request) -> Option<(bool, Json<ErrorBody>)> {
     match require_admin(auth, &caller.0, req).await {
         Ok(()) => None,
         Err(ApiFailure::Forbidden(body)) => Some((true, body)),
@@ -274,7 +274,7 @@ impl SearchApi {
     #[allow(clippy::too_many_arguments)]
     async fn search(
         &self,
-        caller: BearerAuth,
+        caller: Caller,
         /// The words to look for (1-256 characters, at most 16 words).
         q: Query<Option<String>>,
         /// Only your own files in this folder and its subfolders.
@@ -328,7 +328,7 @@ impl SearchApi {
     /// The search index's state, pending changes, size, last commit and extraction counts
     /// (admins only).
     #[oai(path = "/admin/search", method = "get")]
-    async fn status(&self, req: &Request, caller: BearerAuth) -> StatusResponse {
+    async fn status(&self, req: &Request, caller: Caller) -> StatusResponse {
         match refuse_non_admin(&self.auth, &caller, req).await {
             None => {}
             Some((true, body)) => return StatusResponse::Forbidden(body),
@@ -340,7 +340,7 @@ impl SearchApi {
     /// Rebuild the search index aside from the database and swap it in; searches keep being
     /// answered by the current index meanwhile (admins only).
     #[oai(path = "/admin/search/rebuild", method = "post")]
-    async fn rebuild(&self, req: &Request, caller: BearerAuth) -> RebuildResponse {
+    async fn rebuild(&self, req: &Request, caller: Caller) -> RebuildResponse {
         match refuse_non_admin(&self.auth, &caller, req).await {
             None => {}
             Some((true, body)) => return RebuildResponse::Forbidden(body),

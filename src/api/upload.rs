@@ -26,7 +26,7 @@ use super::ApiTags;
 use super::conditions::precondition;
 use super::failure::ApiFailure;
 use super::files::{Conflict, FileView};
-use super::security::BearerAuth;
+use super::security::Caller;
 use super::upload_form::UploadForm;
 use crate::domain::{Description, FileName, FolderPath, MAX_DESCRIPTION_BYTES};
 use crate::files::{Files, OnConflict, Precondition, UploadRequest};
@@ -184,7 +184,7 @@ impl UploadApi {
     async fn upload(
         &self,
         req: &Request,
-        caller: BearerAuth,
+        caller: Caller,
         name: Query<String>,
         folder: Query<Option<String>>,
         on_conflict: Query<Option<Conflict>>,
@@ -209,7 +209,7 @@ impl UploadApi {
     /// `on_conflict` first, then the `file` field (its filename names the file), which must be
     /// the last part. Fields and part headers may take at most 64 KiB besides the file.
     #[oai(path = "/files", method = "post")]
-    async fn upload_form(&self, req: &Request, caller: BearerAuth, body: UploadForm) -> Result<Stored, ApiFailure> {
+    async fn upload_form(&self, req: &Request, caller: Caller, body: UploadForm) -> Result<Stored, ApiFailure> {
         let boundary = req
             .content_type()
             .and_then(|kind| multer::parse_boundary(kind).ok())
