@@ -35,7 +35,7 @@ function renderNav() {
     h('li', {}, link('shares', '/app/shares', 'My shares')),
     h('li', {}, link('shared', '/app/shared', 'Shared with me')),
     app.me.role === 'admin' ? h('li', {}, link('admin', '/app/admin/users', 'Admin')) : null,
-    h('li', {}, link('account', '/app/account', app.me.username)),
+    h('li', {}, link('account', '/app/account', 'Account')),
     h('li', {}, h('button', { type: 'button', class: 'link', onclick: signOut, text: 'Sign out' }))));
   nav.hidden = false;
 }
