@@ -73,6 +73,17 @@ export function dialog(title, build, { wide = false } = {}) {
       if (opener && opener.isConnected) opener.focus();
       resolve(result);
     });
+    // Tab and Shift+Tab wrap around inside the dialog (a modal <dialog> alone lets focus
+    // leave for the browser's own controls).
+    box.addEventListener('keydown', (event) => {
+      if (event.key !== 'Tab') return;
+      const stops = [...box.querySelectorAll('a[href], button, input, select, textarea, [tabindex]')]
+        .filter((el) => !el.disabled && el.tabIndex >= 0 && el.getClientRects().length > 0);
+      if (!stops.length) return;
+      const [first, last] = [stops[0], stops[stops.length - 1]];
+      if (event.shiftKey && document.activeElement === first) { event.preventDefault(); last.focus(); }
+      else if (!event.shiftKey && document.activeElement === last) { event.preventDefault(); first.focus(); }
+    });
     box.append(heading, build(close));
     document.body.append(box);
     box.showModal();

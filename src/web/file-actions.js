@@ -85,7 +85,7 @@ export async function fileDetails(file) {
     const loadGrants = guard(async () => {
       const grants = await api('GET', `/files/${file.id}/grants`);
       clear(grantList, grants.length ? grants.map((grant) => h('li', {}, h('span', { text: grant.username }),
-        h('button', { type: 'button', class: 'small', 'aria-label': `Stop sharing with ${grant.username}`, text: 'Remove',
+        h('button', { type: 'button', class: 'small', 'aria-label': `Remove ${grant.username}`, text: 'Remove',
           onclick: guard(async () => { await api('DELETE', `/files/${file.id}/grants/${grant.user_id}`); announce(`${grant.username} removed`); await loadGrants(); }) })))
         : [h('li', { class: 'muted', text: 'Nobody else can read this file.' })]);
     });

@@ -5,7 +5,7 @@ import { api, query } from './api.js';
 const PRESETS = [['1 hour', 3600], ['1 day', 86400], ['7 days', 7 * 86400], ['30 days', 30 * 86400]];
 
 function copyButton(url, name) {
-  const button = h('button', { type: 'button', class: 'small', 'aria-label': `Copy the link to ${name}`, text: 'Copy link' });
+  const button = h('button', { type: 'button', class: 'small', 'aria-label': `Copy link to ${name}`, text: 'Copy link' });
   button.addEventListener('click', async () => {
     try {
       await navigator.clipboard.writeText(url);

@@ -30,8 +30,8 @@ test('5. a link with a download limit of 1: Copy puts it on the clipboard, one v
   await dialog.getByLabel('Expires').selectOption({ label: '1 day' });
   await dialog.getByLabel('Download limit (optional)').fill('1');
   await dialog.getByRole('button', { name: 'Create link' }).click();
-  await dialog.getByRole('button', { name: 'Copy the link to report.pdf' }).click();
-  await dialog.getByRole('button', { name: 'Copy the link to report.pdf' }).filter({ hasText: 'Copied' }).waitFor();
+  await dialog.getByRole('button', { name: 'Copy link to report.pdf' }).click();
+  await dialog.getByRole('button', { name: 'Copy link to report.pdf' }).filter({ hasText: 'Copied' }).waitFor();
   const link = await page.evaluate(() => navigator.clipboard.readText());
   assert.match(link, new RegExp(`^${coffer.url}/s/[A-Za-z0-9_-]+$`));
   assert.equal(await dialog.getByRole('textbox', { name: 'Link', exact: true }).inputValue(), link);
