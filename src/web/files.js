@@ -21,6 +21,7 @@ function breadcrumb(folder) {
     const last = index === parts.length - 1;
     items.push(h('li', {}, h('a', { href: folderHref(path), 'aria-current': last ? 'page' : null, text: part })));
   });
+  if (!parts.length) return null;
   return h('nav', { class: 'breadcrumb', 'aria-label': 'Breadcrumb' }, h('ol', {}, items));
 }
 

@@ -42,7 +42,8 @@ export async function startCoffer(t, extra = '') {
   const clockFile = join(dir, 'clock-offset');
   writeFileSync(clockFile, '0');
   const child = spawn(BINARY, ['serve', '--config', join(dir, 'coffer.toml')], {
-    env: { ...process.env, TESTING_COFFER_CLOCK_FILE: clockFile },
+    // COFFER_* variables would configure the server: none from the caller's environment.
+    env: { ...Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith('COFFER_'))), TESTING_COFFER_CLOCK_FILE: clockFile },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   const log = [];
