@@ -60,3 +60,21 @@ test('9. sign-out clears the cookie and Back shows no data; a session revoked el
   await page.getByText('Your session ended. Please sign in again.').waitFor();
   assertClean();
 });
+
+test('throttled sign-ins say how long to wait', async (t) => {
+  const coffer = await startCoffer(t, '[auth]\nlogin_free_failures = 1\n');
+  const browser = await launch(t);
+  const { ctx, assertClean } = await context(browser);
+  const page = await ctx.newPage();
+  await page.goto(`${coffer.url}/app/signin`);
+  await page.getByLabel('Username').fill('admin');
+  for (const attempt of ['wrong-password-1', 'wrong-password-2']) {
+    await page.getByLabel('Password').fill(attempt);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.getByRole('alert').waitFor();
+  }
+  await page.getByLabel('Password').fill('wrong-password-3');
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('alert').filter({ hasText: /^Too many attempts; try again in \d+ s\.$/ }).waitFor();
+  assertClean();
+});
