@@ -37,3 +37,42 @@ test('8. admin creates a user who signs in elsewhere to an empty list and is not
   assert.equal(users, 403, 'and the API agrees');
   other.assertClean();
 });
+
+test('admin edits a role and quota, disables, ends sessions of and deletes a user; the audit log filters by event', async (t) => {
+  const coffer = await startCoffer(t);
+  const token = await coffer.token();
+  const erin = await coffer.createUser(token, 'erin');
+  const erinToken = await coffer.token('erin', PASSWORD);
+  const browser = await launch(t);
+  const { ctx, assertClean } = await context(browser);
+  const page = await ctx.newPage();
+  await signIn(page, coffer);
+  await page.goto(`${coffer.url}/app/admin/users`);
+  const row = page.getByRole('row').filter({ has: page.getByRole('rowheader', { name: 'erin' }) });
+  await row.getByRole('button', { name: 'Edit erin' }).click();
+  const edit = page.getByRole('dialog', { name: 'Edit erin' });
+  await edit.getByLabel('Role').selectOption('admin');
+  await edit.getByLabel('Quota in GiB (empty: no limit)').fill('2');
+  await edit.getByRole('button', { name: 'Save' }).click();
+  await row.getByRole('cell', { name: 'Admin', exact: true }).waitFor();
+  await row.getByRole('cell', { name: '2 GB' }).waitFor();
+  const seen = (await coffer.request('GET', `/api/v1/users/${erin.id}`, { token })).json;
+  assert.deepEqual([seen.role, seen.quota_bytes], ['admin', 2 * 1024 ** 3]);
+
+  await row.getByRole('button', { name: 'End sessions erin' }).click();
+  await page.locator('#live').filter({ hasText: /sessions of erin ended$/ }).waitFor({ state: 'attached' });
+  assert.equal((await coffer.request('GET', '/api/v1/me', { token: erinToken })).status, 401);
+  await row.getByRole('button', { name: 'Disable erin' }).click();
+  await row.getByRole('cell', { name: 'Disabled' }).waitFor();
+  assert.equal((await coffer.request('POST', '/api/v1/auth/login', { body: { username: 'erin', password: PASSWORD } })).status, 401);
+  await row.getByRole('button', { name: 'Delete erin' }).click();
+  await page.getByRole('dialog', { name: 'Delete erin' }).getByRole('button', { name: 'Delete' }).click();
+  await page.getByRole('rowheader', { name: 'erin' }).waitFor({ state: 'detached' });
+
+  await page.getByRole('link', { name: 'Audit log' }).click();
+  await page.getByLabel('Event').fill('user_deleted');
+  await page.getByRole('button', { name: 'Filter' }).click();
+  await page.getByRole('cell', { name: 'user_deleted' }).waitFor();
+  assert.deepEqual([...new Set(await page.locator('tbody td:nth-child(2)').allTextContents())], ['user_deleted']);
+  assertClean();
+});
