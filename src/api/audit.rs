@@ -8,7 +8,7 @@ use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
 
 use super::failure::ApiFailure;
-use super::security::{BearerAuth, require_admin};
+use super::security::{Caller, require_admin};
 use super::users::{given, next_cursor, page_size};
 use super::{ApiTags, rfc3339};
 use crate::auth::Auth;
@@ -51,7 +51,7 @@ impl AuditApi {
     async fn list(
         &self,
         req: &Request,
-        caller: BearerAuth,
+        caller: Caller,
         cursor: Query<Option<String>>,
         limit: Query<Option<u32>>,
         user: Query<Option<String>>,

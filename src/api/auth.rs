@@ -8,8 +8,9 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
 use super::failure::ApiFailure;
-use super::security::{BearerAuth, client_ip};
+use super::security::{Caller, check_same_origin, client_ip, cookie};
 use super::{ApiTags, ErrorBody};
+use crate::auth::browser::SESSION_COOKIE;
 use crate::auth::{Auth, AuthError, LoginAttempt, Tokens};
 use crate::domain::password::MAX_CHARS;
 
@@ -89,13 +90,6 @@ enum TokenResult {
     Unauthorized(Json<ErrorBody>),
 }
 
-#[derive(ApiResponse)]
-enum LogoutResult {
-    /// The session is ended; its access and refresh tokens no longer work.
-    #[oai(status = 204)]
-    Ended,
-}
-
 fn error_body(code: &str, message: impl Into<String>) -> Json<ErrorBody> {
     Json(ErrorBody { error: code.into(), message: message.into(), request_id: None })
 }
@@ -114,14 +108,57 @@ fn device_cookie(token: &str) -> String {
     )
 }
 
-fn cookie<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
-    req.headers()
-        .get_all(poem::http::header::COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find_map(|(key, value)| (key == name).then_some(value))
+#[derive(ApiResponse)]
+enum BrowserLoginResult {
+    /// Signed in: the session cookie `__Host-coffer_session` is set (HttpOnly, Secure,
+    /// SameSite=Strict) with the device cookie; no token is given to the page.
+    #[oai(status = 204)]
+    SignedIn(#[oai(header = "Set-Cookie")] String),
+    /// `invalid_credentials`.
+    #[oai(status = 401)]
+    Unauthorized(Json<ErrorBody>),
+    /// `cross_site_request`: not sent by this site's own page.
+    #[oai(status = 403)]
+    Forbidden(Json<ErrorBody>),
+    /// `too_many_requests`: too many failed sign-ins; wait the given seconds.
+    #[oai(status = 429)]
+    TooManyRequests(Json<ErrorBody>, #[oai(header = "Retry-After")] u64),
+    /// `server_busy`: too many sign-ins are being checked at once; wait the given seconds.
+    #[oai(status = 503)]
+    Busy(Json<ErrorBody>, #[oai(header = "Retry-After")] u64),
+}
+
+#[derive(ApiResponse)]
+enum LogoutResult {
+    /// The session is ended; its access and refresh tokens (and its cookie) no longer work.
+    /// The session cookie is cleared.
+    #[oai(status = 204)]
+    Ended(#[oai(header = "Set-Cookie")] String),
+}
+
+pub fn session_cookie(secret: &str, max_age: i64) -> String {
+    format!("{SESSION_COOKIE}={secret}; Max-Age={max_age}; Path=/; Secure; HttpOnly; SameSite=Strict")
+}
+
+fn cleared_session_cookie() -> String {
+    format!("{SESSION_COOKIE}=; Max-Age=0; Path=/; Secure; HttpOnly; SameSite=Strict")
+}
+
+/// The answer to a sign-in the password check refused or could not do.
+fn login_refusal(err: AuthError) -> Result<LoginResult, ApiFailure> {
+    match err {
+        AuthError::InvalidCredentials => Ok(invalid_credentials()),
+        AuthError::Throttled(wait) => {
+            let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            let message = format!("too many failed sign-ins; try again in {seconds} s");
+            Ok(LoginResult::TooManyRequests(error_body("too_many_requests", message), seconds.max(1)))
+        }
+        AuthError::Busy => Ok(LoginResult::Busy(
+            error_body("server_busy", "the server is busy checking passwords; try again in a second"),
+            1,
+        )),
+        err => Err(ApiFailure::internal(err)),
+    }
 }
 
 #[OpenApi(prefix_path = "/auth", tag = "ApiTags::Auth")]
@@ -138,24 +175,67 @@ impl AuthApi {
             password: &body.password,
             ip: &ip,
             device_token: body.device_token.0.as_deref().or_else(|| cookie(req, DEVICE_COOKIE)),
+            browser: false,
         };
         match self.auth.login(attempt).await {
             Ok(tokens) => {
                 let cookie = tokens.device_token.as_deref().map(device_cookie).unwrap_or_default();
                 Ok(LoginResult::Ok(Json(tokens.into()), cookie))
             }
-            Err(AuthError::InvalidCredentials) => Ok(invalid_credentials()),
-            Err(AuthError::Throttled(wait)) => {
-                let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-                let message = format!("too many failed sign-ins; try again in {seconds} s");
-                Ok(LoginResult::TooManyRequests(error_body("too_many_requests", message), seconds.max(1)))
-            }
-            Err(AuthError::Busy) => Ok(LoginResult::Busy(
-                error_body("server_busy", "the server is busy checking passwords; try again in a second"),
-                1,
-            )),
-            Err(err) => Err(ApiFailure::internal(err)),
+            Err(err) => login_refusal(err),
         }
+    }
+
+    /// Sign in from the web app: like `/auth/login`, but the session is carried by the cookie
+    /// `__Host-coffer_session` (HttpOnly, so no script can read it) instead of tokens. Must
+    /// come from this site's own page: `Sec-Fetch-Site: same-origin` (or a same-origin
+    /// `Origin`) and an `X-Coffer-CSRF` header, so no other site can sign a browser in.
+    #[oai(path = "/session", method = "post")]
+    async fn browser_login(
+        &self,
+        req: &Request,
+        body: Json<LoginRequest>,
+    ) -> Result<poem_openapi::payload::Response<BrowserLoginResult>, ApiFailure> {
+        if let Err(refused) = check_same_origin(req) {
+            let ApiFailure::Forbidden(body) = refused else { return Err(refused) };
+            return Ok(poem_openapi::payload::Response::new(BrowserLoginResult::Forbidden(body)));
+        }
+        if body.password.chars().count() > MAX_CHARS {
+            return Ok(poem_openapi::payload::Response::new(BrowserLoginResult::Unauthorized(error_body(
+                "invalid_credentials",
+                "wrong username or password",
+            ))));
+        }
+        let ip = client_ip(req);
+        let attempt = LoginAttempt {
+            username: &body.username,
+            password: &body.password,
+            ip: &ip,
+            device_token: body.device_token.0.as_deref().or_else(|| cookie(req, DEVICE_COOKIE)),
+            browser: true,
+        };
+        let tokens = match self.auth.login(attempt).await {
+            Ok(tokens) => tokens,
+            Err(err) => {
+                let answer = match login_refusal(err)? {
+                    LoginResult::Unauthorized(body) => BrowserLoginResult::Unauthorized(body),
+                    LoginResult::TooManyRequests(body, wait) => BrowserLoginResult::TooManyRequests(body, wait),
+                    LoginResult::Busy(body, wait) => BrowserLoginResult::Busy(body, wait),
+                    LoginResult::Ok(..) => return Err(ApiFailure::internal("a refused sign-in signed in")),
+                };
+                return Ok(poem_openapi::payload::Response::new(answer));
+            }
+        };
+        let Some(secret) = tokens.session_cookie.as_deref() else {
+            return Err(ApiFailure::internal("a browser sign-in made no cookie"));
+        };
+        let session = session_cookie(secret, self.auth.session_cookie_max_age());
+        let mut answer = poem_openapi::payload::Response::new(BrowserLoginResult::SignedIn(session.clone()))
+            .header(poem::http::header::SET_COOKIE, session);
+        if let Some(device) = tokens.device_token.as_deref() {
+            answer = answer.header(poem::http::header::SET_COOKIE, device_cookie(device));
+        }
+        Ok(answer)
     }
 
     /// Exchange a refresh token for new tokens. The token presented is spent; presenting it
@@ -172,11 +252,12 @@ impl AuthApi {
         }
     }
 
-    /// End the current session. API tokens have no session: revoke them instead.
+    /// End the current session (a browser's cookie is cleared too). API tokens have no
+    /// session: revoke them instead.
     #[oai(path = "/logout", method = "post")]
-    async fn logout(&self, req: &Request, caller: BearerAuth) -> Result<LogoutResult, ApiFailure> {
+    async fn logout(&self, req: &Request, caller: Caller) -> Result<LogoutResult, ApiFailure> {
         if self.auth.logout(&caller.0, &client_ip(req)).await? {
-            Ok(LogoutResult::Ended)
+            Ok(LogoutResult::Ended(cleared_session_cookie()))
         } else {
             Err(ApiFailure::bad_request("not_a_session", "an API token has no session; revoke it at /api/v1/me/tokens"))
         }

@@ -9,7 +9,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 
 use super::download::{Download, DownloadPlan};
 use super::failure::ApiFailure;
-use super::security::{BearerAuth, client_ip};
+use super::security::{Caller, client_ip};
 use super::{ApiTags, rfc3339};
 use crate::db::files::FileRow;
 use crate::files::Files;
@@ -56,7 +56,7 @@ impl ContentApi {
     /// Download a file (HEAD for the headers only). Supports `If-None-Match`, one `Range`
     /// and `If-Range`.
     #[oai(path = "/files/:id/content", method = "get")]
-    async fn content(&self, req: &Request, caller: BearerAuth, id: Path<String>) -> Result<Download, ApiFailure> {
+    async fn content(&self, req: &Request, caller: Caller, id: Path<String>) -> Result<Download, ApiFailure> {
         let (file, _) = self.files.readable(&caller.0, &id, &client_ip(req)).await?;
         let plan = DownloadPlan::new(&file, req);
         let body = match plan.sends() {
@@ -72,7 +72,7 @@ impl ContentApi {
     async fn grant(
         &self,
         req: &Request,
-        caller: BearerAuth,
+        caller: Caller,
         id: Path<String>,
         body: Json<GrantRequest>,
     ) -> Result<Granted, ApiFailure> {
@@ -82,7 +82,7 @@ impl ContentApi {
 
     /// Who may read a file you own.
     #[oai(path = "/files/:id/grants", method = "get")]
-    async fn grants(&self, caller: BearerAuth, id: Path<String>) -> Result<Json<Vec<GrantView>>, ApiFailure> {
+    async fn grants(&self, caller: Caller, id: Path<String>) -> Result<Json<Vec<GrantView>>, ApiFailure> {
         let grants = self.files.grants(&caller.0, &id).await?;
         Ok(Json(
             grants
@@ -94,7 +94,7 @@ impl ContentApi {
 
     /// Stop letting a user read a file you own.
     #[oai(path = "/files/:id/grants/:user_id", method = "delete")]
-    async fn revoke(&self, caller: BearerAuth, id: Path<String>, user_id: Path<String>) -> Result<Revoked, ApiFailure> {
+    async fn revoke(&self, caller: Caller, id: Path<String>, user_id: Path<String>) -> Result<Revoked, ApiFailure> {
         self.files.revoke_grant(&caller.0, &id, &user_id).await?;
         Ok(Revoked::Revoked)
     }

@@ -22,12 +22,14 @@ pub enum ApiFailure {
     #[oai(status = 401)]
     Unauthorized(Json<ErrorBody>),
     /// `forbidden`: the caller may not do this (admin only, or a read-only token).
+    /// `cross_site_request`: a request made with the session cookie did not come from this
+    /// site's own pages (see the `SessionCookie` scheme).
     #[oai(status = 403)]
     Forbidden(Json<ErrorBody>),
     /// `not_found`.
     #[oai(status = 404)]
     NotFound(Json<ErrorBody>),
-    /// `username_taken`, `last_admin` or `name_taken`.
+    /// `username_taken`, `last_admin`, `name_taken`, `folder_exists` or `folder_not_empty`.
     #[oai(status = 409)]
     Conflict(Json<ErrorBody>),
     /// `precondition_failed`: `If-Match` or `If-None-Match` does not hold; nothing changed.
@@ -66,6 +68,10 @@ impl ApiFailure {
 
     pub fn forbidden(message: impl Into<String>) -> Self {
         Self::Forbidden(body("forbidden", message))
+    }
+
+    pub fn cross_site(message: &str) -> Self {
+        Self::Forbidden(body("cross_site_request", message))
     }
 
     pub fn not_found(what: &str) -> Self {
@@ -126,6 +132,9 @@ impl From<crate::files::FileError> for ApiFailure {
             FileError::PreconditionFailed => Self::PreconditionFailed(body("precondition_failed", message)),
             FileError::CredentialsEnded => Self::Unauthorized(body("session_ended", message)),
             FileError::NoSuchUser => Self::not_found("user"),
+            FileError::NoSuchFolder => Self::not_found("folder"),
+            FileError::FolderExists => Self::Conflict(body("folder_exists", message)),
+            FileError::FolderNotEmpty => Self::Conflict(body("folder_not_empty", message)),
             FileError::Throttled(wait) => Self::throttled(wait),
             FileError::Invalid(_) => Self::bad_request("invalid", message),
             other => Self::internal(other),

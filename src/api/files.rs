@@ -9,7 +9,7 @@ use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 
 use super::conditions::precondition;
 use super::failure::ApiFailure;
-use super::security::{BearerAuth, client_ip};
+use super::security::{Caller, client_ip};
 use super::upload::{self, Stored};
 use super::upload_form::UploadForm;
 use super::users::{given, next_cursor, page_size};
@@ -139,7 +139,7 @@ impl FilesApi {
     #[oai(path = "/files", method = "get")]
     async fn list(
         &self,
-        caller: BearerAuth,
+        caller: Caller,
         folder: Query<Option<String>>,
         cursor: Query<Option<String>>,
         limit: Query<Option<u32>>,
@@ -176,13 +176,13 @@ impl FilesApi {
     /// `on_conflict` first, then the `file` field (its filename names the file), which must be
     /// the last part. Fields and part headers may take at most 64 KiB besides the file.
     #[oai(path = "/files", method = "post")]
-    async fn upload_form(&self, req: &Request, caller: BearerAuth, body: UploadForm) -> Result<Stored, ApiFailure> {
+    async fn upload_form(&self, req: &Request, caller: Caller, body: UploadForm) -> Result<Stored, ApiFailure> {
         upload::receive_form(&self.files, req, caller, body).await
     }
 
     /// One file's metadata.
     #[oai(path = "/files/:id", method = "get")]
-    async fn get(&self, req: &Request, caller: BearerAuth, id: Path<String>) -> Result<Json<FileView>, ApiFailure> {
+    async fn get(&self, req: &Request, caller: Caller, id: Path<String>) -> Result<Json<FileView>, ApiFailure> {
         let (row, _) = self.files.readable(&caller.0, &id, &client_ip(req)).await?;
         Ok(Json(row.into()))
     }
@@ -193,7 +193,7 @@ impl FilesApi {
     async fn update(
         &self,
         req: &Request,
-        caller: BearerAuth,
+        caller: Caller,
         id: Path<String>,
         body: Json<FileChanges>,
     ) -> Result<Json<FileView>, ApiFailure> {
@@ -220,7 +220,7 @@ impl FilesApi {
 
     /// Delete a file you own. With `If-Match: "<sha256>"` only if its contents are still those.
     #[oai(path = "/files/:id", method = "delete")]
-    async fn delete(&self, req: &Request, caller: BearerAuth, id: Path<String>) -> Result<Deleted, ApiFailure> {
+    async fn delete(&self, req: &Request, caller: Caller, id: Path<String>) -> Result<Deleted, ApiFailure> {
         self.files.delete(&caller.0, &id, precondition(req)?).await?;
         Ok(Deleted::Deleted)
     }

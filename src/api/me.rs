@@ -10,7 +10,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 
 use super::auth::TokenResponse;
 use super::failure::ApiFailure;
-use super::security::{BearerAuth, client_ip, require_session};
+use super::security::{Caller, Via, client_ip, require_session};
 use super::{ApiTags, rfc3339};
 use crate::auth::{Auth, Principal};
 use crate::db::users::UserRow;
@@ -84,31 +84,44 @@ async fn own_account(auth: &Auth, caller: &Principal) -> Result<UserRow, ApiFail
 impl MeApi {
     /// The signed-in user's account.
     #[oai(path = "/", method = "get")]
-    async fn me(&self, caller: BearerAuth) -> Result<Json<UserView>, ApiFailure> {
+    async fn me(&self, caller: Caller) -> Result<Json<UserView>, ApiFailure> {
         Ok(Json(own_account(&self.auth, &caller.0).await?.into()))
     }
 
     /// Change the password. Every session ends, this one included; the answer carries the
-    /// tokens of a new session. Needs a password sign-in (not an API token).
+    /// tokens of a new session (and, when signed in by the web app's cookie, a new cookie).
+    /// Needs a password sign-in (not an API token).
     #[oai(path = "/password", method = "put")]
     async fn change_password(
         &self,
         req: &Request,
-        caller: BearerAuth,
+        caller: Caller,
         body: Json<PasswordChange>,
-    ) -> Result<Json<TokenResponse>, ApiFailure> {
+    ) -> Result<poem_openapi::payload::Response<Json<TokenResponse>>, ApiFailure> {
         require_session(&caller.0)?;
         let body = body.0;
         let tokens = self
             .auth
-            .change_own_password(&caller.0, &body.current_password, body.new_password.into_inner(), &client_ip(req))
+            .change_own_password(
+                &caller.0,
+                &body.current_password,
+                body.new_password.into_inner(),
+                &client_ip(req),
+                caller.1 == Via::Cookie,
+            )
             .await?;
-        Ok(Json(tokens.into()))
+        let cookie = tokens.session_cookie.clone();
+        let mut answer = poem_openapi::payload::Response::new(Json(tokens.into()));
+        if let Some(secret) = cookie {
+            let cookie = super::auth::session_cookie(&secret, self.auth.session_cookie_max_age());
+            answer = answer.header(poem::http::header::SET_COOKIE, cookie);
+        }
+        Ok(answer)
     }
 
     /// The user's live sessions, newest first.
     #[oai(path = "/sessions", method = "get")]
-    async fn sessions(&self, caller: BearerAuth) -> Result<Json<Vec<SessionView>>, ApiFailure> {
+    async fn sessions(&self, caller: Caller) -> Result<Json<Vec<SessionView>>, ApiFailure> {
         let current = caller.0.session().cloned();
         let sessions = self.auth.own_sessions(&caller.0).await?;
         Ok(Json(
@@ -128,7 +141,7 @@ impl MeApi {
 
     /// End one of the user's sessions (sign out a device).
     #[oai(path = "/sessions/:id", method = "delete")]
-    async fn end_session(&self, req: &Request, caller: BearerAuth, id: Path<String>) -> Result<Ended, ApiFailure> {
+    async fn end_session(&self, req: &Request, caller: Caller, id: Path<String>) -> Result<Ended, ApiFailure> {
         if self.auth.end_own_session(&caller.0, &id, &client_ip(req)).await? {
             Ok(Ended::Ended)
         } else {

@@ -4,6 +4,7 @@
 //! not here. Every response passes through the same stack, outermost first: request id and
 //! log line, security headers, JSON errors, body limit.
 
+mod app;
 mod audit;
 mod auth;
 mod conditions;
@@ -15,6 +16,7 @@ mod error;
 mod error_codes;
 mod failure;
 mod files;
+mod folders;
 mod health;
 mod me;
 mod middleware;
@@ -106,6 +108,7 @@ type Apis = (
     users::UsersApi,
     audit::AuditApi,
     files::FilesApi,
+    folders::FoldersApi,
     upload::UploadApi,
     content::ContentApi,
     shares::SharesApi,
@@ -121,6 +124,7 @@ fn openapi(context: &ApiContext) -> OpenApiService<Apis, ()> {
         users::UsersApi { auth: Arc::clone(&context.auth) },
         audit::AuditApi { auth: Arc::clone(&context.auth) },
         files::FilesApi { files: context.files.clone() },
+        folders::FoldersApi { files: context.files.clone() },
         upload::UploadApi { files: context.files.clone() },
         content::ContentApi { files: context.files.clone() },
         shares::SharesApi {
@@ -146,6 +150,9 @@ pub fn build(context: ApiContext) -> BoxEndpoint<'static, Response> {
     allow.add("/docs", vec!["GET".into()]);
     allow.add("/s/{token}", vec!["GET".into(), "POST".into()]);
     allow.add("/s/{token}/download", vec!["GET".into()]);
+    allow.add("/", vec!["GET".into(), "HEAD".into()]);
+    allow.add("/app", vec!["GET".into(), "HEAD".into()]);
+    allow.add("/app/{path}", vec!["GET".into(), "HEAD".into()]);
     let allow = Arc::new(allow);
     let routes = Arc::new(middleware::RouteNames::from_spec(&spec_json, API_PREFIX));
     let limit = Arc::clone(&context.max_body_size);
@@ -157,6 +164,11 @@ pub fn build(context: ApiContext) -> BoxEndpoint<'static, Response> {
         .at(format!("{API_PREFIX}/openapi.json"), get(spec))
         .nest(API_PREFIX, service)
         .nest("/docs", get(docs))
+        .at("/", get(app::root).head(app::root))
+        .at("/app", get(app::root).head(app::root))
+        .at("/app/", get(app::shell).head(app::shell))
+        .at("/app/assets/:name", get(app::asset_file).head(app::asset_file))
+        .at("/app/*path", get(app::shell).head(app::shell))
         .at("/s/:token", get(share_page::landing).post(share_page::unlock))
         .at("/s/:token/download", get(share_page::download).head(share_page::download))
         .data(context.shares.clone())

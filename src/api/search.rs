@@ -13,7 +13,7 @@ use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 use super::error::ErrorBody;
 use super::failure::ApiFailure;
 use super::files::FileView;
-use super::security::{BearerAuth, require_admin};
+use super::security::{Caller, require_admin};
 use super::users::given;
 use super::{ApiTags, rfc3339};
 use crate::auth::Auth;
@@ -320,7 +320,7 @@ impl SearchApi {
     #[allow(clippy::too_many_arguments)]
     async fn search(
         &self,
-        caller: BearerAuth,
+        caller: Caller,
         /// The words to look for (1-256 characters, at most 16 words).
         q: Query<Option<String>>,
         /// Only your own files in this folder and its subfolders.
@@ -372,7 +372,7 @@ impl SearchApi {
     /// The search index's state, pending changes, size, last commit and extraction counts
     /// (admins only).
     #[oai(path = "/admin/search", method = "get")]
-    async fn status(&self, req: &Request, caller: BearerAuth) -> StatusResponse {
+    async fn status(&self, req: &Request, caller: Caller) -> StatusResponse {
         if let Err(failure) = require_admin(&self.auth, &caller.0, req).await {
             return failure.into();
         }
@@ -382,7 +382,7 @@ impl SearchApi {
     /// Rebuild the search index aside from the database and swap it in; searches keep being
     /// answered by the current index meanwhile (admins only).
     #[oai(path = "/admin/search/rebuild", method = "post")]
-    async fn rebuild(&self, req: &Request, caller: BearerAuth) -> RebuildResponse {
+    async fn rebuild(&self, req: &Request, caller: Caller) -> RebuildResponse {
         if let Err(failure) = require_admin(&self.auth, &caller.0, req).await {
             return failure.into();
         }

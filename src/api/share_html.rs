@@ -1,32 +1,17 @@
-//! The HTML of the public share pages: one small self-contained document, no scripts, no
-//! external assets. The only inline style is allowed by its hash in the CSP, so nothing else a
+//! The HTML of the public share pages: one small document, no scripts, styled by the web app's
+//! stylesheet. The CSP allows styles from this origin only and nothing inline, so nothing a
 //! page might contain (a file name, say) could ever style or script it; every interpolated
 //! value is escaped anyway.
 
-use std::sync::LazyLock;
-
-use base64::Engine;
 use poem::http::StatusCode;
 use poem::{IntoResponse, Response};
 
 use crate::shares::public::Opened;
 
-const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:0;background:#f4f5f7;color:#1d2330}\
-main{max-width:28rem;margin:12vh auto;padding:1.5rem;background:#fff;border-radius:.75rem;\
-box-shadow:0 1px 4px #0002}h1{font-size:1.25rem;word-break:break-word;margin:0 0 .5rem}\
-p{margin:.4rem 0;color:#4a5263}.button,button{display:block;width:100%;box-sizing:border-box;\
-margin-top:1.2rem;padding:.8rem;border:0;border-radius:.5rem;background:#2454d6;color:#fff;\
-font-size:1rem;text-align:center;text-decoration:none;cursor:pointer}input{width:100%;\
-box-sizing:border-box;padding:.7rem;margin-top:.8rem;font-size:1rem;border:1px solid #b8bfcc;\
-border-radius:.5rem}.problem{color:#b3261e}";
-
-static CSP: LazyLock<String> = LazyLock::new(|| {
-    let digest = ring::digest::digest(&ring::digest::SHA256, STYLE.as_bytes());
-    let hash = base64::engine::general_purpose::STANDARD.encode(digest.as_ref());
-    format!(
-        "default-src 'none'; style-src 'sha256-{hash}'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
-    )
-});
+/// The pages use the web app's stylesheet (`/app/assets/app.css`), so both look alike in light
+/// and dark; nothing inline is allowed.
+const CSP: &str =
+    "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
 
 /// A rendered page.
 pub struct Page(String);
@@ -35,7 +20,7 @@ impl IntoResponse for Page {
     fn into_response(self) -> Response {
         Response::builder()
             .content_type("text/html; charset=utf-8")
-            .header("content-security-policy", CSP.as_str())
+            .header("content-security-policy", CSP)
             .header("referrer-policy", "no-referrer")
             .header("x-robots-tag", "noindex, nofollow")
             .body(self.0)
@@ -62,8 +47,9 @@ fn page(title: &str, content: &str) -> Page {
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <meta name=\"robots\" content=\"noindex, nofollow\">\
-         <title>{} · Coffer</title><style>{STYLE}</style></head>\
-         <body><main>{content}</main></body></html>\n",
+         <meta name=\"color-scheme\" content=\"light dark\">\
+         <title>{} · Coffer</title><link rel=\"stylesheet\" href=\"/app/assets/app.css\"></head>\
+         <body><main class=\"share-page card\">{content}</main></body></html>\n",
         escape(title)
     ))
 }
@@ -97,7 +83,7 @@ pub fn landing(token: &str, opened: &Opened) -> Page {
     };
     let content = format!(
         "<h1>{name}</h1><p>{size}</p><p>Available until {expires}</p>{left}\
-         <a class=\"button\" href=\"/s/{token}/download\">Download</a>",
+         <a class=\"button primary\" href=\"/s/{token}/download\">Download</a>",
         name = escape(&opened.file.name),
         size = human_size(opened.file.size),
         expires = human_time(share.expires_at),
@@ -113,7 +99,7 @@ pub fn password_form(token: &str, problem: Option<&str>) -> Page {
         "<h1>This file is protected</h1><p>Enter the password you were given.</p>{problem}\
          <form method=\"post\" action=\"/s/{token}\"><input type=\"password\" name=\"password\" \
          autocomplete=\"current-password\" required autofocus aria-label=\"Password\">\
-         <button type=\"submit\">Unlock</button></form>",
+         <button type=\"submit\" class=\"primary\">Unlock</button></form>",
         token = escape(token),
     );
     page("Protected file", &content)
@@ -149,8 +135,14 @@ mod tests {
     }
 
     #[test]
-    fn the_csp_allows_exactly_the_inline_style() {
-        assert!(CSP.starts_with("default-src 'none'; style-src 'sha256-"));
-        assert!(!CSP.contains("unsafe"));
+    fn pages_use_the_apps_stylesheet_and_nothing_inline() {
+        let page = landing_free_page();
+        assert!(page.contains("<link rel=\"stylesheet\" href=\"/app/assets/app.css\">"));
+        assert!(!page.contains("<style") && !page.contains(" style="));
+        assert!(CSP.contains("style-src 'self'") && !CSP.contains("unsafe"));
+    }
+
+    fn landing_free_page() -> String {
+        page("x", "<p>y</p>").0
     }
 }

@@ -10,7 +10,7 @@ use poem_openapi::types::MaybeUndefined;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
 use super::failure::ApiFailure;
-use super::security::{BearerAuth, client_ip, require_admin};
+use super::security::{Caller, client_ip, require_admin};
 use super::users::{given, next_cursor, page_size};
 use super::{ApiTags, rfc3339};
 use crate::auth::Auth;
@@ -187,7 +187,7 @@ impl SharesApi {
     /// Make a public link to a file you own. The response holds the link; you can see it
     /// again in the listing.
     #[oai(path = "/shares", method = "post")]
-    async fn create(&self, req: &Request, caller: BearerAuth, body: Json<CreateShare>) -> Result<Created, ApiFailure> {
+    async fn create(&self, req: &Request, caller: Caller, body: Json<CreateShare>) -> Result<Created, ApiFailure> {
         let body = body.0;
         let request = NewShare {
             file_id: body.file_id.into_inner(),
@@ -206,7 +206,7 @@ impl SharesApi {
     async fn list(
         &self,
         req: &Request,
-        caller: BearerAuth,
+        caller: Caller,
         all: Query<Option<bool>>,
         cursor: Query<Option<String>>,
         limit: Query<Option<u32>>,
@@ -227,7 +227,7 @@ impl SharesApi {
 
     /// One of your shares (admins: any share).
     #[oai(path = "/shares/:id", method = "get")]
-    async fn get(&self, req: &Request, caller: BearerAuth, id: Path<String>) -> Result<Json<ShareInfo>, ApiFailure> {
+    async fn get(&self, req: &Request, caller: Caller, id: Path<String>) -> Result<Json<ShareInfo>, ApiFailure> {
         let view = self.shares.get(&caller.0, &id).await?;
         Ok(Json(self.info(view, req)))
     }
@@ -237,7 +237,7 @@ impl SharesApi {
     async fn update(
         &self,
         req: &Request,
-        caller: BearerAuth,
+        caller: Caller,
         id: Path<String>,
         body: Json<UpdateShare>,
     ) -> Result<Json<ShareInfo>, ApiFailure> {
@@ -255,7 +255,7 @@ impl SharesApi {
 
     /// Revoke a share: its link answers 404 at once and downloads in flight stop.
     #[oai(path = "/shares/:id", method = "delete")]
-    async fn revoke(&self, req: &Request, caller: BearerAuth, id: Path<String>) -> Result<Revoked, ApiFailure> {
+    async fn revoke(&self, req: &Request, caller: Caller, id: Path<String>) -> Result<Revoked, ApiFailure> {
         self.shares.revoke(&caller.0, &id, &client_ip(req)).await?;
         Ok(Revoked::Revoked)
     }

@@ -9,7 +9,7 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 
 use super::failure::ApiFailure;
-use super::security::{BearerAuth, client_ip, require_session};
+use super::security::{Caller, client_ip, require_session};
 use super::{ApiTags, rfc3339};
 use crate::auth::Auth;
 use crate::db::api_tokens::ApiTokenRow;
@@ -86,7 +86,7 @@ enum Revoked {
 impl TokensApi {
     /// Make a personal API token. Needs a password sign-in (not another API token).
     #[oai(path = "/", method = "post")]
-    async fn create(&self, req: &Request, caller: BearerAuth, body: Json<NewToken>) -> Result<Created, ApiFailure> {
+    async fn create(&self, req: &Request, caller: Caller, body: Json<NewToken>) -> Result<Created, ApiFailure> {
         require_session(&caller.0)?;
         let read_only = body.scope == Scope::ReadOnly;
         let created = self
@@ -98,13 +98,13 @@ impl TokensApi {
 
     /// The user's live tokens (never the token values).
     #[oai(path = "/", method = "get")]
-    async fn list(&self, caller: BearerAuth) -> Result<Json<Vec<TokenView>>, ApiFailure> {
+    async fn list(&self, caller: Caller) -> Result<Json<Vec<TokenView>>, ApiFailure> {
         Ok(Json(self.auth.api_tokens(&caller.0).await?.into_iter().map(TokenView::from).collect()))
     }
 
     /// Revoke a token.
     #[oai(path = "/:id", method = "delete")]
-    async fn revoke(&self, req: &Request, caller: BearerAuth, id: Path<String>) -> Result<Revoked, ApiFailure> {
+    async fn revoke(&self, req: &Request, caller: Caller, id: Path<String>) -> Result<Revoked, ApiFailure> {
         if self.auth.revoke_api_token(&caller.0, &id, &client_ip(req)).await? {
             Ok(Revoked::Revoked)
         } else {

@@ -26,7 +26,7 @@ use super::ApiTags;
 use super::conditions::precondition;
 use super::failure::ApiFailure;
 use super::files::{Conflict, FileView};
-use super::security::BearerAuth;
+use super::security::Caller;
 use super::upload_form::UploadForm;
 use crate::domain::{Description, FileName, FolderPath, MAX_DESCRIPTION_BYTES};
 use crate::files::{Files, OnConflict, Precondition, UploadRequest};
@@ -184,7 +184,7 @@ impl UploadApi {
     async fn upload(
         &self,
         req: &Request,
-        caller: BearerAuth,
+        caller: Caller,
         name: Query<String>,
         folder: Query<Option<String>>,
         on_conflict: Query<Option<Conflict>>,
@@ -211,7 +211,7 @@ impl UploadApi {
 pub(super) async fn receive_form(
     files: &Files,
     req: &Request,
-    caller: BearerAuth,
+    caller: Caller,
     body: UploadForm,
 ) -> Result<Stored, ApiFailure> {
     let boundary = req

@@ -13,7 +13,7 @@ use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 use super::ApiTags;
 use super::failure::ApiFailure;
 use super::me::UserView;
-use super::security::{BearerAuth, client_ip, require_admin};
+use super::security::{Caller, client_ip, require_admin};
 use crate::auth::{AccountChanges, Actor, Auth, NewAccount};
 use crate::domain::{Role, UserId};
 
@@ -129,7 +129,7 @@ impl UsersApi {
     async fn list(
         &self,
         req: &Request,
-        caller: BearerAuth,
+        caller: Caller,
         cursor: Query<Option<String>>,
         limit: Query<Option<u32>>,
     ) -> Result<Json<UserPage>, ApiFailure> {
@@ -142,12 +142,7 @@ impl UsersApi {
 
     /// Create an account.
     #[oai(path = "/", method = "post")]
-    async fn create(
-        &self,
-        req: &Request,
-        caller: BearerAuth,
-        body: Json<NewUserRequest>,
-    ) -> Result<Created, ApiFailure> {
+    async fn create(&self, req: &Request, caller: Caller, body: Json<NewUserRequest>) -> Result<Created, ApiFailure> {
         require_admin(&self.auth, &caller.0, req).await?;
         let body = body.0;
         let account = NewAccount {
@@ -163,7 +158,7 @@ impl UsersApi {
 
     /// One account.
     #[oai(path = "/:id", method = "get")]
-    async fn get(&self, req: &Request, caller: BearerAuth, id: Path<String>) -> Result<Json<UserView>, ApiFailure> {
+    async fn get(&self, req: &Request, caller: Caller, id: Path<String>) -> Result<Json<UserView>, ApiFailure> {
         require_admin(&self.auth, &caller.0, req).await?;
         let user = self.auth.user(&UserId(id.0)).await?.ok_or_else(|| ApiFailure::not_found("user"))?;
         Ok(Json(user.into()))
@@ -176,7 +171,7 @@ impl UsersApi {
     async fn update(
         &self,
         req: &Request,
-        caller: BearerAuth,
+        caller: Caller,
         id: Path<String>,
         body: Json<UserUpdate>,
     ) -> Result<Json<UserView>, ApiFailure> {
@@ -195,7 +190,7 @@ impl UsersApi {
 
     /// Delete an account. Deleting the last enabled admin is refused (409 `last_admin`).
     #[oai(path = "/:id", method = "delete")]
-    async fn delete(&self, req: &Request, caller: BearerAuth, id: Path<String>) -> Result<Deleted, ApiFailure> {
+    async fn delete(&self, req: &Request, caller: Caller, id: Path<String>) -> Result<Deleted, ApiFailure> {
         require_admin(&self.auth, &caller.0, req).await?;
         self.auth.delete_user(&Actor::of(&caller.0, &client_ip(req)), &UserId(id.0)).await?;
         Ok(Deleted::Deleted)
@@ -206,7 +201,7 @@ impl UsersApi {
     async fn end_sessions(
         &self,
         req: &Request,
-        caller: BearerAuth,
+        caller: Caller,
         id: Path<String>,
     ) -> Result<Json<SessionsEnded>, ApiFailure> {
         require_admin(&self.auth, &caller.0, req).await?;

@@ -117,6 +117,7 @@ impl Auth {
         current: &str,
         new: String,
         ip: &str,
+        browser: bool,
     ) -> Result<Tokens, AccountError> {
         let user = self.user(&principal.user_id).await?.ok_or(AccountError::NotFound)?;
         let keys = Keys::for_account(&user.username, ip, self.throttle.policy().free_failures);
@@ -146,12 +147,14 @@ impl Auth {
         let hash = self.hasher.hash(&Password::parse(new)?).await?;
         let lifetime = self.lifetimes.refresh_absolute;
         let user_id = user.id.clone();
+        let cookie = browser.then(super::browser::new_cookie_secret);
+        let cookie_hash = cookie.as_ref().map(|(_, hash)| hash.clone());
         let (session, refresh_token, expires_at) = self
             .db
             .write(move |tx| {
                 users::set_password_hash(tx, &user_id, &hash)?;
                 let ended = sessions::revoke_all_for_user(tx, &user_id, None, now, "password_changed")?;
-                let started = start_session(tx, &user_id, &ip, now, lifetime)?;
+                let started = start_session(tx, &user_id, &ip, now, lifetime, cookie_hash.as_deref())?;
                 let detail = format!("{ended} sessions ended");
                 let event = AuditEvent {
                     event: "password_changed",
@@ -164,7 +167,9 @@ impl Auth {
                 Ok(started)
             })
             .await?;
-        Ok(self.tokens(&user.id, &session, user.role, refresh_token, now, expires_at))
+        let mut tokens = self.tokens(&user.id, &session, user.role, refresh_token, now, expires_at);
+        tokens.session_cookie = cookie.map(|(secret, _)| secret);
+        Ok(tokens)
     }
 
     pub async fn own_sessions(&self, principal: &Principal) -> Result<Vec<SessionRow>, AccountError> {

@@ -12,6 +12,7 @@
 
 mod accounts;
 mod api_tokens;
+pub mod browser;
 pub mod device;
 pub mod password;
 pub mod throttle;
@@ -78,6 +79,8 @@ pub struct Tokens {
     pub refresh_expires_in: i64,
     /// After a password sign-in: proof for later sign-ins that this client signed in before.
     pub device_token: Option<String>,
+    /// For a browser: the secret of the session's cookie (`__Host-coffer_session`).
+    pub session_cookie: Option<String>,
 }
 
 /// A password sign-in attempt.
@@ -87,6 +90,8 @@ pub struct LoginAttempt<'a> {
     pub ip: &'a str,
     /// The device token this client got at an earlier sign-in, if it kept one.
     pub device_token: Option<&'a str>,
+    /// A browser signing in: the session gets a cookie secret (see `browser.rs`).
+    pub browser: bool,
 }
 
 /// How the caller of a request proved who they are.
@@ -164,19 +169,24 @@ pub struct AuthParts {
     pub throttle: ThrottlePolicy,
 }
 
-/// A new session row and the refresh token that opens it; the caller's transaction commits both.
+/// A new session row and the refresh token that opens it (and, for a browser, the hash of its
+/// cookie's secret); the caller's transaction commits both.
 fn start_session(
     tx: &rusqlite::Connection,
     user: &UserId,
     ip: &str,
     now: i64,
     lifetime: i64,
+    cookie_hash: Option<&[u8]>,
 ) -> Result<(SessionId, String, i64), DbError> {
     let session = SessionId::generate();
     let refresh_token = new_refresh_token();
     let expires_at = now + lifetime;
     sessions::create(tx, &sessions::NewSession { id: &session, user_id: user, now, expires_at, client_ip: ip })?;
     sessions::add_refresh_token(tx, &token_hash(&refresh_token), &session, now)?;
+    if let Some(hash) = cookie_hash {
+        sessions::set_cookie_hash(tx, &session, hash)?;
+    }
     Ok((session, refresh_token, expires_at))
 }
 
@@ -232,6 +242,7 @@ impl Auth {
             refresh_token,
             refresh_expires_in: self.lifetimes.refresh_idle.min(expires_at - now),
             device_token: None,
+            session_cookie: None,
         }
     }
 
@@ -288,6 +299,8 @@ impl Auth {
         self.throttle.record_success(&keys);
         self.throttle.clear_account(username.as_str());
         let lifetime = self.lifetimes.refresh_absolute;
+        let cookie = attempt.browser.then(browser::new_cookie_secret);
+        let cookie_hash = cookie.as_ref().map(|(_, hash)| hash.clone());
         let (user_id, role, ip) = (user.id.clone(), user.role, attempt.ip.to_owned());
         let (session, refresh_token, expires_at) = self
             .db
@@ -296,7 +309,7 @@ impl Auth {
                     users::set_password_hash(tx, &user.id, rehashed)?;
                 }
                 users::record_login(tx, &user.id, now)?;
-                let started = start_session(tx, &user.id, &ip, now, lifetime)?;
+                let started = start_session(tx, &user.id, &ip, now, lifetime, cookie_hash.as_deref())?;
                 let event = AuditEvent {
                     event: "login_ok",
                     actor_id: Some(&user.id.0),
@@ -310,6 +323,7 @@ impl Auth {
             .await?;
         let mut tokens = self.tokens(&user_id, &session, role, refresh_token, now, expires_at);
         tokens.device_token = Some(self.devices.issue(&user_id, now));
+        tokens.session_cookie = cookie.map(|(secret, _)| secret);
         Ok(tokens)
     }
 

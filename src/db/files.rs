@@ -152,12 +152,15 @@ pub fn list_folder(
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-/// Names of the folders directly inside `folder` that hold files (at any depth).
+/// Names of the folders directly inside `folder`: those holding files (at any depth) and
+/// those a user made (`folders`).
 pub fn subfolders(conn: &Connection, owner: &UserId, folder: &FolderPath) -> Result<Vec<String>, DbError> {
     let prefix = if folder.is_root() { String::new() } else { format!("{}/", folder.as_str()) };
     let mut statement = conn.prepare(
         "SELECT DISTINCT substr(folder, length(?2) + 1) FROM files
-         WHERE owner_id = ?1 AND folder != ?3 AND substr(folder, 1, length(?2)) = ?2",
+         WHERE owner_id = ?1 AND folder != ?3 AND substr(folder, 1, length(?2)) = ?2
+         UNION SELECT substr(path, length(?2) + 1) FROM folders
+         WHERE owner_id = ?1 AND path != ?3 AND substr(path, 1, length(?2)) = ?2",
     )?;
     let rows = statement.query_map(params![owner.0, prefix, folder.as_str()], |row| row.get::<_, String>(0))?;
     let mut names: Vec<String> = Vec::new();

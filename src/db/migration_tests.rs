@@ -45,6 +45,13 @@ fn seed(conn: &Connection, version: u32) {
             .unwrap();
         }
         5 | 6 => {}
+        7 => {
+            conn.execute_batch(
+                "UPDATE sessions SET cookie_hash = x'0909' WHERE id = 's1';
+                 INSERT INTO folders (owner_id, path, created_at) VALUES ('u1', 'empty/inside', 500);",
+            )
+            .unwrap();
+        }
         other => panic!("no seed for schema version {other}: add one with the migration"),
     }
 }
@@ -86,6 +93,11 @@ fn check(conn: &Connection, seeded: u32) {
             )
             .unwrap();
         assert_eq!(share, (3, 2, Some(5), "for bob".into(), 0), "counts kept, views start at 0");
+    }
+    if seeded >= 7 {
+        let folder: i64 =
+            conn.query_row("SELECT created_at FROM folders WHERE path = 'empty/inside'", [], |row| row.get(0)).unwrap();
+        assert_eq!(folder, 500);
     }
     let integrity: String = conn.query_row("PRAGMA integrity_check", [], |row| row.get(0)).unwrap();
     assert_eq!(integrity, "ok");

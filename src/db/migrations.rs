@@ -162,6 +162,17 @@ const MIGRATIONS: &[&str] = &[
     CREATE TRIGGER search_grant_removed AFTER DELETE ON file_grants BEGIN
         INSERT INTO search_outbox (file_id) VALUES (OLD.file_id);
     END;",
+    // 7: the web app. A browser's session cookie is a random secret mapped to its session row
+    // (stored only as SHA-256), so it is listed and revoked like any session. Folders a user
+    // made that may hold no file yet; folders that hold files exist by those files' paths.
+    "ALTER TABLE sessions ADD COLUMN cookie_hash BLOB;
+    CREATE UNIQUE INDEX sessions_by_cookie ON sessions (cookie_hash) WHERE cookie_hash IS NOT NULL;
+    CREATE TABLE folders (
+        owner_id   TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        path       TEXT NOT NULL CHECK (path != ''),
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (owner_id, path)
+    ) STRICT;",
 ];
 
 pub const LATEST_VERSION: u32 = MIGRATIONS.len() as u32;

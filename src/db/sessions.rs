@@ -166,3 +166,43 @@ pub fn not_ended(conn: &Connection, session: &SessionId, user: &UserId) -> Resul
         .optional()?
         .is_some())
 }
+
+/// Gives a session the hash of its browser cookie's secret.
+pub fn set_cookie_hash(conn: &Connection, session: &SessionId, hash: &[u8]) -> Result<(), DbError> {
+    conn.execute("UPDATE sessions SET cookie_hash = ?2 WHERE id = ?1", params![session.0, hash])?;
+    Ok(())
+}
+
+/// A live session found by its browser cookie.
+pub struct CookieSession {
+    pub session_id: SessionId,
+    pub user_id: UserId,
+    pub role: Role,
+    pub last_used_at: i64,
+}
+
+/// The live session (not revoked, within its absolute lifetime, user enabled) whose cookie
+/// secret hashes to `hash`. The idle timeout is the caller's to judge.
+pub fn find_by_cookie(conn: &Connection, hash: &[u8], now: i64) -> Result<Option<CookieSession>, DbError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT s.id, u.id, u.role, s.last_used_at FROM sessions s JOIN users u ON u.id = s.user_id
+             WHERE s.cookie_hash = ?1 AND s.revoked_at IS NULL AND s.expires_at > ?2 AND u.disabled = 0",
+        )?
+        .query_row(params![hash, now], |row| {
+            let role: String = row.get(2)?;
+            Ok(CookieSession {
+                session_id: SessionId(row.get(0)?),
+                user_id: UserId(row.get(1)?),
+                role: role.parse().unwrap_or(Role::User),
+                last_used_at: row.get(3)?,
+            })
+        })
+        .optional()?)
+}
+
+/// Records that a session was used (the idle timeout counts from here).
+pub fn touch(conn: &Connection, session: &SessionId, now: i64) -> Result<(), DbError> {
+    conn.execute("UPDATE sessions SET last_used_at = max(last_used_at, ?2) WHERE id = ?1", params![session.0, now])?;
+    Ok(())
+}

@@ -13,6 +13,7 @@
 //! read every file; each such read of someone else's file is audited.
 
 mod access;
+mod folders;
 pub mod gc;
 pub mod media_type;
 
@@ -61,6 +62,12 @@ pub enum FileError {
     CredentialsEnded,
     #[error("no such user")]
     NoSuchUser,
+    #[error("no such folder")]
+    NoSuchFolder,
+    #[error("a folder with this path already exists")]
+    FolderExists,
+    #[error("the folder holds files; delete it with recursive=true to delete them too")]
+    FolderNotEmpty,
     #[error("too many grants to unknown users; try again in {} s", .0.as_secs().max(1))]
     Throttled(Duration),
     #[error("{0}")]
