@@ -11,7 +11,7 @@ use crate::auth::{AccountError, AuthError};
 #[derive(ApiResponse)]
 pub enum ApiFailure {
     /// The request is not valid: `invalid`, `invalid_username`, `weak_password`,
-    /// `wrong_password`, `password_unchanged`, `not_a_session`, `invalid_name`,
+    /// `wrong_password`, `password_unchanged`, `not_a_session`, `invalid_token`, `too_many_recipients`, `invalid_name`,
     /// `invalid_description`, `digest_mismatch`, `unsupported_digest`, `form_too_large`,
     /// `upload_incomplete`.
     #[oai(status = 400)]
@@ -44,6 +44,9 @@ pub enum ApiFailure {
     /// `server_busy`: too many password checks are waiting; try again after the given seconds.
     #[oai(status = 503)]
     Busy(Json<ErrorBody>, #[oai(header = "Retry-After")] u64),
+    /// `mail_off`: this needs e-mail, and the server sends none (`mail.host` is not set).
+    #[oai(status = 501)]
+    NotConfigured(Json<ErrorBody>),
     /// `internal_error`: logged on the server under the request id.
     #[oai(status = 500)]
     Internal(Json<ErrorBody>),
@@ -97,6 +100,8 @@ impl From<AccountError> for ApiFailure {
             AccountError::PasswordUnchanged => Self::bad_request("password_unchanged", message),
             AccountError::Auth(AuthError::Busy) | AccountError::Hash(HashError::Busy) => Self::busy(),
             AccountError::Invalid(_) => Self::bad_request("invalid", message),
+            AccountError::InvalidResetToken => Self::bad_request("invalid_token", message),
+            AccountError::MailOff => Self::NotConfigured(body("mail_off", message)),
             AccountError::Auth(AuthError::Throttled(wait)) => Self::throttled(wait),
             other => Self::internal(other),
         }

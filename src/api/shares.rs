@@ -13,7 +13,7 @@ use super::security::{BearerAuth, client_ip, require_admin};
 use super::users::{next_cursor, page_size};
 use super::{ApiTags, rfc3339};
 use crate::auth::Auth;
-use crate::shares::{Change, Expiry, NewShare, ShareChanges, ShareError, ShareView, Shares};
+use crate::shares::{Change, Expiry, NewShare, SendRequest, ShareChanges, ShareError, ShareView, Shares};
 
 pub struct SharesApi {
     pub shares: Shares,
@@ -50,6 +50,29 @@ struct UpdateShare {
     note: Option<String>,
     /// A disabled link answers 404 until enabled again.
     disabled: Option<bool>,
+}
+
+#[derive(Object)]
+struct SendShare {
+    /// E-mail addresses to send the link to (1 to 20).
+    recipients: Vec<String>,
+    /// Your message to them, shown in the mail (at most 2000 characters). The share's own
+    /// `note` stays private.
+    #[oai(default)]
+    message: String,
+}
+
+#[derive(Object)]
+struct SentShare {
+    /// The addresses the link is queued for (checked, duplicates removed).
+    queued: Vec<String>,
+}
+
+#[derive(ApiResponse)]
+enum Sent {
+    /// Queued: the messages go out as soon as the mail server takes them.
+    #[oai(status = 202)]
+    Queued(Json<SentShare>),
 }
 
 #[derive(Object)]
@@ -105,6 +128,15 @@ impl From<ShareError> for ApiFailure {
         match err {
             ShareError::NotFound => Self::not_found("share"),
             ShareError::Invalid(message) => Self::bad_request("invalid", message),
+            ShareError::MailOff => crate::auth::AccountError::MailOff.into(),
+            ShareError::TooManyRecipients => Self::TooManyRequests(
+                Json(super::ErrorBody {
+                    error: "too_many_recipients".into(),
+                    message: ShareError::TooManyRecipients.to_string(),
+                    request_id: None,
+                }),
+                3600,
+            ),
             ShareError::File(err) => err.into(),
             other => Self::internal(other),
         }
@@ -250,6 +282,22 @@ impl SharesApi {
         };
         let view = self.shares.update(&caller.0, &id, changes, &client_ip(req)).await?;
         Ok(Json(self.info(view, req)))
+    }
+
+    /// Send the link by e-mail to the people named: the link, your message and the expiry,
+    /// never the password. Only the share's owner can, while the link works.
+    #[oai(path = "/shares/:id/send", method = "post")]
+    async fn send(
+        &self,
+        req: &Request,
+        caller: BearerAuth,
+        id: Path<String>,
+        body: Json<SendShare>,
+    ) -> Result<Sent, ApiFailure> {
+        let body = body.0;
+        let request = SendRequest { recipients: body.recipients, message: body.message };
+        let queued = self.shares.send(&caller.0, &id, request, &client_ip(req)).await?;
+        Ok(Sent::Queued(Json(SentShare { queued })))
     }
 
     /// Revoke a share: its link answers 404 at once and downloads in flight stop.

@@ -166,3 +166,13 @@ pub fn not_ended(conn: &Connection, session: &SessionId, user: &UserId) -> Resul
         .optional()?
         .is_some())
 }
+
+/// Whether the user had any session before, and whether one came from `client_ip` (sessions
+/// are kept 30 days after they end): a sign-in from an address not among them is new.
+pub fn address_history(conn: &Connection, user: &UserId, client_ip: &str) -> Result<(bool, bool), DbError> {
+    Ok(conn.query_row(
+        "SELECT count(*) > 0, coalesce(sum(client_ip = ?2), 0) > 0 FROM sessions WHERE user_id = ?1",
+        params![user.0, client_ip],
+        |row| Ok((row.get(0)?, row.get(1)?)),
+    )?)
+}

@@ -36,6 +36,7 @@ pub struct Metrics {
     pub downloads_in_flight: Gauge,
     pub tls_handshakes: Family<Counter, 1>,
     pub sign_ins: Family<Counter, 1>,
+    pub mail_sent: Family<Counter, 1>,
     pub share_requests: Family<Counter, 1>,
     pub rate_limited: Family<Counter, 1>,
     pub database_errors: Counter,
@@ -77,6 +78,12 @@ pub fn get() -> &'static Metrics {
             "coffer_sign_ins_total",
             "Password sign-ins by result: success, failure, throttled, busy.",
             ["result"],
+            Counter::default,
+        ),
+        mail_sent: Family::new(
+            "coffer_mail_attempts_total",
+            "Attempts to deliver e-mail by outcome: sent, retry (temporary failure), failed (given up).",
+            ["outcome"],
             Counter::default,
         ),
         share_requests: Family::new(
@@ -164,6 +171,7 @@ impl Scrape {
         out.gauge("coffer_downloads_in_flight", "Downloads being sent.", metrics.downloads_in_flight.get() as f64);
         out.counters(&metrics.tls_handshakes);
         out.counters(&metrics.sign_ins);
+        out.counters(&metrics.mail_sent);
         out.counters(&metrics.share_requests);
         out.counters(&metrics.rate_limited);
         out.counter("coffer_database_errors_total", "Database operations that failed.", metrics.database_errors.get());
