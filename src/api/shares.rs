@@ -37,6 +37,9 @@ struct CreateShare {
     /// For you; visitors never see it.
     #[oai(default)]
     note: String,
+    /// Mail you (at your account's address) at each counted download.
+    #[oai(default)]
+    notify_downloads: bool,
 }
 
 #[derive(Object)]
@@ -50,6 +53,7 @@ struct UpdateShare {
     note: Option<String>,
     /// A disabled link answers 404 until enabled again.
     disabled: Option<bool>,
+    notify_downloads: Option<bool>,
 }
 
 #[derive(Object)]
@@ -100,6 +104,7 @@ struct ShareInfo {
     last_access_at: Option<String>,
     note: String,
     disabled: bool,
+    notify_downloads: bool,
     /// `active`, `expired`, `exhausted` or `disabled`.
     state: String,
 }
@@ -208,6 +213,7 @@ impl SharesApi {
             last_access_at: share.last_access_at.map(rfc3339),
             note: share.note,
             disabled: share.disabled,
+            notify_downloads: share.notify_downloads,
             state: view.state.as_str().to_owned(),
         }
     }
@@ -226,6 +232,7 @@ impl SharesApi {
             password: body.password,
             max_downloads: body.max_downloads,
             note: body.note,
+            notify_downloads: body.notify_downloads,
         };
         let view = self.shares.create(&caller.0, request, &client_ip(req)).await?;
         Ok(Created::Created(Json(self.info(view, req))))
@@ -279,6 +286,7 @@ impl SharesApi {
             max_downloads: change(body.max_downloads),
             note: body.note,
             disabled: body.disabled,
+            notify_downloads: body.notify_downloads,
         };
         let view = self.shares.update(&caller.0, &id, changes, &client_ip(req)).await?;
         Ok(Json(self.info(view, req)))

@@ -171,6 +171,19 @@ pub fn security_notice(username: &str, notice: &Notice<'_>, settings_url: &str) 
     )
 }
 
+/// To a share's owner who asked to hear of downloads.
+pub fn share_downloaded(file_name: &str, count: &str, address: &str, settings_url: &str) -> Message {
+    let file_name = clean(file_name, false);
+    let what = format!("Your share link to \"{file_name}\" was downloaded from {address} ({count}).");
+    let how = "You get this because you asked to hear of this link's downloads; turn it off in the link's settings:";
+    render(
+        "share_downloaded",
+        format!("\"{file_name}\" was downloaded"),
+        &[Paragraph::Text(&what), Paragraph::Text(how), Paragraph::Link(settings_url)],
+        NOTICE_LIFETIME,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

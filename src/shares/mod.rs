@@ -107,6 +107,7 @@ pub struct NewShare {
     pub password: Option<String>,
     pub max_downloads: Option<i64>,
     pub note: String,
+    pub notify_downloads: bool,
 }
 
 #[derive(Default)]
@@ -116,6 +117,7 @@ pub struct ShareChanges {
     pub max_downloads: Change<i64>,
     pub note: Option<String>,
     pub disabled: Option<bool>,
+    pub notify_downloads: Option<bool>,
 }
 
 /// Whether a share works right now, and if not, why.

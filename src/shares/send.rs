@@ -1,4 +1,5 @@
-//! Sending a share's link by e-mail to people its owner names.
+//! Sending a share's link by e-mail to people its owner names, and telling an owner who asked
+//! for it that their share was downloaded.
 //!
 //! The mail holds the link (built on `server.public_url`), the owner's message and the expiry;
 //! never the password, which the owner passes on another way. The messages are queued in the
@@ -10,6 +11,7 @@ use super::{ShareError, ShareState, Shares};
 use crate::auth::Principal;
 use crate::db::audit::{self, AuditEvent};
 use crate::db::{mail, shares, users};
+use crate::mail::Mailer;
 use crate::mail::messages::{self, MAX_NOTE_CHARS, ShareMail};
 
 /// Recipients of one request at most.
@@ -99,4 +101,25 @@ impl Shares {
             .await??;
         Ok(queued)
     }
+}
+
+/// In the transaction that counted a download of share `id`: a notice to its owner, if the
+/// owner has an address and has not turned notices off.
+pub(super) fn queue_download_notice(
+    mailer: &Mailer,
+    tx: &rusqlite::Connection,
+    now: i64,
+    id: &str,
+    ip: &str,
+) -> Result<(), crate::db::DbError> {
+    let Some(entry) = shares::by_id(tx, id)? else { return Ok(()) };
+    let Some(owner) = users::by_id(tx, &entry.share.owner_id)? else { return Ok(()) };
+    let Some(email) = owner.email.as_deref().filter(|_| owner.mail_notices) else { return Ok(()) };
+    let count = match entry.share.max_downloads {
+        Some(max) => format!("download {} of {max}", entry.share.downloads),
+        None => format!("download {}", entry.share.downloads),
+    };
+    let settings = format!("{}/", mailer.public_url());
+    let message = messages::share_downloaded(&entry.file_name, &count, ip, &settings);
+    mailer.queue(tx, now, Some(&owner.id.0), email, &message)
 }

@@ -260,3 +260,51 @@ async fn a_password_reset_link_works_once_for_an_hour_and_ends_every_session() {
     assert_eq!(confirm(&late, "late-copper-kettle-14").await.1["error"], "invalid_token");
     assert_no_secrets(&app, &[&token, &late, new_password]);
 }
+
+#[tokio::test]
+async fn an_owner_who_asked_hears_of_each_counted_download_and_no_more() {
+    let smtp = Smtp::start();
+    let app = mail_app(&smtp);
+    let admin = admin_token(&app).await;
+    let (status, _) = call(&app, "PATCH", "/api/v1/me", &admin, Some(json!({"email": "owner@example.test"}))).await;
+    assert_eq!(status, 200);
+    let file = upload(&app, &admin, "slides.pdf", b"0123456789".to_vec()).await;
+    let quiet = share(&app, &admin, &file, json!({})).await;
+    let watched = share(&app, &admin, &file, json!({"notify_downloads": true, "max_downloads": 2})).await;
+    assert_eq!((quiet["notify_downloads"].as_bool(), watched["notify_downloads"].as_bool()), (Some(false), Some(true)));
+    let download = |share: &Value, range: Option<&str>| {
+        let mut request = app.client.get(app.url(&format!("/s/{}/download", share["token"].as_str().unwrap())));
+        if let Some(range) = range {
+            request = request.header("range", range);
+        }
+        async move { request.send().await.unwrap().status() }
+    };
+    assert_eq!(download(&quiet, None).await, 200);
+    assert_eq!(download(&watched, Some("bytes=0-3")).await, 206);
+    assert_eq!(download(&watched, None).await, 200);
+    assert_eq!(download(&watched, None).await, 410, "used up: not a download");
+    let received = smtp.wait_for(2).await;
+    assert_eq!(received.len(), 2);
+    for (mail, count) in received.iter().zip(["download 1 of 2", "download 2 of 2"]) {
+        assert_eq!(
+            (mail["to"].as_str(), mail["subject"].as_str()),
+            (Some("owner@example.test"), Some("\"slides.pdf\" was downloaded"))
+        );
+        assert!(mail["text"].as_str().unwrap().contains(&format!("from 127.0.0.1 ({count})")), "{mail}");
+    }
+    let id = watched["id"].as_str().unwrap();
+    let (status, changed) = call(
+        &app,
+        "PATCH",
+        &format!("/api/v1/shares/{id}"),
+        &admin,
+        Some(json!({"notify_downloads": false, "max_downloads": null})),
+    )
+    .await;
+    assert_eq!((status, changed["notify_downloads"].as_bool()), (StatusCode::OK, Some(false)));
+    assert_eq!(download(&watched, None).await, 200);
+    assert_eq!(send_share(&app, &admin, id, &["marker@example.test"], "").await.0, 202);
+    let received = smtp.wait_for(3).await;
+    assert_eq!(received[2]["to"], "marker@example.test", "no notice once turned off");
+    assert_no_secrets(&app, &[watched["token"].as_str().unwrap()]);
+}
