@@ -141,6 +141,9 @@ struct Counts {
     files: i64,
     shares_active: i64,
     stored_bytes: i64,
+    /// Messages waiting to be sent, and when the oldest was queued.
+    mail_pending: i64,
+    mail_oldest: Option<i64>,
 }
 
 impl Scrape {
@@ -204,6 +207,12 @@ impl Scrape {
                     stored_bytes: count(
                         "SELECT coalesce(sum(size), 0) FROM (SELECT DISTINCT sha256, size FROM files)",
                     )?,
+                    mail_pending: count("SELECT count(*) FROM mail_outbox WHERE status IN ('pending', 'sending')")?,
+                    mail_oldest: conn.query_row(
+                        "SELECT min(created_at) FROM mail_outbox WHERE status IN ('pending', 'sending')",
+                        [],
+                        |row| row.get(0),
+                    )?,
                 })
             })
             .await;
@@ -221,6 +230,16 @@ impl Scrape {
                 "coffer_storage_used_bytes",
                 "Bytes of file contents stored (each blob once).",
                 counts.stored_bytes as f64,
+            );
+            out.gauge(
+                "coffer_mail_outbox_pending",
+                "E-mail messages waiting to be delivered.",
+                counts.mail_pending as f64,
+            );
+            out.gauge(
+                "coffer_mail_outbox_oldest_age_seconds",
+                "How long the oldest message waiting to be delivered has waited (0: none waits).",
+                counts.mail_oldest.map_or(0.0, |oldest| (now - oldest).max(0) as f64),
             );
         }
         let state_dir = self.state_dir.clone();

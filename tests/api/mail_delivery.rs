@@ -10,6 +10,7 @@ use crate::auth::db;
 use crate::files::admin_token;
 use crate::helpers::{Options, TestApp, run_cli, spawn_app, write_config};
 use crate::mail_messages::{assert_no_secrets, mail_app, send_share};
+use crate::metrics::{sample, scrape};
 use crate::shares::{audit_of, share, upload};
 use crate::smtp::{SMTP_PASSWORD, Smtp};
 
@@ -86,7 +87,8 @@ async fn a_451_is_retried_with_the_same_message_id_and_a_550_is_given_up_and_aud
 #[tokio::test]
 async fn mail_queued_while_the_server_is_down_goes_out_when_it_is_back_and_a_restart_sends_it_once() {
     let mut smtp = Smtp::start();
-    let app = mail_app(&smtp);
+    let toml = format!("{}[metrics]\nlisten = \"127.0.0.1:0\"\n", smtp.toml());
+    let app = spawn_app(Options { toml, ..Options::default() });
     let (admin, id) = shared(&app).await;
     smtp.stop();
     assert_eq!(
@@ -96,9 +98,15 @@ async fn mail_queued_while_the_server_is_down_goes_out_when_it_is_back_and_a_res
     );
     let failed = wait_for_retries(&app, 1);
     assert!(failed["error"].as_str().unwrap().contains("cannot talk to the mail server localhost:"), "{failed}");
+    let metrics = scrape(&app, None).await.text().await.unwrap();
+    assert_eq!(sample(&metrics, "coffer_mail_outbox_pending"), Some(1.0));
+    assert_eq!(sample(&metrics, r#"coffer_mail_attempts_total{outcome="retry"}"#), Some(1.0));
     smtp.resume();
     app.advance_clock(70);
     assert_eq!(smtp.wait_for(1).await[0]["to"], "carol@example.test");
+    let metrics = scrape(&app, None).await.text().await.unwrap();
+    assert_eq!(sample(&metrics, "coffer_mail_outbox_pending"), Some(0.0));
+    assert_eq!(sample(&metrics, r#"coffer_mail_attempts_total{outcome="sent"}"#), Some(1.0));
 
     // Down again; the server restarts with the message pending; it goes out once.
     smtp.stop();
