@@ -11,7 +11,7 @@ use crate::auth::{AccountError, AuthError};
 #[derive(ApiResponse)]
 pub enum ApiFailure {
     /// The request is not valid: `invalid`, `invalid_username`, `weak_password`,
-    /// `wrong_password`, `password_unchanged`, `not_a_session`, `invalid_token`, `too_many_recipients`, `invalid_name`,
+    /// `wrong_password`, `password_unchanged`, `not_a_session`, `invalid_token`, `invalid_name`,
     /// `invalid_description`, `digest_mismatch`, `unsupported_digest`, `form_too_large`,
     /// `upload_incomplete`.
     #[oai(status = 400)]
@@ -35,7 +35,7 @@ pub enum ApiFailure {
     /// `payload_too_large`: over `storage.max_file_size`.
     #[oai(status = 413)]
     TooLarge(Json<ErrorBody>),
-    /// `too_many_requests`: wait the given seconds.
+    /// `too_many_requests` (or `too_many_recipients` for share mails): wait the given seconds.
     #[oai(status = 429)]
     TooManyRequests(Json<ErrorBody>, #[oai(header = "Retry-After")] u64),
     /// `quota_exceeded` or `insufficient_storage`.
