@@ -17,7 +17,7 @@ static FILTER: OnceLock<reload::Handle<EnvFilter, Registry>> = OnceLock::new();
 
 /// Installs the global subscriber. Settings were validated, so the filter parses.
 pub fn init(settings: &LogSettings) {
-    let filter = EnvFilter::try_new(&settings.level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = level_filter(&settings.level).unwrap_or_else(|_| EnvFilter::new("info"));
     let (filter, handle) = reload::Layer::new(filter);
     let registry = tracing_subscriber::registry().with(filter).with(CountWarnings);
     let installed = match settings.format {
@@ -38,6 +38,20 @@ pub fn init(settings: &LogSettings) {
     }
 }
 
+/// The admin's level, with one exception unless they name rustls themselves: rustls warns
+/// on every handshake whose SNI is an IP address (wrk, curl and browsers opened on
+/// `https://<ip>/` send one), which would fill the log and the warning count with noise.
+fn level_filter(level: &str) -> Result<EnvFilter, String> {
+    let filter = EnvFilter::try_new(level).map_err(|err| err.to_string())?;
+    if level.contains("rustls") {
+        return Ok(filter);
+    }
+    let quiet = "rustls::msgs::handshake=error"
+        .parse()
+        .map_err(|err: tracing_subscriber::filter::ParseError| err.to_string())?;
+    Ok(filter.add_directive(quiet))
+}
+
 /// Counts log events at warn level and above for the metrics (`coffer_log_events_total`),
 /// after the level filter, so what is counted is what is logged.
 struct CountWarnings;
@@ -55,7 +69,7 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for CountWarnings {
 
 /// Replaces the level filter of the installed subscriber.
 pub fn set_level(level: &str) -> Result<(), String> {
-    let filter = EnvFilter::try_new(level).map_err(|err| err.to_string())?;
+    let filter = level_filter(level)?;
     let handle = FILTER.get().ok_or("logging is not set up")?;
     handle.reload(filter).map_err(|err| err.to_string())
 }

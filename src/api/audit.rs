@@ -9,7 +9,7 @@ use poem_openapi::{Object, OpenApi};
 
 use super::failure::ApiFailure;
 use super::security::{BearerAuth, require_admin};
-use super::users::{next_cursor, page_size};
+use super::users::{given, next_cursor, page_size};
 use super::{ApiTags, rfc3339};
 use crate::auth::Auth;
 
@@ -59,7 +59,7 @@ impl AuditApi {
     ) -> Result<Json<AuditPage>, ApiFailure> {
         require_admin(&self.auth, &caller.0, req).await?;
         let limit = page_size(limit.0)?;
-        let before = match cursor.0 {
+        let before = match given(cursor.0) {
             Some(cursor) => Some(
                 cursor
                     .parse::<i64>()
@@ -67,7 +67,7 @@ impl AuditApi {
             ),
             None => None,
         };
-        let rows = self.auth.audit_log(before, limit, user.0, event.0).await?;
+        let rows = self.auth.audit_log(before, limit, given(user.0), given(event.0)).await?;
         let next_cursor = next_cursor(&rows, limit, |row| row.id.to_string());
         let entries = rows
             .into_iter()

@@ -1,5 +1,6 @@
 //! `POST /api/v1/auth/login`, `/auth/refresh` and `/auth/logout`.
 
+use crate::api::strict::{Given, Text};
 use std::sync::Arc;
 
 use poem::Request;
@@ -18,17 +19,17 @@ pub struct AuthApi {
 
 #[derive(Object)]
 struct LoginRequest {
-    username: String,
-    password: String,
+    username: Text,
+    password: Text,
     /// The `device_token` of an earlier sign-in from this client, if kept: sign-ins from a
     /// client that signed in before do not wait when others guess at the account.
-    device_token: Option<String>,
+    device_token: Given<Text>,
 }
 
 #[derive(Object)]
 struct RefreshRequest {
     /// The refresh token from the last login or refresh; it can be used once.
-    refresh_token: String,
+    refresh_token: Text,
 }
 
 #[derive(Object)]
@@ -91,15 +92,15 @@ enum TokenResult {
 #[derive(Object)]
 struct ResetRequest {
     /// The account's e-mail address.
-    email: String,
+    email: Text,
 }
 
 #[derive(Object)]
 struct ResetConfirmation {
     /// The token from the reset link (the part after `#`).
-    token: String,
+    token: Text,
     /// 10 to 1024 characters, not a commonly used password.
-    new_password: String,
+    new_password: Text,
 }
 
 #[derive(ApiResponse)]
@@ -165,7 +166,7 @@ impl AuthApi {
             username: &body.username,
             password: &body.password,
             ip: &ip,
-            device_token: body.device_token.as_deref().or_else(|| cookie(req, DEVICE_COOKIE)),
+            device_token: body.device_token.0.as_deref().or_else(|| cookie(req, DEVICE_COOKIE)),
         };
         match self.auth.login(attempt).await {
             Ok(tokens) => {
@@ -213,7 +214,7 @@ impl AuthApi {
     #[oai(path = "/password-reset/confirm", method = "post")]
     async fn confirm_reset(&self, req: &Request, body: Json<ResetConfirmation>) -> Result<ResetDone, ApiFailure> {
         let body = body.0;
-        self.auth.reset_password(&body.token, body.new_password, &client_ip(req)).await?;
+        self.auth.reset_password(&body.token, body.new_password.into_inner(), &client_ip(req)).await?;
         Ok(ResetDone::Done)
     }
 

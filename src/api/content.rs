@@ -1,6 +1,7 @@
 //! `GET|HEAD /files/{id}/content` and the read grants of `/files/{id}/grants`. How a download
 //! is answered is in `download.rs`, shared with share links.
 
+use crate::api::strict::Text;
 use poem::{Body, Request};
 use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
@@ -25,7 +26,7 @@ async fn open_at(files: &Files, file: &FileRow, start: u64, length: u64) -> Resu
 #[derive(Object)]
 struct GrantRequest {
     /// Who may read the file.
-    username: String,
+    username: Text,
 }
 
 #[derive(Object)]

@@ -16,8 +16,9 @@ pub enum ApiFailure {
     /// `upload_incomplete`.
     #[oai(status = 400)]
     BadRequest(Json<ErrorBody>),
-    /// `session_ended`: the session, API token or account ended while the request ran (a
-    /// sign-out during an upload); nothing was stored.
+    /// `unauthorized`: no valid access token or API token was sent (or it expired, or was
+    /// revoked). `session_ended`: the session, API token or account ended while the request
+    /// ran (a sign-out during an upload); nothing was stored.
     #[oai(status = 401)]
     Unauthorized(Json<ErrorBody>),
     /// `forbidden`: the caller may not do this (admin only, or a read-only token).
@@ -26,7 +27,8 @@ pub enum ApiFailure {
     /// `not_found`.
     #[oai(status = 404)]
     NotFound(Json<ErrorBody>),
-    /// `username_taken`, `last_admin` or `name_taken`.
+    /// `username_taken`, `last_admin`, `name_taken`, or `mail_off` (this needs e-mail and the
+    /// server sends none: `mail.host` is not set).
     #[oai(status = 409)]
     Conflict(Json<ErrorBody>),
     /// `precondition_failed`: `If-Match` or `If-None-Match` does not hold; nothing changed.
@@ -35,6 +37,10 @@ pub enum ApiFailure {
     /// `payload_too_large`: over `storage.max_file_size`.
     #[oai(status = 413)]
     TooLarge(Json<ErrorBody>),
+    /// `unsupported_media_type`: the body is not of the type the operation takes (JSON, or
+    /// a form for `POST /files`), or `Content-Type` is missing.
+    #[oai(status = 415)]
+    UnsupportedMediaType(Json<ErrorBody>),
     /// `too_many_requests` (or `too_many_recipients` for share mails): wait the given seconds.
     #[oai(status = 429)]
     TooManyRequests(Json<ErrorBody>, #[oai(header = "Retry-After")] u64),
@@ -44,9 +50,6 @@ pub enum ApiFailure {
     /// `server_busy`: too many password checks are waiting; try again after the given seconds.
     #[oai(status = 503)]
     Busy(Json<ErrorBody>, #[oai(header = "Retry-After")] u64),
-    /// `mail_off`: this needs e-mail, and the server sends none (`mail.host` is not set).
-    #[oai(status = 501)]
-    NotConfigured(Json<ErrorBody>),
     /// `internal_error`: logged on the server under the request id.
     #[oai(status = 500)]
     Internal(Json<ErrorBody>),
@@ -101,7 +104,7 @@ impl From<AccountError> for ApiFailure {
             AccountError::Auth(AuthError::Busy) | AccountError::Hash(HashError::Busy) => Self::busy(),
             AccountError::Invalid(_) => Self::bad_request("invalid", message),
             AccountError::InvalidResetToken => Self::bad_request("invalid_token", message),
-            AccountError::MailOff => Self::NotConfigured(body("mail_off", message)),
+            AccountError::MailOff => Self::Conflict(body("mail_off", message)),
             AccountError::Auth(AuthError::Throttled(wait)) => Self::throttled(wait),
             other => Self::internal(other),
         }

@@ -1,5 +1,6 @@
 //! `/files`: listing, metadata, rename and move, delete (uploads are in `upload.rs`).
 
+use crate::api::strict::{Given, Text};
 use base64::Engine;
 use poem::Request;
 use poem_openapi::param::{Path, Query};
@@ -9,7 +10,9 @@ use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 use super::conditions::precondition;
 use super::failure::ApiFailure;
 use super::security::{BearerAuth, client_ip};
-use super::users::{next_cursor, page_size};
+use super::upload::{self, Stored};
+use super::upload_form::UploadForm;
+use super::users::{given, next_cursor, page_size};
 use super::{ApiTags, rfc3339};
 use crate::db::files::{Cursor, FileRow, SortBy};
 use crate::domain::{Description, FileName, FolderPath};
@@ -95,10 +98,11 @@ struct FilePage {
 #[derive(Object)]
 struct FileChanges {
     /// New name.
-    name: Option<String>,
+    name: Given<Text>,
     /// New folder (moves the file); `""` is the top level.
-    folder: Option<String>,
-    description: Option<String>,
+    folder: Given<Text>,
+    /// `""` removes the description.
+    description: Given<Text>,
 }
 
 #[derive(ApiResponse)]
@@ -152,7 +156,7 @@ impl FilesApi {
             }));
         }
         let folder = FolderPath::parse_existing(folder.0.as_deref().unwrap_or(""))?;
-        let (sort, after) = match cursor.0 {
+        let (sort, after) = match given(cursor.0) {
             Some(cursor) => {
                 let (sort, after) = decode_cursor(&cursor)?;
                 (sort, Some(after))
@@ -166,6 +170,14 @@ impl FilesApi {
             files: listing.files.into_iter().map(FileView::from).collect(),
             next_cursor,
         }))
+    }
+
+    /// Upload with `multipart/form-data`: optional text fields `folder`, `description` and
+    /// `on_conflict` first, then the `file` field (its filename names the file), which must be
+    /// the last part. Fields and part headers may take at most 64 KiB besides the file.
+    #[oai(path = "/files", method = "post")]
+    async fn upload_form(&self, req: &Request, caller: BearerAuth, body: UploadForm) -> Result<Stored, ApiFailure> {
+        upload::receive_form(&self.files, req, caller, body).await
     }
 
     /// One file's metadata.
@@ -186,14 +198,15 @@ impl FilesApi {
         body: Json<FileChanges>,
     ) -> Result<Json<FileView>, ApiFailure> {
         let body = body.0;
+        let (name, folder, description) = (body.name.0, body.folder.0, body.description.0);
         let precondition = precondition(req)?;
-        let target = if body.name.is_some() || body.folder.is_some() {
+        let target = if name.is_some() || folder.is_some() {
             let current = self.files.owned(&caller.0, &id).await?;
-            let name = match body.name.as_deref() {
+            let name = match name.as_deref() {
                 Some(name) => FileName::parse(name)?,
                 None => FileName::parse_existing(&current.name)?,
             };
-            let folder = match body.folder.as_deref() {
+            let folder = match folder.as_deref() {
                 Some(folder) => FolderPath::parse(folder)?,
                 None => FolderPath::parse_existing(&current.folder)?,
             };
@@ -201,7 +214,7 @@ impl FilesApi {
         } else {
             None
         };
-        let description = body.description.as_deref().map(Description::parse).transpose()?;
+        let description = description.as_deref().map(Description::parse).transpose()?;
         Ok(Json(self.files.update(&caller.0, &id, target, description, precondition).await?.into()))
     }
 

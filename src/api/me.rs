@@ -1,5 +1,6 @@
 //! The signed-in user's own account: `GET /me`, `PUT /me/password`, `/me/sessions`.
 
+use crate::api::strict::{Given, Text};
 use std::sync::Arc;
 
 use poem::Request;
@@ -56,17 +57,17 @@ impl From<UserRow> for UserView {
 
 #[derive(Object)]
 struct PasswordChange {
-    current_password: String,
+    current_password: Text,
     /// 10 to 1024 characters, not a commonly used password.
-    new_password: String,
+    new_password: Text,
 }
 
 #[derive(Object)]
 struct MailSettings {
     /// Your e-mail address, for password resets and notices; `null` removes it.
-    email: MaybeUndefined<String>,
+    email: MaybeUndefined<Text>,
     /// Send security notices (new sign-ins, password changes, a token used twice).
-    mail_notices: Option<bool>,
+    mail_notices: Given<bool>,
 }
 
 #[derive(Object)]
@@ -116,9 +117,9 @@ impl MeApi {
         let email = match body.email {
             MaybeUndefined::Undefined => None,
             MaybeUndefined::Null => Some(None),
-            MaybeUndefined::Value(email) => Some(Some(email)),
+            MaybeUndefined::Value(email) => Some(Some(email.into_inner())),
         };
-        let changes = MailChanges { email, notices: body.mail_notices };
+        let changes = MailChanges { email, notices: body.mail_notices.0 };
         Ok(Json(self.auth.update_own_mail(&caller.0, changes, &client_ip(req)).await?.into()))
     }
 
@@ -135,7 +136,7 @@ impl MeApi {
         let body = body.0;
         let tokens = self
             .auth
-            .change_own_password(&caller.0, &body.current_password, body.new_password, &client_ip(req))
+            .change_own_password(&caller.0, &body.current_password, body.new_password.into_inner(), &client_ip(req))
             .await?;
         Ok(Json(tokens.into()))
     }

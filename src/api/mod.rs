@@ -25,6 +25,7 @@ mod security;
 mod share_html;
 mod share_page;
 mod shares;
+mod strict;
 mod tokens;
 mod upload;
 mod upload_form;

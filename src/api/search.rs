@@ -14,6 +14,7 @@ use super::error::ErrorBody;
 use super::failure::ApiFailure;
 use super::files::FileView;
 use super::security::{BearerAuth, require_admin};
+use super::users::given;
 use super::{ApiTags, rfc3339};
 use crate::auth::Auth;
 use crate::files::Access;
@@ -105,6 +106,12 @@ struct UnavailableBody {
 enum SearchResponse {
     #[oai(status = 200)]
     Ok(Json<SearchPage>),
+    /// `unauthorized`: no valid access token or API token was sent.
+    #[oai(status = 401)]
+    Unauthorized(Json<ErrorBody>),
+    /// `too_many_requests`: over the account's API rate; wait the given seconds.
+    #[oai(status = 429)]
+    TooManyRequests(Json<ErrorBody>, #[oai(header = "Retry-After")] u64),
     /// `invalid_query`: `q` is empty, too long (256 characters, 16 words) or has no words;
     /// or `folder`, `type`, `limit` or `cursor` is not valid.
     #[oai(status = 400)]
@@ -158,6 +165,12 @@ struct SearchStatusView {
 enum StatusResponse {
     #[oai(status = 200)]
     Ok(Json<SearchStatusView>),
+    /// `unauthorized`: no valid access token or API token was sent.
+    #[oai(status = 401)]
+    Unauthorized(Json<ErrorBody>),
+    /// `too_many_requests`: over the account's API rate; wait the given seconds.
+    #[oai(status = 429)]
+    TooManyRequests(Json<ErrorBody>, #[oai(header = "Retry-After")] u64),
     /// `forbidden`: admins only.
     #[oai(status = 403)]
     Forbidden(Json<ErrorBody>),
@@ -171,6 +184,12 @@ enum RebuildResponse {
     /// A rebuild is under way: the current index answers until the new one is swapped in.
     #[oai(status = 202)]
     Accepted(Json<SearchStatusView>),
+    /// `unauthorized`: no valid access token or API token was sent.
+    #[oai(status = 401)]
+    Unauthorized(Json<ErrorBody>),
+    /// `too_many_requests`: over the account's API rate; wait the given seconds.
+    #[oai(status = 429)]
+    TooManyRequests(Json<ErrorBody>, #[oai(header = "Retry-After")] u64),
     /// `forbidden`: admins only.
     #[oai(status = 403)]
     Forbidden(Json<ErrorBody>),
@@ -253,14 +272,41 @@ async fn status_view(search: Option<&Search>) -> SearchStatusView {
     }
 }
 
-/// `Ok(None)` for admins, else the refusal: `Some(true, body)` forbidden, `Some(false, ..)` an
-/// internal failure.
-async fn refuse_non_admin(auth: &Auth, caller: &BearerAuth, req: &Request) -> Option<(bool, Json<ErrorBody>)> {
-    match require_admin(auth, &caller.0, req).await {
-        Ok(()) => None,
-        Err(ApiFailure::Forbidden(body)) => Some((true, body)),
-        Err(_) => {
-            Some((false, error("internal_error", "the server could not complete the request; it has been logged")))
+fn internal() -> Json<ErrorBody> {
+    error("internal_error", "the server could not complete the request; it has been logged")
+}
+
+/// The refusals of the security layer (`require_admin`, the account's rate limit) in each
+/// operation's own response type, so the document lists them.
+impl From<ApiFailure> for SearchResponse {
+    fn from(failure: ApiFailure) -> Self {
+        match failure {
+            ApiFailure::Unauthorized(body) => Self::Unauthorized(body),
+            ApiFailure::TooManyRequests(body, wait) => Self::TooManyRequests(body, wait),
+            ApiFailure::BadRequest(body) => Self::BadRequest(body),
+            _ => Self::Internal(internal()),
+        }
+    }
+}
+
+impl From<ApiFailure> for StatusResponse {
+    fn from(failure: ApiFailure) -> Self {
+        match failure {
+            ApiFailure::Unauthorized(body) => Self::Unauthorized(body),
+            ApiFailure::TooManyRequests(body, wait) => Self::TooManyRequests(body, wait),
+            ApiFailure::Forbidden(body) => Self::Forbidden(body),
+            _ => Self::Internal(internal()),
+        }
+    }
+}
+
+impl From<ApiFailure> for RebuildResponse {
+    fn from(failure: ApiFailure) -> Self {
+        match failure {
+            ApiFailure::Unauthorized(body) => Self::Unauthorized(body),
+            ApiFailure::TooManyRequests(body, wait) => Self::TooManyRequests(body, wait),
+            ApiFailure::Forbidden(body) => Self::Forbidden(body),
+            _ => Self::Internal(internal()),
         }
     }
 }
@@ -303,9 +349,10 @@ impl SearchApi {
         };
         let caller = &caller.0.user_id;
         let q = q.0.unwrap_or_default();
-        let parsed = SearchQuery::parse(caller, &q, folder.0.as_deref(), kind.0.as_deref(), scope, limit.0);
+        let parsed =
+            SearchQuery::parse(caller, &q, given(folder.0).as_deref(), given(kind.0).as_deref(), scope, limit.0);
         let outcome = match parsed {
-            Ok(query) => search.search(caller, &query, cursor.0.as_deref()).await,
+            Ok(query) => search.search(caller, &query, given(cursor.0).as_deref()).await,
             Err(err) => Err(err.into()),
         };
         match outcome {
@@ -317,10 +364,7 @@ impl SearchApi {
             Err(SearchError::Unavailable { reason, progress }) => unavailable(reason, progress.as_ref()),
             Err(SearchError::Internal(err)) => {
                 tracing::error!(error = %err, "search failed");
-                SearchResponse::Internal(error(
-                    "internal_error",
-                    "the server could not complete the request; it has been logged",
-                ))
+                SearchResponse::Internal(internal())
             }
         }
     }
@@ -329,10 +373,8 @@ impl SearchApi {
     /// (admins only).
     #[oai(path = "/admin/search", method = "get")]
     async fn status(&self, req: &Request, caller: BearerAuth) -> StatusResponse {
-        match refuse_non_admin(&self.auth, &caller, req).await {
-            None => {}
-            Some((true, body)) => return StatusResponse::Forbidden(body),
-            Some((false, body)) => return StatusResponse::Internal(body),
+        if let Err(failure) = require_admin(&self.auth, &caller.0, req).await {
+            return failure.into();
         }
         StatusResponse::Ok(Json(status_view(self.search.as_ref()).await))
     }
@@ -341,10 +383,8 @@ impl SearchApi {
     /// answered by the current index meanwhile (admins only).
     #[oai(path = "/admin/search/rebuild", method = "post")]
     async fn rebuild(&self, req: &Request, caller: BearerAuth) -> RebuildResponse {
-        match refuse_non_admin(&self.auth, &caller, req).await {
-            None => {}
-            Some((true, body)) => return RebuildResponse::Forbidden(body),
-            Some((false, body)) => return RebuildResponse::Internal(body),
+        if let Err(failure) = require_admin(&self.auth, &caller.0, req).await {
+            return failure.into();
         }
         let Some(search) = &self.search else {
             return RebuildResponse::Unavailable(error(

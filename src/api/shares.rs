@@ -1,5 +1,6 @@
 //! `/shares`: making, listing, changing and revoking public links to files.
 
+use crate::api::strict::{Given, Text};
 use std::sync::Arc;
 
 use poem::Request;
@@ -10,7 +11,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 
 use super::failure::ApiFailure;
 use super::security::{BearerAuth, client_ip, require_admin};
-use super::users::{next_cursor, page_size};
+use super::users::{given, next_cursor, page_size};
 use super::{ApiTags, rfc3339};
 use crate::auth::Auth;
 use crate::shares::{Change, Expiry, NewShare, SendRequest, ShareChanges, ShareError, ShareView, Shares};
@@ -24,46 +25,45 @@ pub struct SharesApi {
 
 #[derive(Object)]
 struct CreateShare {
-    file_id: String,
+    file_id: Text,
     /// Seconds from now until the link stops working. Give this or `expires_at`, or neither
     /// for `shares.default_expiry`.
-    expires_in: Option<i64>,
+    expires_in: Given<i64>,
     /// When the link stops working (RFC 3339).
-    expires_at: Option<String>,
+    expires_at: Given<Text>,
     /// Visitors must give this password (8 to 1024 characters).
-    password: Option<String>,
+    password: Given<Text>,
     /// Downloads allowed in all; a resumed download counts once.
-    max_downloads: Option<i64>,
-    /// For you; visitors never see it.
+    max_downloads: Given<i64>,
+    /// For you (at most 1000 characters); visitors never see it.
     #[oai(default)]
-    note: String,
-    /// Mail you (at your account's address) at each counted download.
-    #[oai(default)]
-    notify_downloads: bool,
+    note: Text,
+    /// Mail you (at your account's address) at each counted download; `false` when absent.
+    notify_downloads: Given<bool>,
 }
 
 #[derive(Object)]
 struct UpdateShare {
-    expires_in: Option<i64>,
-    expires_at: Option<String>,
+    expires_in: Given<i64>,
+    expires_at: Given<Text>,
     /// A new password; `null` removes it. Either ends every unlock made with the old one.
-    password: MaybeUndefined<String>,
+    password: MaybeUndefined<Text>,
     /// A new limit; `null` removes it.
     max_downloads: MaybeUndefined<i64>,
-    note: Option<String>,
+    note: Given<Text>,
     /// A disabled link answers 404 until enabled again.
-    disabled: Option<bool>,
-    notify_downloads: Option<bool>,
+    disabled: Given<bool>,
+    notify_downloads: Given<bool>,
 }
 
 #[derive(Object)]
 struct SendShare {
     /// E-mail addresses to send the link to (1 to 20).
-    recipients: Vec<String>,
+    recipients: Vec<Text>,
     /// Your message to them, shown in the mail (at most 2000 characters). The share's own
     /// `note` stays private.
     #[oai(default)]
-    message: String,
+    message: Text,
 }
 
 #[derive(Object)]
@@ -161,7 +161,7 @@ fn base_url(configured: Option<&str>, req: &Request) -> String {
     }
 }
 
-fn expiry(expires_in: Option<i64>, expires_at: Option<String>) -> Result<Option<Expiry>, ApiFailure> {
+fn expiry(expires_in: Option<i64>, expires_at: Option<Text>) -> Result<Option<Expiry>, ApiFailure> {
     match (expires_in, expires_at) {
         (Some(_), Some(_)) => Err(ApiFailure::bad_request("invalid", "give expires_in or expires_at, not both")),
         (Some(seconds), None) => Ok(Some(Expiry::In(seconds))),
@@ -174,11 +174,11 @@ fn expiry(expires_in: Option<i64>, expires_at: Option<String>) -> Result<Option<
     }
 }
 
-fn change<T>(value: MaybeUndefined<T>) -> Change<T> {
+fn change<T, U: From<T>>(value: MaybeUndefined<T>) -> Change<U> {
     match value {
         MaybeUndefined::Undefined => Change::Keep,
         MaybeUndefined::Null => Change::Clear,
-        MaybeUndefined::Value(value) => Change::Set(value),
+        MaybeUndefined::Value(value) => Change::Set(value.into()),
     }
 }
 
@@ -227,12 +227,12 @@ impl SharesApi {
     async fn create(&self, req: &Request, caller: BearerAuth, body: Json<CreateShare>) -> Result<Created, ApiFailure> {
         let body = body.0;
         let request = NewShare {
-            file_id: body.file_id,
-            expiry: expiry(body.expires_in, body.expires_at)?.unwrap_or(Expiry::Default),
-            password: body.password,
-            max_downloads: body.max_downloads,
-            note: body.note,
-            notify_downloads: body.notify_downloads,
+            file_id: body.file_id.into_inner(),
+            expiry: expiry(body.expires_in.0, body.expires_at.0)?.unwrap_or(Expiry::Default),
+            password: body.password.0.map(String::from),
+            max_downloads: body.max_downloads.0,
+            note: body.note.into_inner(),
+            notify_downloads: body.notify_downloads.0.unwrap_or(false),
         };
         let view = self.shares.create(&caller.0, request, &client_ip(req)).await?;
         Ok(Created::Created(Json(self.info(view, req))))
@@ -254,7 +254,7 @@ impl SharesApi {
             require_admin(&self.auth, &caller.0, req).await?;
         }
         let limit = page_size(limit.0)?;
-        let after = cursor.0.as_deref().map(decode_cursor).transpose()?;
+        let after = given(cursor.0).as_deref().map(decode_cursor).transpose()?;
         let views = self.shares.list(&caller.0, everyone, after, limit).await?;
         let created: Vec<i64> = views.iter().map(|view| view.entry.share.created_at).collect();
         let shares: Vec<ShareInfo> = views.into_iter().map(|view| self.info(view, req)).collect();
@@ -281,12 +281,12 @@ impl SharesApi {
     ) -> Result<Json<ShareInfo>, ApiFailure> {
         let body = body.0;
         let changes = ShareChanges {
-            expiry: expiry(body.expires_in, body.expires_at)?,
+            expiry: expiry(body.expires_in.0, body.expires_at.0)?,
             password: change(body.password),
             max_downloads: change(body.max_downloads),
-            note: body.note,
-            disabled: body.disabled,
-            notify_downloads: body.notify_downloads,
+            note: body.note.0.map(String::from),
+            disabled: body.disabled.0,
+            notify_downloads: body.notify_downloads.0,
         };
         let view = self.shares.update(&caller.0, &id, changes, &client_ip(req)).await?;
         Ok(Json(self.info(view, req)))
@@ -303,7 +303,8 @@ impl SharesApi {
         body: Json<SendShare>,
     ) -> Result<Sent, ApiFailure> {
         let body = body.0;
-        let request = SendRequest { recipients: body.recipients, message: body.message };
+        let recipients = body.recipients.into_iter().map(String::from).collect();
+        let request = SendRequest { recipients, message: body.message.into_inner() };
         let queued = self.shares.send(&caller.0, &id, request, &client_ip(req)).await?;
         Ok(Sent::Queued(Json(SentShare { queued })))
     }

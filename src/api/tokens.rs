@@ -1,5 +1,6 @@
 //! Personal API tokens: `/me/tokens`.
 
+use crate::api::strict::{Given, Text};
 use std::sync::Arc;
 
 use poem::Request;
@@ -27,11 +28,11 @@ enum Scope {
 
 #[derive(Object)]
 struct NewToken {
-    /// What the token is for, e.g. "nightly backup script".
-    name: String,
+    /// What the token is for, e.g. "nightly backup script" (1 to 100 characters).
+    name: Text,
     scope: Scope,
-    /// Days until it expires; without it, the token lasts until revoked.
-    expires_in_days: Option<u32>,
+    /// Days until it expires (1 to 3650); without it, the token lasts until revoked.
+    expires_in_days: Given<u32>,
 }
 
 #[derive(Object)]
@@ -88,8 +89,10 @@ impl TokensApi {
     async fn create(&self, req: &Request, caller: BearerAuth, body: Json<NewToken>) -> Result<Created, ApiFailure> {
         require_session(&caller.0)?;
         let read_only = body.scope == Scope::ReadOnly;
-        let created =
-            self.auth.create_api_token(&caller.0, &body.name, read_only, body.expires_in_days, &client_ip(req)).await?;
+        let created = self
+            .auth
+            .create_api_token(&caller.0, &body.name, read_only, body.expires_in_days.0, &client_ip(req))
+            .await?;
         Ok(Created::Created(Json(CreatedToken { token: created.token, details: created.row.into() })))
     }
 

@@ -40,7 +40,7 @@ pub struct UploadApi {
 }
 
 #[derive(ApiResponse)]
-enum Stored {
+pub(super) enum Stored {
     /// Stored; nothing is acknowledged before the contents are on disk and the record committed.
     #[oai(status = 201)]
     Created(Json<FileView>),
@@ -204,76 +204,77 @@ impl UploadApi {
         let row = self.files.upload(&caller.0, request, body.0.into_bytes_stream()).await?;
         Ok(Stored::Created(Json(row.into())))
     }
+}
 
-    /// Upload with `multipart/form-data`: optional text fields `folder`, `description` and
-    /// `on_conflict` first, then the `file` field (its filename names the file), which must be
-    /// the last part. Fields and part headers may take at most 64 KiB besides the file.
-    #[oai(path = "/files", method = "post")]
-    async fn upload_form(&self, req: &Request, caller: BearerAuth, body: UploadForm) -> Result<Stored, ApiFailure> {
-        let boundary = req
-            .content_type()
-            .and_then(|kind| multer::parse_boundary(kind).ok())
-            .ok_or_else(|| ApiFailure::bad_request("invalid", "expected multipart/form-data with a boundary"))?;
-        let budget = Budget::new();
-        let stream = Budgeted { inner: body.0.into_bytes_stream(), budget: Arc::clone(&budget) };
-        let limits = multer::SizeLimit::new()
-            .for_field("folder", 9 << 10)
-            .for_field("description", MAX_DESCRIPTION_BYTES as u64)
-            .for_field("on_conflict", 16);
-        let constraints = multer::Constraints::new()
-            .allowed_fields(vec!["folder", "description", "on_conflict", "file"])
-            .size_limit(limits);
-        let mut form = multer::Multipart::with_constraints(stream, boundary, constraints);
-        let (mut folder, mut description, mut on_conflict) = (String::new(), String::new(), None);
-        let mut seen = HashSet::new();
-        while let Some(field) = form.next_field().await.map_err(|err| form_error(&budget, err))? {
-            let name = field.name().unwrap_or_default().to_owned();
-            if !seen.insert(name.clone()) {
-                return Err(ApiFailure::bad_request("invalid", format!("the form field `{name}` appears twice")));
-            }
-            match name.as_str() {
-                "file" => {
-                    let file_name = field.file_name().unwrap_or_default().to_owned();
-                    let on_conflict: OnConflict = on_conflict.into();
-                    let request = UploadRequest {
-                        folder: FolderPath::parse(&folder)?,
-                        name: FileName::parse(&file_name)?,
-                        on_conflict,
-                        description: Description::parse(&description)?,
-                        declared_size: None,
-                        digests: ExpectedDigests::default(),
-                        precondition: upload_precondition(req, on_conflict)?,
-                    };
-                    budget.lift();
-                    let contents = field.map_err(|err| std::io::Error::other(err.to_string()));
-                    let received = self.files.receive(&caller.0, &request, contents).await?;
-                    budget.restrict();
-                    if let Some(extra) = form.next_field().await.map_err(|err| form_error(&budget, err))? {
-                        let extra = extra.name().unwrap_or_default().to_owned();
-                        return Err(ApiFailure::bad_request(
-                            "invalid",
-                            format!(
-                                "the file must be the form's last part, but `{extra}` follows it; nothing was stored"
-                            ),
-                        ));
-                    }
-                    let row = self.files.commit(&caller.0, request, received).await?;
-                    return Ok(Stored::Created(Json(row.into())));
+/// `POST /files`, documented with `GET /files` in [`super::files::FilesApi`] (an OpenAPI path
+/// lives in one API struct, or the document keeps only one of its methods).
+pub(super) async fn receive_form(
+    files: &Files,
+    req: &Request,
+    caller: BearerAuth,
+    body: UploadForm,
+) -> Result<Stored, ApiFailure> {
+    let boundary = req
+        .content_type()
+        .and_then(|kind| multer::parse_boundary(kind).ok())
+        .ok_or_else(|| ApiFailure::bad_request("invalid", "expected multipart/form-data with a boundary"))?;
+    let budget = Budget::new();
+    let stream = Budgeted { inner: body.0.into_bytes_stream(), budget: Arc::clone(&budget) };
+    let limits = multer::SizeLimit::new()
+        .for_field("folder", 9 << 10)
+        .for_field("description", MAX_DESCRIPTION_BYTES as u64)
+        .for_field("on_conflict", 16);
+    let constraints = multer::Constraints::new()
+        .allowed_fields(vec!["folder", "description", "on_conflict", "file"])
+        .size_limit(limits);
+    let mut form = multer::Multipart::with_constraints(stream, boundary, constraints);
+    let (mut folder, mut description, mut on_conflict) = (String::new(), String::new(), None);
+    let mut seen = HashSet::new();
+    while let Some(field) = form.next_field().await.map_err(|err| form_error(&budget, err))? {
+        let name = field.name().unwrap_or_default().to_owned();
+        if !seen.insert(name.clone()) {
+            return Err(ApiFailure::bad_request("invalid", format!("the form field `{name}` appears twice")));
+        }
+        match name.as_str() {
+            "file" => {
+                let file_name = field.file_name().unwrap_or_default().to_owned();
+                let on_conflict: OnConflict = on_conflict.into();
+                let request = UploadRequest {
+                    folder: FolderPath::parse(&folder)?,
+                    name: FileName::parse(&file_name)?,
+                    on_conflict,
+                    description: Description::parse(&description)?,
+                    declared_size: None,
+                    digests: ExpectedDigests::default(),
+                    precondition: upload_precondition(req, on_conflict)?,
+                };
+                budget.lift();
+                let contents = field.map_err(|err| std::io::Error::other(err.to_string()));
+                let received = files.receive(&caller.0, &request, contents).await?;
+                budget.restrict();
+                if let Some(extra) = form.next_field().await.map_err(|err| form_error(&budget, err))? {
+                    let extra = extra.name().unwrap_or_default().to_owned();
+                    return Err(ApiFailure::bad_request(
+                        "invalid",
+                        format!("the file must be the form's last part, but `{extra}` follows it; nothing was stored"),
+                    ));
                 }
-                "folder" => folder = field.text().await.map_err(|err| form_error(&budget, err))?,
-                "description" => description = field.text().await.map_err(|err| form_error(&budget, err))?,
-                _ => {
-                    on_conflict = match field.text().await.map_err(|err| form_error(&budget, err))?.as_str() {
-                        "fail" => Some(Conflict::Fail),
-                        "rename" => Some(Conflict::Rename),
-                        "replace" => Some(Conflict::Replace),
-                        _ => return Err(ApiFailure::bad_request("invalid", "on_conflict is fail, rename or replace")),
-                    }
+                let row = files.commit(&caller.0, request, received).await?;
+                return Ok(Stored::Created(Json(row.into())));
+            }
+            "folder" => folder = field.text().await.map_err(|err| form_error(&budget, err))?,
+            "description" => description = field.text().await.map_err(|err| form_error(&budget, err))?,
+            _ => {
+                on_conflict = match field.text().await.map_err(|err| form_error(&budget, err))?.as_str() {
+                    "fail" => Some(Conflict::Fail),
+                    "rename" => Some(Conflict::Rename),
+                    "replace" => Some(Conflict::Replace),
+                    _ => return Err(ApiFailure::bad_request("invalid", "on_conflict is fail, rename or replace")),
                 }
             }
         }
-        Err(ApiFailure::bad_request("invalid", "the form has no `file` field"))
     }
+    Err(ApiFailure::bad_request("invalid", "the form has no `file` field"))
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Admin API for accounts: `/users`. Every route answers 403 to non-admins, before looking
 //! anything up, so it reveals nothing about which accounts exist.
 
+use crate::api::strict::{Given, Text};
 use std::sync::Arc;
 
 use poem::Request;
@@ -36,6 +37,12 @@ pub fn page_size(limit: Option<u32>) -> Result<u32, ApiFailure> {
 }
 
 /// The cursor for the page after `page`: only a full page can have one, made from its last row.
+/// An empty query parameter (`cursor=`) counts as not given, as clients that always send
+/// every parameter expect.
+pub fn given(parameter: Option<String>) -> Option<String> {
+    parameter.filter(|value| !value.is_empty())
+}
+
 pub fn next_cursor<T>(page: &[T], limit: u32, cursor_of: impl Fn(&T) -> String) -> Option<String> {
     page.last().filter(|_| page.len() == limit as usize).map(cursor_of)
 }
@@ -58,26 +65,27 @@ impl From<RoleName> for Role {
 
 #[derive(Object)]
 struct NewUserRequest {
-    username: String,
+    /// 1 to 64 ASCII letters, digits, `.`, `_` or `-`, starting with a letter or digit.
+    username: Text,
     /// 10 to 1024 characters, not a commonly used password.
-    password: String,
-    email: Option<String>,
+    password: Text,
+    email: Given<Text>,
     /// Defaults to `user`.
-    role: Option<RoleName>,
+    role: Given<RoleName>,
     /// Bytes the user may store; absent means no limit.
-    quota_bytes: Option<i64>,
+    quota_bytes: Given<i64>,
 }
 
 #[derive(Object)]
 struct UserUpdate {
-    role: Option<RoleName>,
-    disabled: Option<bool>,
+    role: Given<RoleName>,
+    disabled: Given<bool>,
     /// `null` removes the limit.
     quota_bytes: MaybeUndefined<i64>,
     /// `null` removes the address.
-    email: MaybeUndefined<String>,
-    /// Sets a new password and ends the user's sessions.
-    password: Option<String>,
+    email: MaybeUndefined<Text>,
+    /// Sets a new password (10 to 1024 characters) and ends the user's sessions.
+    password: Given<Text>,
 }
 
 #[derive(Object)]
@@ -106,11 +114,11 @@ enum Deleted {
     Deleted,
 }
 
-fn maybe<T>(value: MaybeUndefined<T>) -> Option<Option<T>> {
+fn maybe<T, U: From<T>>(value: MaybeUndefined<T>) -> Option<Option<U>> {
     match value {
         MaybeUndefined::Undefined => None,
         MaybeUndefined::Null => Some(None),
-        MaybeUndefined::Value(value) => Some(Some(value)),
+        MaybeUndefined::Value(value) => Some(Some(value.into())),
     }
 }
 
@@ -127,7 +135,7 @@ impl UsersApi {
     ) -> Result<Json<UserPage>, ApiFailure> {
         require_admin(&self.auth, &caller.0, req).await?;
         let limit = page_size(limit.0)?;
-        let users = self.auth.list_users(cursor.0, limit).await?;
+        let users = self.auth.list_users(given(cursor.0), limit).await?;
         let next_cursor = next_cursor(&users, limit, |user| user.username.to_ascii_lowercase());
         Ok(Json(UserPage { users: users.into_iter().map(UserView::from).collect(), next_cursor }))
     }
@@ -143,11 +151,11 @@ impl UsersApi {
         require_admin(&self.auth, &caller.0, req).await?;
         let body = body.0;
         let account = NewAccount {
-            username: body.username,
-            password: body.password,
-            email: body.email,
-            role: body.role.map_or(Role::User, Role::from),
-            quota_bytes: body.quota_bytes,
+            username: body.username.into_inner(),
+            password: body.password.into_inner(),
+            email: body.email.0.map(String::from),
+            role: body.role.0.map_or(Role::User, Role::from),
+            quota_bytes: body.quota_bytes.0,
         };
         let user = self.auth.create_user(&Actor::of(&caller.0, &client_ip(req)), account).await?;
         Ok(Created::Created(Json(user.into())))
@@ -175,11 +183,11 @@ impl UsersApi {
         require_admin(&self.auth, &caller.0, req).await?;
         let body = body.0;
         let changes = AccountChanges {
-            role: body.role.map(Role::from),
-            disabled: body.disabled,
+            role: body.role.0.map(Role::from),
+            disabled: body.disabled.0,
             quota_bytes: maybe(body.quota_bytes),
             email: maybe(body.email),
-            password: body.password,
+            password: body.password.0.map(String::from),
         };
         let user = self.auth.update_user(&Actor::of(&caller.0, &client_ip(req)), &UserId(id.0), changes).await?;
         Ok(Json(user.into()))

@@ -152,7 +152,12 @@ async fn grants_let_another_user_read_until_revoked() {
     let (status, grant) =
         call(&app, "POST", &format!("/api/v1/files/{id}/grants"), &alice, Some(json!({"username": "bob"}))).await;
     assert_eq!(status, 204, "{grant}");
+    // The owner can already read it: granting it again is a no-op, not a row.
+    let (status, _) =
+        call(&app, "POST", &format!("/api/v1/files/{id}/grants"), &alice, Some(json!({"username": "alice"}))).await;
+    assert_eq!(status, 204);
     let (_, grants) = call(&app, "GET", &format!("/api/v1/files/{id}/grants"), &alice, None).await;
+    assert_eq!(grants.as_array().unwrap().len(), 1, "{grants}");
     assert_eq!(grants[0]["user_id"], bob_id.as_str());
     assert_eq!(download(&app, &bob, id).await.bytes().await.unwrap().as_ref(), b"for bob");
     let (_, shared) = call(&app, "GET", "/api/v1/files?shared_with_me=true", &bob, None).await;
@@ -183,6 +188,12 @@ async fn files_can_be_renamed_moved_and_deleted_and_names_stay_unique() {
         (Some("archive"), Some("one.txt"), Some("old"))
     );
     assert_eq!(call(&app, "PATCH", &path, &token, Some(json!({"name": "../x"}))).await.0, 400);
+    // A string field takes a JSON string only, as the API document says: no number turned
+    // into a name.
+    let (status, body) = call(&app, "PATCH", &path, &token, Some(json!({"folder": 5}))).await;
+    assert_eq!(status, 400, "{body}");
+    let (_, unchanged) = call(&app, "GET", &path, &token, None).await;
+    assert_eq!(unchanged["folder"], "archive");
     assert_eq!(call(&app, "DELETE", &path, &token, None).await.0, 204);
     assert_eq!(call(&app, "GET", &path, &token, None).await.0, 404);
 }

@@ -99,10 +99,10 @@ async fn without_mail_settings_nothing_is_queued_and_mail_features_say_so() {
     let file = upload(&app, &admin, "a.txt", b"a".to_vec()).await;
     let id = share(&app, &admin, &file, json!({})).await["id"].as_str().unwrap().to_owned();
     let (status, body) = send_share(&app, &admin, &id, &["carol@example.test"], "").await;
-    assert_eq!((status, body["error"].as_str()), (StatusCode::NOT_IMPLEMENTED, Some("mail_off")), "{body}");
+    assert_eq!((status, body["error"].as_str()), (StatusCode::CONFLICT, Some("mail_off")), "{body}");
     let reset = json!({"email": "admin@example.test"});
     let (status, body) = call(&app, "POST", "/api/v1/auth/password-reset", "", Some(reset)).await;
-    assert_eq!((status, body["error"].as_str()), (StatusCode::NOT_IMPLEMENTED, Some("mail_off")), "{body}");
+    assert_eq!((status, body["error"].as_str()), (StatusCode::CONFLICT, Some("mail_off")), "{body}");
 }
 
 #[tokio::test]

@@ -19,6 +19,7 @@ mod database;
 mod durability;
 mod file_access;
 mod files;
+mod fuzzing;
 mod health;
 mod helpers;
 mod http;

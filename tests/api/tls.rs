@@ -196,3 +196,22 @@ async fn files_mode_serves_renewed_files_and_keeps_the_running_pair_when_they_br
     app.logs.wait_for_message("configuration rejected; the running configuration stays").expect("reload rejected");
     assert_eq!(client_trusting(Some(&trusted_new)).get(&health).send().await.unwrap().status(), 200);
 }
+
+/// Clients opened on `https://<ip>/` (wrk, curl, browsers) send the address as SNI, which
+/// rustls warns about on every handshake: noise in the log and in the warning count.
+#[tokio::test]
+async fn an_ip_address_as_sni_leaves_no_warning_in_the_log() {
+    let app = spawn_default();
+    let status = std::process::Command::new("openssl")
+        .args(["s_client", "-connect", &app.addr.to_string(), "-servername", "127.0.0.1"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl runs");
+    assert!(status.success());
+    // Logged after the handshake: once its line is there, anything the handshake logged is too.
+    app.client.get(app.url("/api/v1/health")).header("x-request-id", "after-the-handshake").send().await.unwrap();
+    assert!(crate::helpers::eventually(|| app.logs.text().contains("after-the-handshake")).await);
+    assert!(!app.logs.text().contains("SNI"), "{}", app.logs.text());
+}
