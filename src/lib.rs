@@ -14,6 +14,7 @@ pub mod config;
 pub mod db;
 pub mod domain;
 pub mod files;
+pub mod mail;
 pub mod metrics;
 pub mod rate_limit;
 pub mod readiness;

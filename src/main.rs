@@ -66,6 +66,13 @@ enum Command {
     ///
     /// Exits 75 when the server holds the index.
     Reindex(ConfigArg),
+    /// E-mail: `coffer mail test ADDRESS` sends a test message and says what failed, if anything.
+    Mail {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(subcommand)]
+        command: coffer::mail::command::MailCommand,
+    },
     /// Print the version.
     Version,
     /// Extract a document's text from standard input (run by the server, with limits).
@@ -128,6 +135,9 @@ fn main() -> ExitCode {
         }),
         Command::User { config, command } => {
             with_settings(&config, |_, settings| report(coffer::cli::run(settings, command).map(|()| true)))
+        }
+        Command::Mail { config, command } => {
+            with_settings(&config, |_, settings| report(coffer::mail::command::run(settings, command).map(|()| true)))
         }
         Command::Check { config, repair } => {
             with_settings(&config, |_, settings| report_outcome(coffer::cli::run_check(settings, repair)))

@@ -2,7 +2,8 @@
 //!
 //! Audit entries older than `audit.retention`; sessions (with their refresh tokens, spent or
 //! not) that ended, by revocation or expiry, more than [`ENDED_KEPT`] ago; API tokens revoked
-//! or expired that long ago. Spent refresh tokens of live sessions stay: they are what
+//! or expired that long ago; e-mail sent or given up, and password-reset tokens expired, that
+//! long ago. Spent refresh tokens of live sessions stay: they are what
 //! recognises a stolen token presented again. Deletes run in small batches, each its own short
 //! transaction, so sign-ins and uploads never wait long for the write lock. Runs at start and
 //! every [`EVERY`].
@@ -26,6 +27,7 @@ pub struct Pruned {
     pub audit_entries: usize,
     pub sessions: usize,
     pub api_tokens: usize,
+    pub mail: usize,
 }
 
 /// Deletes, `BATCH` rows at a time, what `sql` (taking a cutoff and a limit) selects.
@@ -65,6 +67,20 @@ pub async fn prune(db: &Db, clock: &Clock, audit_retention: Duration) -> Result<
             ended_cutoff,
         )
         .await?,
+        mail: delete_in_batches(
+            db,
+            "DELETE FROM mail_outbox WHERE id IN (SELECT id FROM mail_outbox
+                WHERE status IN ('sent', 'failed') AND created_at < ?1 LIMIT ?2)",
+            ended_cutoff,
+        )
+        .await?
+            + delete_in_batches(
+                db,
+                "DELETE FROM password_resets WHERE token_hash IN (SELECT token_hash FROM password_resets
+                    WHERE expires_at < ?1 LIMIT ?2)",
+                ended_cutoff,
+            )
+            .await?,
     })
 }
 
@@ -82,6 +98,7 @@ pub async fn run(db: Db, clock: Clock, audit_retention: Duration, shutdown: Canc
                 audit_entries = pruned.audit_entries,
                 sessions = pruned.sessions,
                 api_tokens = pruned.api_tokens,
+                mail = pruned.mail,
                 "deleted what is past its retention"
             ),
             Ok(_) => {}
@@ -113,7 +130,14 @@ mod tests {
                  INSERT INTO api_tokens (id, user_id, name, token_hash, scope, created_at, expires_at, revoked_at)
                    VALUES ('keep', 'u', 'a', x'03', 'read-only', 0, NULL, NULL),
                           ('dead', 'u', 'b', x'04', 'read-only', 0, {old}, NULL);
-                 INSERT INTO audit_log (at, event) VALUES (10, 'old'), ({recent}, 'recent');",
+                 INSERT INTO audit_log (at, event) VALUES (10, 'old'), ({recent}, 'recent');
+                 INSERT INTO mail_outbox (id, kind, recipient, subject, body_text, body_html, status,
+                     next_attempt_at, created_at, expires_at)
+                   VALUES ('sent-long-ago', 'test', 'a@example.org', '', '', '', 'sent', 0, {old}, {old}),
+                          ('pending-long', 'test', 'a@example.org', 's', 't', 'h', 'pending', 0, {old}, {future}),
+                          ('sent-lately', 'test', 'a@example.org', '', '', '', 'sent', 0, {recent}, {future});
+                 INSERT INTO password_resets (token_hash, user_id, created_at, expires_at)
+                   VALUES (x'05', 'u', 0, {old}), (x'06', 'u', {recent}, {recent});",
                 recent = now - 86_400,
                 old = now - 31 * 86_400,
                 future = now + 86_400,
@@ -123,7 +147,7 @@ mod tests {
         .await
         .unwrap();
         let pruned = prune(&db, &Clock::manual(now), Duration::from_secs(365 * 86_400)).await.unwrap();
-        assert_eq!(pruned, Pruned { audit_entries: 1, sessions: 2, api_tokens: 1 });
+        assert_eq!(pruned, Pruned { audit_entries: 1, sessions: 2, api_tokens: 1, mail: 2 });
         let left = db
             .read(|conn| {
                 let names = |sql: &str| -> Result<Vec<String>, DbError> {
@@ -136,6 +160,8 @@ mod tests {
                     names("SELECT id FROM api_tokens")?,
                     names("SELECT event FROM audit_log")?,
                     names("SELECT hex(token_hash) FROM refresh_tokens")?,
+                    names("SELECT id FROM mail_outbox ORDER BY id")?,
+                    names("SELECT hex(token_hash) FROM password_resets")?,
                 ))
             })
             .await
@@ -144,5 +170,7 @@ mod tests {
         assert_eq!(left.1, vec!["keep"]);
         assert_eq!(left.2, vec!["recent"]);
         assert_eq!(left.3, vec!["01"], "a live session keeps its spent tokens; an ended one's went with it");
+        assert_eq!(left.4, vec!["pending-long", "sent-lately"], "mail still to send stays, however old");
+        assert_eq!(left.5, vec!["06"]);
     }
 }

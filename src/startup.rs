@@ -48,6 +48,8 @@ pub struct Application {
     certificate: Option<Arc<std::sync::RwLock<CertificateState>>>,
     search: Option<Search>,
     search_stop: CancellationToken,
+    /// The mail server's client and the queue, when `[mail]` is set.
+    mail: Option<(Arc<crate::mail::Transport>, crate::mail::Mailer)>,
 }
 
 async fn blocking<T: Send + 'static>(work: impl FnOnce() -> anyhow::Result<T> + Send + 'static) -> anyhow::Result<T> {
@@ -86,6 +88,7 @@ async fn build_auth(settings: &Settings, db: &Db, clock: &Clock, state_dir: &Sta
         devices: DeviceTokens::new(&device_secret),
         lifetimes,
         throttle,
+        mailer: crate::mail::Mailer::from_settings(settings),
     })))
 }
 
@@ -162,7 +165,8 @@ async fn build_shares(
         base_delay: std::time::Duration::from_secs(1),
         max_delay: settings.auth.login_max_delay.0,
     };
-    Ok(Shares::new(db.clone(), files.clone(), keys, auth.hasher().clone(), throttle, policy))
+    let mailer = auth.mailer().clone();
+    Ok(Shares::new(db.clone(), files.clone(), keys, auth.hasher().clone(), throttle, policy, mailer))
 }
 
 /// The `blob-gc` task: removes unused blobs every `interval` until shutdown.
@@ -326,6 +330,17 @@ impl Application {
         let certificate = acme.as_ref().map(|acme| acme.state());
         let acme = acme.map(|acme| tokio::spawn(acme.run(acme_stop.clone())));
         auth::ensure_initial_admin(&auth, &state_dir.initial_admin_password()).await?;
+        let mail = match auth.mailer().enabled() {
+            true => {
+                let (mail, public_url) =
+                    (settings.mail.clone(), settings.server.public_url.clone().unwrap_or_default());
+                let transport = blocking(move || crate::mail::Transport::from_settings(&mail, &public_url))
+                    .await
+                    .context("settings under [mail]")?;
+                Some((Arc::new(transport), auth.mailer().clone()))
+            }
+            false => None,
+        };
         let files = prepare_files(&settings, &db, &clock, &state_dir).await?;
         let shares = build_shares(&settings, &db, &files, &auth, &state_dir).await?;
         let search_stop = CancellationToken::new();
@@ -432,6 +447,7 @@ impl Application {
             certificate,
             search,
             search_stop,
+            mail,
         })
     }
 
@@ -493,6 +509,10 @@ impl Application {
             self.settings.audit.retention.0,
             shutdown.clone(),
         ));
+        let mail = self.mail.clone().map(|(transport, mailer)| {
+            let (db, clock) = (self.db.clone(), self.clock.clone());
+            tokio::spawn(crate::mail::run_sender(db, clock, mailer, transport, shutdown.clone()))
+        });
         let acme_stop = self.acme_stop.clone();
         let stop_acme = shutdown.clone();
         tokio::spawn(async move {
@@ -529,6 +549,9 @@ impl Application {
         let _ = views.await;
         let _ = rate_limits.await;
         let _ = retention.await;
+        if let Some(mail) = mail {
+            let _ = mail.await;
+        }
         if let Some(acme) = self.acme {
             let _ = acme.await;
         }

@@ -90,6 +90,35 @@ enum TokenResult {
     Unauthorized(Json<ErrorBody>),
 }
 
+#[derive(Object)]
+struct ResetRequest {
+    /// The account's e-mail address.
+    email: Text,
+}
+
+#[derive(Object)]
+struct ResetConfirmation {
+    /// The token from the reset link (the part after `#`).
+    token: Text,
+    /// 10 to 1024 characters, not a commonly used password.
+    new_password: Text,
+}
+
+#[derive(ApiResponse)]
+enum ResetRequested {
+    /// Accepted. The answer is the same whether or not an account has this address; if one
+    /// has, a link valid for an hour is on its way.
+    #[oai(status = 202)]
+    Accepted,
+}
+
+#[derive(ApiResponse)]
+enum ResetDone {
+    /// The password is set and every session of the account has ended; sign in with it.
+    #[oai(status = 204)]
+    Done,
+}
+
 fn error_body(code: &str, message: impl Into<String>) -> Json<ErrorBody> {
     Json(ErrorBody { error: code.into(), message: message.into(), request_id: None })
 }
@@ -250,6 +279,23 @@ impl AuthApi {
             ))),
             Err(err) => Err(ApiFailure::internal(err)),
         }
+    }
+
+    /// Ask for a password-reset link by e-mail. Answers 202 whether or not an account has the
+    /// address (`mail_off` when the server sends no mail).
+    #[oai(path = "/password-reset", method = "post")]
+    async fn request_reset(&self, req: &Request, body: Json<ResetRequest>) -> Result<ResetRequested, ApiFailure> {
+        self.auth.request_password_reset(&body.email, &client_ip(req)).await?;
+        Ok(ResetRequested::Accepted)
+    }
+
+    /// Set a new password with the token from a reset link. The token works once, for an hour;
+    /// every session of the account ends.
+    #[oai(path = "/password-reset/confirm", method = "post")]
+    async fn confirm_reset(&self, req: &Request, body: Json<ResetConfirmation>) -> Result<ResetDone, ApiFailure> {
+        let body = body.0;
+        self.auth.reset_password(&body.token, body.new_password.into_inner(), &client_ip(req)).await?;
+        Ok(ResetDone::Done)
     }
 
     /// End the current session (a browser's cookie is cleared too). API tokens have no

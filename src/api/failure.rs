@@ -11,7 +11,7 @@ use crate::auth::{AccountError, AuthError};
 #[derive(ApiResponse)]
 pub enum ApiFailure {
     /// The request is not valid: `invalid`, `invalid_username`, `weak_password`,
-    /// `wrong_password`, `password_unchanged`, `not_a_session`, `invalid_name`,
+    /// `wrong_password`, `password_unchanged`, `not_a_session`, `invalid_token`, `invalid_name`,
     /// `invalid_description`, `digest_mismatch`, `unsupported_digest`, `form_too_large`,
     /// `upload_incomplete`.
     #[oai(status = 400)]
@@ -29,7 +29,8 @@ pub enum ApiFailure {
     /// `not_found`.
     #[oai(status = 404)]
     NotFound(Json<ErrorBody>),
-    /// `username_taken`, `last_admin`, `name_taken`, `folder_exists` or `folder_not_empty`.
+    /// `username_taken`, `last_admin`, `name_taken`, `folder_exists`, `folder_not_empty`, or
+    /// `mail_off` (this needs e-mail and the server sends none: `mail.host` is not set).
     #[oai(status = 409)]
     Conflict(Json<ErrorBody>),
     /// `precondition_failed`: `If-Match` or `If-None-Match` does not hold; nothing changed.
@@ -42,7 +43,7 @@ pub enum ApiFailure {
     /// a form for `POST /files`), or `Content-Type` is missing.
     #[oai(status = 415)]
     UnsupportedMediaType(Json<ErrorBody>),
-    /// `too_many_requests`: wait the given seconds.
+    /// `too_many_requests` (or `too_many_recipients` for share mails): wait the given seconds.
     #[oai(status = 429)]
     TooManyRequests(Json<ErrorBody>, #[oai(header = "Retry-After")] u64),
     /// `quota_exceeded` or `insufficient_storage`.
@@ -109,6 +110,8 @@ impl From<AccountError> for ApiFailure {
             AccountError::PasswordUnchanged => Self::bad_request("password_unchanged", message),
             AccountError::Auth(AuthError::Busy) | AccountError::Hash(HashError::Busy) => Self::busy(),
             AccountError::Invalid(_) => Self::bad_request("invalid", message),
+            AccountError::InvalidResetToken => Self::bad_request("invalid_token", message),
+            AccountError::MailOff => Self::Conflict(body("mail_off", message)),
             AccountError::Auth(AuthError::Throttled(wait)) => Self::throttled(wait),
             other => Self::internal(other),
         }

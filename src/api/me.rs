@@ -1,18 +1,19 @@
 //! The signed-in user's own account: `GET /me`, `PUT /me/password`, `/me/sessions`.
 
-use crate::api::strict::Text;
+use crate::api::strict::{Given, Text};
 use std::sync::Arc;
 
 use poem::Request;
 use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
+use poem_openapi::types::MaybeUndefined;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
 use super::auth::TokenResponse;
 use super::failure::ApiFailure;
 use super::security::{Caller, Via, client_ip, require_session};
 use super::{ApiTags, rfc3339};
-use crate::auth::{Auth, Principal};
+use crate::auth::{Auth, MailChanges, Principal};
 use crate::db::users::UserRow;
 
 pub struct MeApi {
@@ -34,6 +35,8 @@ pub struct UserView {
     created_at: String,
     #[oai(skip_serializing_if_is_none)]
     last_login_at: Option<String>,
+    /// Whether security notices (new sign-ins, password changes) are sent to `email`.
+    mail_notices: bool,
 }
 
 impl From<UserRow> for UserView {
@@ -47,6 +50,7 @@ impl From<UserRow> for UserView {
             quota_bytes: user.quota_bytes,
             created_at: rfc3339(user.created_at),
             last_login_at: user.last_login_at.map(rfc3339),
+            mail_notices: user.mail_notices,
         }
     }
 }
@@ -56,6 +60,14 @@ struct PasswordChange {
     current_password: Text,
     /// 10 to 1024 characters, not a commonly used password.
     new_password: Text,
+}
+
+#[derive(Object)]
+struct MailSettings {
+    /// Your e-mail address, for password resets and notices; `null` removes it.
+    email: MaybeUndefined<Text>,
+    /// Send security notices (new sign-ins, password changes, a token used twice).
+    mail_notices: Given<bool>,
 }
 
 #[derive(Object)]
@@ -86,6 +98,29 @@ impl MeApi {
     #[oai(path = "/", method = "get")]
     async fn me(&self, caller: Caller) -> Result<Json<UserView>, ApiFailure> {
         Ok(Json(own_account(&self.auth, &caller.0).await?.into()))
+    }
+
+    /// Set or remove your e-mail address (needs a password sign-in, not an API token) and turn
+    /// notices on or off.
+    #[oai(path = "/", method = "patch")]
+    async fn update_mail(
+        &self,
+        req: &Request,
+        caller: Caller,
+        body: Json<MailSettings>,
+    ) -> Result<Json<UserView>, ApiFailure> {
+        let body = body.0;
+        // The address receives password resets: only a password sign-in may change it.
+        if !body.email.is_undefined() {
+            require_session(&caller.0)?;
+        }
+        let email = match body.email {
+            MaybeUndefined::Undefined => None,
+            MaybeUndefined::Null => Some(None),
+            MaybeUndefined::Value(email) => Some(Some(email.into_inner())),
+        };
+        let changes = MailChanges { email, notices: body.mail_notices.0 };
+        Ok(Json(self.auth.update_own_mail(&caller.0, changes, &client_ip(req)).await?.into()))
     }
 
     /// Change the password. Every session ends, this one included; the answer carries the

@@ -16,7 +16,8 @@ use crate::domain::UserId;
 use crate::rate_limit::{Quota, RateLimiter};
 
 /// Paths (below the API prefix, or the share links) counted per client address.
-const PUBLIC_API_PATHS: &[&str] = &["/auth/login", "/auth/refresh", "/auth/session"];
+const PUBLIC_API_PATHS: &[&str] =
+    &["/auth/login", "/auth/refresh", "/auth/session", "/auth/password-reset", "/auth/password-reset/confirm"];
 
 pub struct RateLimits {
     public: RateLimiter,

@@ -14,7 +14,7 @@ use super::security::{Caller, client_ip, require_admin};
 use super::users::{given, next_cursor, page_size};
 use super::{ApiTags, rfc3339};
 use crate::auth::Auth;
-use crate::shares::{Change, Expiry, NewShare, ShareChanges, ShareError, ShareView, Shares};
+use crate::shares::{Change, Expiry, NewShare, SendRequest, ShareChanges, ShareError, ShareView, Shares};
 
 pub struct SharesApi {
     pub shares: Shares,
@@ -38,6 +38,8 @@ struct CreateShare {
     /// For you (at most 1000 characters); visitors never see it.
     #[oai(default)]
     note: Text,
+    /// Mail you (at your account's address) at each counted download; `false` when absent.
+    notify_downloads: Given<bool>,
 }
 
 #[derive(Object)]
@@ -51,6 +53,30 @@ struct UpdateShare {
     note: Given<Text>,
     /// A disabled link answers 404 until enabled again.
     disabled: Given<bool>,
+    notify_downloads: Given<bool>,
+}
+
+#[derive(Object)]
+struct SendShare {
+    /// E-mail addresses to send the link to (1 to 20).
+    recipients: Vec<Text>,
+    /// Your message to them, shown in the mail (at most 2000 characters). The share's own
+    /// `note` stays private.
+    #[oai(default)]
+    message: Text,
+}
+
+#[derive(Object)]
+struct SentShare {
+    /// The addresses the link is queued for (checked, duplicates removed).
+    queued: Vec<String>,
+}
+
+#[derive(ApiResponse)]
+enum Sent {
+    /// Queued: the messages go out as soon as the mail server takes them.
+    #[oai(status = 202)]
+    Queued(Json<SentShare>),
 }
 
 #[derive(Object)]
@@ -78,6 +104,7 @@ struct ShareInfo {
     last_access_at: Option<String>,
     note: String,
     disabled: bool,
+    notify_downloads: bool,
     /// `active`, `expired`, `exhausted` or `disabled`.
     state: String,
 }
@@ -106,6 +133,15 @@ impl From<ShareError> for ApiFailure {
         match err {
             ShareError::NotFound => Self::not_found("share"),
             ShareError::Invalid(message) => Self::bad_request("invalid", message),
+            ShareError::MailOff => crate::auth::AccountError::MailOff.into(),
+            ShareError::TooManyRecipients => Self::TooManyRequests(
+                Json(super::ErrorBody {
+                    error: "too_many_recipients".into(),
+                    message: ShareError::TooManyRecipients.to_string(),
+                    request_id: None,
+                }),
+                3600,
+            ),
             ShareError::File(err) => err.into(),
             other => Self::internal(other),
         }
@@ -177,6 +213,7 @@ impl SharesApi {
             last_access_at: share.last_access_at.map(rfc3339),
             note: share.note,
             disabled: share.disabled,
+            notify_downloads: share.notify_downloads,
             state: view.state.as_str().to_owned(),
         }
     }
@@ -195,6 +232,7 @@ impl SharesApi {
             password: body.password.0.map(String::from),
             max_downloads: body.max_downloads.0,
             note: body.note.into_inner(),
+            notify_downloads: body.notify_downloads.0.unwrap_or(false),
         };
         let view = self.shares.create(&caller.0, request, &client_ip(req)).await?;
         Ok(Created::Created(Json(self.info(view, req))))
@@ -248,9 +286,27 @@ impl SharesApi {
             max_downloads: change(body.max_downloads),
             note: body.note.0.map(String::from),
             disabled: body.disabled.0,
+            notify_downloads: body.notify_downloads.0,
         };
         let view = self.shares.update(&caller.0, &id, changes, &client_ip(req)).await?;
         Ok(Json(self.info(view, req)))
+    }
+
+    /// Send the link by e-mail to the people named: the link, your message and the expiry,
+    /// never the password. Only the share's owner can, while the link works.
+    #[oai(path = "/shares/:id/send", method = "post")]
+    async fn send(
+        &self,
+        req: &Request,
+        caller: Caller,
+        id: Path<String>,
+        body: Json<SendShare>,
+    ) -> Result<Sent, ApiFailure> {
+        let body = body.0;
+        let recipients = body.recipients.into_iter().map(String::from).collect();
+        let request = SendRequest { recipients, message: body.message.into_inner() };
+        let queued = self.shares.send(&caller.0, &id, request, &client_ip(req)).await?;
+        Ok(Sent::Queued(Json(SentShare { queued })))
     }
 
     /// Revoke a share: its link answers 404 at once and downloads in flight stop.

@@ -13,6 +13,7 @@ use crate::db::sessions::{self, SessionRow};
 use crate::db::users::{self, NewUser, UserRow};
 use crate::db::{DbError, api_tokens};
 use crate::domain::{Password, PasswordError, Role, SessionId, UserId, Username, UsernameError};
+use crate::mail::messages::Notice;
 
 /// Who makes a change: a signed-in user, or the server's own command line.
 #[derive(Clone, Debug)]
@@ -66,6 +67,10 @@ pub enum AccountError {
     LastAdmin,
     #[error("{0}")]
     Invalid(String),
+    #[error("this server sends no e-mail (mail.host is not set); ask an administrator")]
+    MailOff,
+    #[error("the reset link is invalid, already used or expired; ask for a new one")]
+    InvalidResetToken,
     #[error(transparent)]
     Auth(#[from] AuthError),
     #[error(transparent)]
@@ -99,13 +104,9 @@ fn check_quota(quota: Option<i64>) -> Result<(), AccountError> {
     }
 }
 
-fn check_email(email: Option<&str>) -> Result<(), AccountError> {
-    match email {
-        Some(email) if email.len() > 254 || !email.contains('@') || email.chars().any(char::is_control) => {
-            Err(AccountError::Invalid("the email address is not valid".into()))
-        }
-        _ => Ok(()),
-    }
+/// A valid address as it is stored (trimmed), or a 400 naming the problem.
+pub(super) fn check_email(email: Option<&str>) -> Result<Option<String>, AccountError> {
+    email.map(|email| crate::mail::parse_address(email).map_err(AccountError::Invalid)).transpose()
 }
 
 impl Auth {
@@ -149,10 +150,18 @@ impl Auth {
         let user_id = user.id.clone();
         let cookie = browser.then(super::browser::new_cookie_secret);
         let cookie_hash = cookie.as_ref().map(|(_, hash)| hash.clone());
+        let mailer = self.mailer.clone();
         let (session, refresh_token, expires_at) = self
             .db
             .write(move |tx| {
                 users::set_password_hash(tx, &user_id, &hash)?;
+                super::queue_notice(
+                    &mailer,
+                    tx,
+                    now,
+                    &user_id,
+                    &Notice::PasswordChanged { how: "by the account itself" },
+                )?;
                 let ended = sessions::revoke_all_for_user(tx, &user_id, None, now, "password_changed")?;
                 let started = start_session(tx, &user_id, &ip, now, lifetime, cookie_hash.as_deref())?;
                 let detail = format!("{ended} sessions ended");
@@ -212,14 +221,14 @@ impl Auth {
     pub async fn create_user(&self, actor: &Actor, account: NewAccount) -> Result<UserRow, AccountError> {
         let username = Username::parse(&account.username)?;
         check_quota(account.quota_bytes)?;
-        check_email(account.email.as_deref())?;
+        let email = check_email(account.email.as_deref())?;
         let hash = self.hasher.hash(&Password::parse(account.password)?).await?;
         let (actor, now) = (actor.clone(), self.now());
         self.db
             .write(move |tx| {
                 let new = NewUser {
                     username: &username,
-                    email: account.email.as_deref(),
+                    email: email.as_deref(),
                     password_hash: &hash,
                     role: account.role,
                     quota_bytes: account.quota_bytes,
@@ -239,13 +248,13 @@ impl Auth {
         &self,
         actor: &Actor,
         id: &UserId,
-        changes: AccountChanges,
+        mut changes: AccountChanges,
     ) -> Result<UserRow, AccountError> {
         if let Some(quota) = changes.quota_bytes {
             check_quota(quota)?;
         }
-        if let Some(email) = &changes.email {
-            check_email(email.as_deref())?;
+        if let Some(email) = changes.email.take() {
+            changes.email = Some(check_email(email.as_deref())?);
         }
         let hash = match changes.password {
             Some(password) => {
@@ -259,6 +268,7 @@ impl Auth {
             None => None,
         };
         let (actor, id, now) = (actor.clone(), id.clone(), self.now());
+        let mailer = self.mailer.clone();
         self.db
             .write(move |tx| {
                 let Some(user) = users::by_id(tx, &id)? else { return Ok(Err(AccountError::NotFound)) };
@@ -290,6 +300,13 @@ impl Auth {
                 if let Some(hash) = &hash {
                     users::set_password_hash(tx, &id, hash)?;
                     changed.push("password".into());
+                    super::queue_notice(
+                        &mailer,
+                        tx,
+                        now,
+                        &id,
+                        &Notice::PasswordChanged { how: "by an administrator" },
+                    )?;
                 }
                 let ends_sessions = changed
                     .iter()

@@ -14,6 +14,7 @@ mod accounts;
 mod api_tokens;
 pub mod browser;
 pub mod device;
+mod mail_account;
 pub mod password;
 pub mod throttle;
 pub mod token;
@@ -29,9 +30,12 @@ use crate::clock::Clock;
 use crate::db::audit::{self, AuditEvent};
 use crate::db::{Db, DbError, sessions, users};
 use crate::domain::{Password, Role, SessionId, UserId, Username};
+use crate::mail::Mailer;
+use crate::mail::messages::Notice;
 pub use accounts::{AccountChanges, AccountError, Actor, NewAccount};
 pub use api_tokens::{API_TOKEN_PREFIX, CreatedApiToken};
 use device::DeviceTokens;
+pub use mail_account::{MailChanges, RESET_LIFETIME};
 use password::{PasswordHasherPool, Verdict};
 use throttle::{Keys, Throttle, ThrottlePolicy};
 use token::{AccessClaims, TokenSigner};
@@ -156,6 +160,7 @@ pub struct Auth {
     devices: DeviceTokens,
     lifetimes: Lifetimes,
     throttle: Throttle,
+    mailer: Mailer,
 }
 
 /// What `Auth::new` is made of.
@@ -167,6 +172,7 @@ pub struct AuthParts {
     pub devices: DeviceTokens,
     pub lifetimes: Lifetimes,
     pub throttle: ThrottlePolicy,
+    pub mailer: Mailer,
 }
 
 /// A new session row and the refresh token that opens it (and, for a browser, the hash of its
@@ -197,9 +203,13 @@ enum RefreshOutcome {
 
 impl Auth {
     pub fn new(parts: AuthParts) -> Self {
-        let AuthParts { db, clock, hasher, signer, devices, lifetimes, throttle } = parts;
+        let AuthParts { db, clock, hasher, signer, devices, lifetimes, throttle, mailer } = parts;
         let throttle = Throttle::new(throttle, clock.clone());
-        Self { db, clock, hasher, signer: Arc::new(signer), devices, lifetimes, throttle }
+        Self { db, clock, hasher, signer: Arc::new(signer), devices, lifetimes, throttle, mailer }
+    }
+
+    pub fn mailer(&self) -> &Mailer {
+        &self.mailer
     }
 
     pub fn hasher(&self) -> &PasswordHasherPool {
@@ -302,6 +312,7 @@ impl Auth {
         let cookie = attempt.browser.then(browser::new_cookie_secret);
         let cookie_hash = cookie.as_ref().map(|(_, hash)| hash.clone());
         let (user_id, role, ip) = (user.id.clone(), user.role, attempt.ip.to_owned());
+        let mailer = self.mailer.clone();
         let (session, refresh_token, expires_at) = self
             .db
             .write(move |tx| {
@@ -309,6 +320,10 @@ impl Auth {
                     users::set_password_hash(tx, &user.id, rehashed)?;
                 }
                 users::record_login(tx, &user.id, now)?;
+                let (signed_in_before, from_here_before) = sessions::address_history(tx, &user.id, &ip)?;
+                if signed_in_before && !from_here_before {
+                    queue_notice(&mailer, tx, now, &user.id, &Notice::NewSignIn { address: &ip })?;
+                }
                 let started = start_session(tx, &user.id, &ip, now, lifetime, cookie_hash.as_deref())?;
                 let event = AuditEvent {
                     event: "login_ok",
@@ -365,6 +380,7 @@ impl Auth {
         let now = self.now();
         let ip = ip.to_owned();
         let auth = Arc::clone(self);
+        let mailer = self.mailer.clone();
         let outcome = self
             .db
             .write(move |tx| {
@@ -377,6 +393,7 @@ impl Auth {
                     sessions::revoke(tx, &found.session_id, now, "refresh_token_reuse")?;
                     tracing::warn!(session = %found.session_id, user = %found.user_id, %ip, "a spent refresh token was used again; the session is revoked");
                     audit::record(tx, now, &AuditEvent { event: "refresh_token_reuse", actor_id: actor, subject, ip: &ip, detail: "session revoked" })?;
+                    queue_notice(&mailer, tx, now, &found.user_id, &Notice::RefreshTokenReuse { address: &ip })?;
                     return Ok(RefreshOutcome::Refused);
                 }
                 if !found.session_usable {
@@ -447,6 +464,25 @@ impl Auth {
         let id = id.clone();
         Ok(self.db.read(move |conn| users::by_id(conn, &id)).await?)
     }
+}
+
+/// Queues a security notice to `user` in the caller's transaction, if the account has an
+/// address and has not turned notices off.
+pub(crate) fn queue_notice(
+    mailer: &Mailer,
+    tx: &rusqlite::Connection,
+    now: i64,
+    user: &UserId,
+    notice: &Notice<'_>,
+) -> Result<(), DbError> {
+    if !mailer.enabled() {
+        return Ok(());
+    }
+    let Some(row) = users::by_id(tx, user)? else { return Ok(()) };
+    let Some(email) = row.email.as_deref().filter(|_| row.mail_notices) else { return Ok(()) };
+    let settings = format!("{}/", mailer.public_url());
+    let message = crate::mail::messages::security_notice(&row.username, notice, &settings);
+    mailer.queue(tx, now, Some(&user.0), email, &message)
 }
 
 /// First start with no users: makes `admin` with a random password, written to

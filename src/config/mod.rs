@@ -41,6 +41,7 @@ pub struct Settings {
     pub metrics: MetricsSettings,
     pub rate_limits: RateLimitSettings,
     pub search: SearchSettings,
+    pub mail: MailSettings,
     pub log: LogSettings,
 }
 
@@ -416,6 +417,58 @@ pub struct RateLimitSettings {
 impl Default for RateLimitSettings {
     fn default() -> Self {
         Self { public_per_minute: 120, public_burst: 60, api_per_minute: 1200, api_burst: 300 }
+    }
+}
+
+/// How the connection to the mail server is protected; there is no plain-text mode, so the
+/// password never crosses the network unencrypted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MailSecurity {
+    /// Plain connection upgraded with STARTTLS, which is required (submission, port 587).
+    Starttls,
+    /// TLS from the first byte (SMTPS, port 465).
+    Tls,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MailSettings {
+    /// The SMTP server (a host name, checked against its certificate); unset: no mail is sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// Unset: 587 for `starttls`, 465 for `tls`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    pub security: MailSecurity,
+    /// The account to sign in to the mail server with; unset: no sign-in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// A file holding that account's password (or the systemd credential `mail.password_file`
+    /// naming one); never the password itself in this file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<PathBuf>,
+    /// The sender, like `Coffer <coffer@example.org>`.
+    pub from: String,
+    /// A root (PEM) trusted for the mail server besides the system's roots (a private CA).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// One delivery attempt (connect, TLS, sign-in, send) is abandoned after this long.
+    pub timeout: HumanDuration,
+}
+
+impl Default for MailSettings {
+    fn default() -> Self {
+        Self {
+            host: None,
+            port: None,
+            security: MailSecurity::Starttls,
+            username: None,
+            password_file: None,
+            from: String::new(),
+            ca_file: None,
+            timeout: HumanDuration(std::time::Duration::from_secs(30)),
+        }
     }
 }
 

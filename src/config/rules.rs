@@ -66,6 +66,32 @@ fn check_origin(origin: &str) -> Result<(), String> {
 }
 
 impl Settings {
+    /// `[mail]`: only checked when a host is set (no host: no mail).
+    fn mail_problems(&self) -> Vec<String> {
+        let mail = &self.mail;
+        let mut problems = Vec::new();
+        let Some(host) = &mail.host else { return problems };
+        if host.is_empty() || !host.bytes().all(|b| b.is_ascii_alphanumeric() || b".-".contains(&b)) {
+            problems.push(format!("key `mail.host`: `{host}` is not a host name like smtp.example.org"));
+        }
+        if mail.from.parse::<lettre::message::Mailbox>().is_err() {
+            problems
+                .push(format!("key `mail.from`: `{}` is not a sender like \"Coffer <coffer@example.org>\"", mail.from));
+        }
+        if mail.password_file.is_some() && mail.username.is_none() {
+            problems.push("key `mail.password_file`: set `mail.username` too (the account it signs in)".to_owned());
+        }
+        if mail.timeout.0.as_secs() == 0 {
+            problems.push("key `mail.timeout`: must be at least 1s".to_owned());
+        }
+        if self.server.public_url.is_none() {
+            problems.push(
+                "key `server.public_url`: needed when `mail.host` is set (links in e-mail are built on it)".to_owned(),
+            );
+        }
+        problems
+    }
+
     /// Rules that span fields or that types alone cannot express.
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
         let mut problems = Vec::new();
@@ -179,6 +205,7 @@ impl Settings {
                 "keys `search.max_text_chars` and `search.extract_memory`: must be at least 1 and 64 MiB".to_owned(),
             );
         }
+        problems.extend(self.mail_problems());
         if self.log.level.parse::<tracing_subscriber::EnvFilter>().is_err() {
             problems
                 .push(format!("key `log.level`: `{}` is not a valid log filter (try info or debug)", self.log.level));

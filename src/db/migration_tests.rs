@@ -52,6 +52,17 @@ fn seed(conn: &Connection, version: u32) {
             )
             .unwrap();
         }
+        8 => {
+            conn.execute_batch(
+                "INSERT INTO mail_outbox (id, kind, user_id, recipient, subject, body_text, body_html, status,
+                     next_attempt_at, created_at, expires_at)
+                 VALUES ('m1', 'share_link', 'u1', 'carol@example.org', 'Alice shared', 'text', '<p>html</p>',
+                     'pending', 700, 700, 9999);
+                 INSERT INTO password_resets (token_hash, user_id, created_at, expires_at) VALUES (x'0909', 'u2', 700, 4300);
+                 UPDATE users SET mail_notices = 0 WHERE id = 'u2';",
+            )
+            .unwrap();
+        }
         other => panic!("no seed for schema version {other}: add one with the migration"),
     }
 }
@@ -98,6 +109,20 @@ fn check(conn: &Connection, seeded: u32) {
         let folder: i64 =
             conn.query_row("SELECT created_at FROM folders WHERE path = 'empty/inside'", [], |row| row.get(0)).unwrap();
         assert_eq!(folder, 500);
+    }
+    if (2..8).contains(&seeded) {
+        let notices: i64 =
+            conn.query_row("SELECT mail_notices FROM users WHERE id = 'u1'", [], |row| row.get(0)).unwrap();
+        assert_eq!(notices, 1, "existing users get notices");
+    }
+    if seeded >= 8 {
+        let mail: (String, String, i64) = conn
+            .query_row("SELECT status, recipient, attempts FROM mail_outbox WHERE id = 'm1'", [], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+            })
+            .unwrap();
+        assert_eq!(mail, ("pending".into(), "carol@example.org".into(), 0));
+        assert_eq!(count("password_resets"), 1);
     }
     let integrity: String = conn.query_row("PRAGMA integrity_check", [], |row| row.get(0)).unwrap();
     assert_eq!(integrity, "ok");

@@ -173,6 +173,40 @@ const MIGRATIONS: &[&str] = &[
         created_at INTEGER NOT NULL,
         PRIMARY KEY (owner_id, path)
     ) STRICT;",
+    // 8: e-mail. Messages are written to `mail_outbox` in the transaction of the action that
+    // causes them and sent by one task; `id` is also the Message-ID's left part, kept across
+    // retries. The subject and bodies are wiped once a message is sent or given up (they may
+    // hold a link). `mail_notices` is the per-user opt-out of notices, `notify_downloads` an
+    // owner's wish to hear of each download of a share; password-reset tokens are stored only
+    // as SHA-256 hashes.
+    "CREATE TABLE mail_outbox (
+        id              TEXT PRIMARY KEY,
+        kind            TEXT NOT NULL,
+        user_id         TEXT REFERENCES users (id) ON DELETE SET NULL,
+        recipient       TEXT NOT NULL,
+        subject         TEXT NOT NULL,
+        body_text       TEXT NOT NULL,
+        body_html       TEXT NOT NULL,
+        status          TEXT NOT NULL CHECK (status IN ('pending', 'sending', 'sent', 'failed')),
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at INTEGER NOT NULL,
+        last_error      TEXT NOT NULL DEFAULT '',
+        created_at      INTEGER NOT NULL,
+        sent_at         INTEGER,
+        expires_at      INTEGER NOT NULL
+    ) STRICT;
+    CREATE INDEX mail_outbox_due ON mail_outbox (status, next_attempt_at);
+    CREATE INDEX mail_outbox_by_user ON mail_outbox (user_id, kind, created_at);
+    ALTER TABLE users ADD COLUMN mail_notices INTEGER NOT NULL DEFAULT 1 CHECK (mail_notices IN (0, 1));
+    ALTER TABLE shares ADD COLUMN notify_downloads INTEGER NOT NULL DEFAULT 0 CHECK (notify_downloads IN (0, 1));
+    CREATE TABLE password_resets (
+        token_hash BLOB PRIMARY KEY,
+        user_id    TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL,
+        used_at    INTEGER
+    ) STRICT;
+    CREATE INDEX password_resets_by_user ON password_resets (user_id, created_at);",
 ];
 
 pub const LATEST_VERSION: u32 = MIGRATIONS.len() as u32;

@@ -9,6 +9,7 @@ pub mod api_tokens;
 pub mod audit;
 pub mod files;
 pub mod folders;
+pub mod mail;
 #[cfg(test)]
 mod migration_tests;
 mod migrations;

@@ -206,3 +206,13 @@ pub fn touch(conn: &Connection, session: &SessionId, now: i64) -> Result<(), DbE
     conn.execute("UPDATE sessions SET last_used_at = max(last_used_at, ?2) WHERE id = ?1", params![session.0, now])?;
     Ok(())
 }
+
+/// Whether the user had any session before, and whether one came from `client_ip` (sessions
+/// are kept 30 days after they end): a sign-in from an address not among them is new.
+pub fn address_history(conn: &Connection, user: &UserId, client_ip: &str) -> Result<(bool, bool), DbError> {
+    Ok(conn.query_row(
+        "SELECT count(*) > 0, coalesce(sum(client_ip = ?2), 0) > 0 FROM sessions WHERE user_id = ?1",
+        params![user.0, client_ip],
+        |row| Ok((row.get(0)?, row.get(1)?)),
+    )?)
+}

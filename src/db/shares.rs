@@ -23,6 +23,8 @@ pub struct ShareRow {
     pub disabled: bool,
     /// Page views (and body-less probes), counted in batches.
     pub views: i64,
+    /// Mail the owner at each counted download.
+    pub notify_downloads: bool,
 }
 
 /// A share with what the owner's listing shows of its file and the owner's standing.
@@ -36,7 +38,7 @@ pub struct ShareEntry {
 
 const COLUMNS: &str = "s.id, s.token_hash, s.sealed_token, s.file_id, s.owner_id, s.created_at, s.expires_at, \
      s.password_hash, s.password_version, s.max_downloads, s.downloads, s.last_access_at, s.note, s.disabled, \
-     f.name, f.size, u.disabled, s.views";
+     f.name, f.size, u.disabled, s.views, s.notify_downloads";
 
 const FROM: &str = "FROM shares s JOIN files f ON f.id = s.file_id JOIN users u ON u.id = s.owner_id";
 
@@ -58,6 +60,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<ShareEntry> {
             note: row.get(12)?,
             disabled: row.get(13)?,
             views: row.get(17)?,
+            notify_downloads: row.get(18)?,
         },
         file_name: row.get(14)?,
         file_size: row.get(15)?,
@@ -68,8 +71,8 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<ShareEntry> {
 pub fn insert(conn: &Connection, share: &ShareRow) -> Result<(), DbError> {
     conn.execute(
         "INSERT INTO shares (id, token_hash, sealed_token, file_id, owner_id, created_at, expires_at, password_hash,
-             password_version, max_downloads, downloads, last_access_at, note, disabled)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+             password_version, max_downloads, downloads, last_access_at, note, disabled, notify_downloads)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
         params![
             share.id,
             share.token_hash,
@@ -85,6 +88,7 @@ pub fn insert(conn: &Connection, share: &ShareRow) -> Result<(), DbError> {
             share.last_access_at,
             share.note,
             share.disabled,
+            share.notify_downloads,
         ],
     )?;
     Ok(())
@@ -123,7 +127,7 @@ pub fn list(
 pub fn update_settings(conn: &Connection, share: &ShareRow) -> Result<(), DbError> {
     conn.execute(
         "UPDATE shares SET expires_at = ?2, password_hash = ?3, password_version = ?4, max_downloads = ?5,
-             note = ?6, disabled = ?7
+             note = ?6, disabled = ?7, notify_downloads = ?8
          WHERE id = ?1",
         params![
             share.id,
@@ -133,6 +137,7 @@ pub fn update_settings(conn: &Connection, share: &ShareRow) -> Result<(), DbErro
             share.max_downloads,
             share.note,
             share.disabled,
+            share.notify_downloads,
         ],
     )?;
     Ok(())

@@ -16,6 +16,8 @@ pub struct UserRow {
     pub quota_bytes: Option<i64>,
     pub created_at: i64,
     pub last_login_at: Option<i64>,
+    /// Whether the user gets notices by e-mail (sign-ins, password changes).
+    pub mail_notices: bool,
 }
 
 pub struct NewUser<'a> {
@@ -27,7 +29,8 @@ pub struct NewUser<'a> {
     pub now: i64,
 }
 
-const COLUMNS: &str = "id, username, email, password_hash, role, disabled, quota_bytes, created_at, last_login_at";
+const COLUMNS: &str =
+    "id, username, email, password_hash, role, disabled, quota_bytes, created_at, last_login_at, mail_notices";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<UserRow> {
     let role: String = row.get(4)?;
@@ -41,6 +44,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<UserRow> {
         quota_bytes: row.get(6)?,
         created_at: row.get(7)?,
         last_login_at: row.get(8)?,
+        mail_notices: row.get(9)?,
     })
 }
 
@@ -127,4 +131,17 @@ pub fn set_email(conn: &Connection, id: &UserId, email: Option<&str>) -> Result<
 
 pub fn delete(conn: &Connection, id: &UserId) -> Result<bool, DbError> {
     Ok(conn.execute("DELETE FROM users WHERE id = ?1", [&id.0])? == 1)
+}
+
+pub fn set_mail_notices(conn: &Connection, id: &UserId, on: bool) -> Result<(), DbError> {
+    conn.execute("UPDATE users SET mail_notices = ?2 WHERE id = ?1", params![id.0, on])?;
+    Ok(())
+}
+
+/// Enabled accounts with this e-mail address (compared without regard to ASCII case).
+pub fn enabled_by_email(conn: &Connection, email: &str) -> Result<Vec<UserRow>, DbError> {
+    let sql = format!("SELECT {COLUMNS} FROM users WHERE lower(email) = lower(?1) AND disabled = 0");
+    let mut statement = conn.prepare(&sql)?;
+    let rows = statement.query_map([email], from_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }

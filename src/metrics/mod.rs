@@ -36,6 +36,7 @@ pub struct Metrics {
     pub downloads_in_flight: Gauge,
     pub tls_handshakes: Family<Counter, 1>,
     pub sign_ins: Family<Counter, 1>,
+    pub mail_sent: Family<Counter, 1>,
     pub share_requests: Family<Counter, 1>,
     pub rate_limited: Family<Counter, 1>,
     pub database_errors: Counter,
@@ -77,6 +78,12 @@ pub fn get() -> &'static Metrics {
             "coffer_sign_ins_total",
             "Password sign-ins by result: success, failure, throttled, busy.",
             ["result"],
+            Counter::default,
+        ),
+        mail_sent: Family::new(
+            "coffer_mail_attempts_total",
+            "Attempts to deliver e-mail by outcome: sent, retry (temporary failure), failed (given up).",
+            ["outcome"],
             Counter::default,
         ),
         share_requests: Family::new(
@@ -134,6 +141,9 @@ struct Counts {
     files: i64,
     shares_active: i64,
     stored_bytes: i64,
+    /// Messages waiting to be sent, and when the oldest was queued.
+    mail_pending: i64,
+    mail_oldest: Option<i64>,
 }
 
 impl Scrape {
@@ -164,6 +174,7 @@ impl Scrape {
         out.gauge("coffer_downloads_in_flight", "Downloads being sent.", metrics.downloads_in_flight.get() as f64);
         out.counters(&metrics.tls_handshakes);
         out.counters(&metrics.sign_ins);
+        out.counters(&metrics.mail_sent);
         out.counters(&metrics.share_requests);
         out.counters(&metrics.rate_limited);
         out.counter("coffer_database_errors_total", "Database operations that failed.", metrics.database_errors.get());
@@ -196,6 +207,12 @@ impl Scrape {
                     stored_bytes: count(
                         "SELECT coalesce(sum(size), 0) FROM (SELECT DISTINCT sha256, size FROM files)",
                     )?,
+                    mail_pending: count("SELECT count(*) FROM mail_outbox WHERE status IN ('pending', 'sending')")?,
+                    mail_oldest: conn.query_row(
+                        "SELECT min(created_at) FROM mail_outbox WHERE status IN ('pending', 'sending')",
+                        [],
+                        |row| row.get(0),
+                    )?,
                 })
             })
             .await;
@@ -213,6 +230,16 @@ impl Scrape {
                 "coffer_storage_used_bytes",
                 "Bytes of file contents stored (each blob once).",
                 counts.stored_bytes as f64,
+            );
+            out.gauge(
+                "coffer_mail_outbox_pending",
+                "E-mail messages waiting to be delivered.",
+                counts.mail_pending as f64,
+            );
+            out.gauge(
+                "coffer_mail_outbox_oldest_age_seconds",
+                "How long the oldest message waiting to be delivered has waited (0: none waits).",
+                counts.mail_oldest.map_or(0.0, |oldest| (now - oldest).max(0) as f64),
             );
         }
         let state_dir = self.state_dir.clone();

@@ -109,6 +109,7 @@ impl Shares {
             .map_err(|err| refuse(ShareError::File(err.into()), &opened))?;
         let size = u64::try_from(opened.file.size).unwrap_or(0);
         let (id, now) = (opened.id().to_owned(), self.now());
+        let notice = opened.entry.share.notify_downloads.then(|| (self.inner.mailer.clone(), visitor.ip.to_owned()));
         let resume_cookie = visitor.cookie(&resume_cookie_name(opened.id()));
         let continued = match self.read_cookie(CookieKind::Resume, &opened, resume_cookie) {
             Some(download) if partial => self.inner.resumes.resume(&download, &id, start, now),
@@ -129,7 +130,13 @@ impl Shares {
                 let counted = self
                     .inner
                     .db
-                    .write(move |tx| table::take_download(tx, &id, now))
+                    .write(move |tx| {
+                        let counted = table::take_download(tx, &id, now)?;
+                        if let (true, Some((mailer, ip))) = (counted, &notice) {
+                            super::send::queue_download_notice(mailer, tx, now, &id, ip)?;
+                        }
+                        Ok(counted)
+                    })
                     .await
                     .map_err(|err| refuse(err.into(), &opened))?;
                 if !counted {

@@ -15,6 +15,7 @@ mod keys;
 mod owner;
 pub mod public;
 mod resume;
+mod send;
 mod views;
 mod watch;
 
@@ -29,6 +30,7 @@ use crate::files::{FileError, Files};
 
 pub use download::{ByteStream, Refused, Served, Visitor, Wanted};
 pub use keys::{KeyError, ShareKeys};
+pub use send::{MAX_RECIPIENTS, RECIPIENTS_PER_HOUR, SendRequest};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ShareError {
@@ -46,6 +48,10 @@ pub enum ShareError {
     WrongPassword,
     #[error("too many wrong passwords; try again later")]
     Throttled(std::time::Duration),
+    #[error("this server sends no e-mail (mail.host is not set); ask an administrator")]
+    MailOff,
+    #[error("at most {RECIPIENTS_PER_HOUR} share mails an hour; try again later")]
+    TooManyRecipients,
     #[error(transparent)]
     File(#[from] FileError),
     #[error(transparent)]
@@ -101,6 +107,7 @@ pub struct NewShare {
     pub password: Option<String>,
     pub max_downloads: Option<i64>,
     pub note: String,
+    pub notify_downloads: bool,
 }
 
 #[derive(Default)]
@@ -110,6 +117,7 @@ pub struct ShareChanges {
     pub max_downloads: Change<i64>,
     pub note: Option<String>,
     pub disabled: Option<bool>,
+    pub notify_downloads: Option<bool>,
 }
 
 /// Whether a share works right now, and if not, why.
@@ -168,6 +176,7 @@ struct Inner {
     policy: std::sync::RwLock<SharePolicy>,
     resumes: resume::Resumes,
     views: views::Views,
+    mailer: crate::mail::Mailer,
 }
 
 pub fn token_hash(token: &str) -> Vec<u8> {
@@ -182,12 +191,13 @@ impl Shares {
         hasher: PasswordHasherPool,
         throttle: ThrottlePolicy,
         policy: SharePolicy,
+        mailer: crate::mail::Mailer,
     ) -> Self {
         let clock = files.clock().clone();
         let throttle = Throttle::new(throttle, clock.clone());
         let policy = std::sync::RwLock::new(policy);
         let (resumes, views) = (resume::Resumes::default(), views::Views::default());
-        Self { inner: Arc::new(Inner { db, clock, files, keys, hasher, throttle, policy, resumes, views }) }
+        Self { inner: Arc::new(Inner { db, clock, files, keys, hasher, throttle, policy, resumes, views, mailer }) }
     }
 
     pub fn policy(&self) -> SharePolicy {

@@ -107,6 +107,7 @@ impl Shares {
             note: request.note,
             disabled: false,
             views: 0,
+            notify_downloads: request.notify_downloads,
         };
         let detail = format!("file={} expires_at={}", row.file_id, row.expires_at);
         let entry = self.store_audited(row, shares::insert, "share_created", caller, ip, detail).await?;
@@ -194,6 +195,10 @@ impl Shares {
             check_note(&note)?;
             row.note = note;
             changed.push("note");
+        }
+        if let Some(notify) = changes.notify_downloads {
+            row.notify_downloads = notify;
+            changed.push("notify_downloads");
         }
         if let Some(disabled) = changes.disabled {
             row.disabled = disabled;

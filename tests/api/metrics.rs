@@ -13,7 +13,7 @@ fn metrics_url(app: &TestApp) -> String {
     line["url"].as_str().unwrap().to_owned()
 }
 
-async fn scrape(app: &TestApp, token: Option<&str>) -> reqwest::Response {
+pub async fn scrape(app: &TestApp, token: Option<&str>) -> reqwest::Response {
     let mut request = reqwest::Client::new().get(metrics_url(app));
     if let Some(token) = token {
         request = request.bearer_auth(token);
@@ -22,7 +22,7 @@ async fn scrape(app: &TestApp, token: Option<&str>) -> reqwest::Response {
 }
 
 /// The value of the sample `name{labels}` (labels as written in the exposition), if present.
-fn sample(text: &str, series: &str) -> Option<f64> {
+pub fn sample(text: &str, series: &str) -> Option<f64> {
     text.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
 
