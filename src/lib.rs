@@ -29,3 +29,4 @@ pub mod storage;
 pub mod systemd;
 pub mod telemetry;
 pub mod tls;
+pub mod uploads;

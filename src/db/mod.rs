@@ -13,6 +13,7 @@ mod migration_tests;
 mod migrations;
 pub mod sessions;
 pub mod shares;
+pub mod uploads;
 pub mod users;
 
 use std::path::{Path, PathBuf};

@@ -40,6 +40,11 @@ impl WriteBehind {
         Self { runtime, written: 0, started: 0, flush: None }
     }
 
+    /// For a file written from `offset` on (appending to a resumable upload's part file).
+    pub(super) fn starting_at(runtime: Handle, offset: u64) -> Self {
+        Self { runtime, written: offset, started: offset, flush: None }
+    }
+
     /// Records `len` more bytes written to `file`; at each window's end, starts its write-back
     /// and, unless one is still running, a background `fdatasync`. A failed background flush
     /// fails the upload here or in [`WriteBehind::finish`].

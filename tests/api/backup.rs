@@ -231,10 +231,7 @@ fn rewrite_manifest(snapshot: &Path, change: impl FnOnce(&mut Value)) {
 
 /// Turns a database of the newest schema into one of the schema before it: update it with each
 /// new migration.
-const UNDO_NEWEST_MIGRATION: &str = "DROP TRIGGER search_outbox_versions; DROP TRIGGER search_file_added;
-    DROP TRIGGER search_file_changed; DROP TRIGGER search_file_removed; DROP TRIGGER search_grant_added;
-    DROP TRIGGER search_grant_changed; DROP TRIGGER search_grant_removed; DROP TABLE search_outbox;
-    DROP TABLE search_versions;";
+const UNDO_NEWEST_MIGRATION: &str = "DROP TABLE uploads;";
 
 #[tokio::test]
 async fn restore_refuses_a_non_empty_target_and_a_newer_schema_without_writing_and_migrates_an_older_one() {

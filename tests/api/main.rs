@@ -24,6 +24,8 @@ mod helpers;
 mod http;
 mod metrics;
 mod protection;
+mod resumable;
+mod resumable_rules;
 mod retention;
 mod search;
 mod search_recovery;
