@@ -113,6 +113,14 @@ pub fn seal(path: &Path, link: &Path) -> io::Result<Vec<u8>> {
     Ok(head)
 }
 
+/// Least progress between two checkpoints of a long append.
+pub const CHECKPOINT_BYTES: u64 = 64 << 20;
+
+/// Called from the writer thread with a file position before which every byte is fsynced,
+/// at most every [`CHECKPOINT_BYTES`], so a long append's progress can be recorded while it
+/// runs. Blocking is fine there.
+pub type Checkpoint = Box<dyn FnMut(u64) -> io::Result<()> + Send>;
+
 /// What the writer thread did.
 struct Written {
     hash: PartHash,
@@ -127,12 +135,14 @@ fn write_part(
     mut write_behind: WriteBehind,
     mut hash: PartHash,
     want_chunk_digest: bool,
+    mut checkpoint: Option<Checkpoint>,
 ) -> io::Result<Written> {
     let mut file = OpenOptions::new().write(true).open(path)?;
     file.set_len(offset)?;
     file.seek(SeekFrom::Start(offset))?;
     let mut chunk_digest = want_chunk_digest.then(|| ring::digest::Context::new(&ring::digest::SHA256));
     let mut bytes = 0u64;
+    let mut checkpointed = offset;
     // Until `Done` or the channel closing early: either way, what was written is made durable
     // (the caller decides whether to keep it).
     while let Some(Piece::Data(batch)) = pieces.blocking_recv() {
@@ -146,6 +156,13 @@ fn write_part(
         let len: usize = batch.iter().map(Bytes::len).sum();
         bytes += len as u64;
         write_behind.advance(&file, len)?;
+        if let Some(record) = checkpoint.as_mut() {
+            let durable = write_behind.durable()?;
+            if durable >= checkpointed + CHECKPOINT_BYTES {
+                record(durable)?;
+                checkpointed = durable;
+            }
+        }
     }
     write_behind.finish(&file)?;
     let chunk_sha256 = chunk_digest.map(|digest| {
@@ -158,7 +175,9 @@ fn write_part(
 
 /// Appends `body` to the part file at `path` at the durable `offset` (whose contents hash to
 /// `hash`): at most `limit` bytes; with `checksum`, the chunk must have that SHA-256 and is
-/// kept whole or not at all. On success every appended byte is fsynced.
+/// kept whole or not at all. On success every appended byte is fsynced. `checkpoint` (only
+/// without a checksum) hears of durable progress while the append runs; after a failure the
+/// bytes it was told of stay on disk.
 pub async fn append<S>(
     path: PathBuf,
     offset: u64,
@@ -166,6 +185,7 @@ pub async fn append<S>(
     limit: u64,
     hash: &PartHash,
     checksum: Option<[u8; 32]>,
+    checkpoint: Option<Checkpoint>,
 ) -> Result<Appended, AppendError>
 where
     S: Stream<Item = Result<Bytes, io::Error>> + Unpin,
@@ -174,7 +194,8 @@ where
     let write_behind = WriteBehind::starting_at(tokio::runtime::Handle::current(), offset);
     let start = hash.clone();
     let writer = tokio::task::spawn_blocking(move || {
-        write_part(&path, offset, receiver, write_behind, start, checksum.is_some())
+        let checkpoint = checkpoint.filter(|_| checksum.is_none());
+        write_part(&path, offset, receiver, write_behind, start, checksum.is_some(), checkpoint)
     });
     let mut body = body.fuse();
     let mut size = 0u64;

@@ -18,6 +18,7 @@ mod expiry;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -316,15 +317,20 @@ impl Uploads {
                     blocking(move || part::rehash(&path, received)).await?
                 }
             };
-            let appended = match part::append(path.clone(), received, chunk.body, left, &start, chunk.checksum).await {
+            let recorded = Arc::new(AtomicU64::new(received));
+            let checkpoint = self.checkpoint(id, Arc::clone(&recorded));
+            let outcome =
+                part::append(path.clone(), received, chunk.body, left, &start, chunk.checksum, Some(checkpoint));
+            let appended = match outcome.await {
                 Ok(appended) => appended,
                 Err(err) => {
-                    *hash = Some(start);
+                    // Progress recorded by a checkpoint stays; the hash is then computed again.
+                    let kept = recorded.load(Ordering::Acquire);
+                    *hash = (kept == received).then_some(start);
                     if matches!(err, AppendError::NoSpace) {
                         // Give back what the refused chunk took; the next append cuts it off too.
                         let _ =
-                            blocking(move || std::fs::OpenOptions::new().write(true).open(&path)?.set_len(received))
-                                .await;
+                            blocking(move || std::fs::OpenOptions::new().write(true).open(&path)?.set_len(kept)).await;
                     }
                     return Err(append_error(err, length));
                 }
@@ -347,6 +353,19 @@ impl Uploads {
         status.offset = length;
         status.file_id = Some(file.id);
         Ok(status)
+    }
+
+    /// Records a long append's durable progress while it runs, so a crash mid-PATCH keeps it.
+    fn checkpoint(&self, id: &UploadId, recorded: Arc<AtomicU64>) -> part::Checkpoint {
+        let (this, id, runtime) = (self.clone(), id.clone(), tokio::runtime::Handle::current());
+        Box::new(move |durable: u64| {
+            let (update, expires_at) = (id.clone(), this.expires_from_now());
+            let stored = i64::try_from(durable).unwrap_or(i64::MAX);
+            let write = this.files.db().write(move |tx| uploads::set_received(tx, &update, stored, expires_at));
+            runtime.block_on(write).map_err(std::io::Error::other)?;
+            recorded.store(durable, Ordering::Release);
+            Ok(())
+        })
     }
 
     /// Stores the complete part file like a plain upload. On failure (a name taken meanwhile,
