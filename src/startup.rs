@@ -172,7 +172,10 @@ async fn build_shares(
 async fn prepare_uploads(settings: &Settings, files: &Files, clock: &Clock) -> anyhow::Result<Uploads> {
     let uploads = Uploads::new(files.clone(), clock.clone(), settings.uploads.resumable_expiry.0);
     let expired = uploads.remove_expired().await.context("cannot remove expired resumable uploads")?;
-    let (orphans, lost) = uploads.remove_orphans().await.context("cannot remove leftover resumable upload parts")?;
+    let (orphans, lost) = uploads
+        .remove_orphans(std::time::Duration::ZERO)
+        .await
+        .context("cannot remove leftover resumable upload parts")?;
     if expired > 0 || orphans > 0 || lost > 0 {
         tracing::info!(expired, orphans, lost, "removed expired resumable uploads and leftover part files");
     }
@@ -198,6 +201,15 @@ async fn collect_garbage_every(
             Ok(removed) => tracing::info!(task = "blob-gc", uploads = removed, "removed expired resumable uploads"),
             Err(err) => {
                 tracing::error!(task = "blob-gc", error = %err, "cannot remove expired resumable uploads; will try again")
+            }
+        }
+        // Part files nothing owns any more (an account deleted with its uploads); an hour
+        // old at least, so a creation between its part file and its row is never caught.
+        match uploads.remove_orphans(std::time::Duration::from_secs(3600)).await {
+            Ok((0, _)) => {}
+            Ok((parts, _)) => tracing::info!(task = "blob-gc", parts, "removed part files of removed uploads"),
+            Err(err) => {
+                tracing::error!(task = "blob-gc", error = %err, "cannot remove orphaned upload parts; will try again")
             }
         }
         match files.collect_garbage().await {

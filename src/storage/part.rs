@@ -233,3 +233,43 @@ where
     }
     Ok(Appended { received: written.bytes, hash: written.hash, cut_short })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(parts: &[&'static [u8]]) -> impl Stream<Item = Result<Bytes, io::Error>> + Unpin {
+        futures_util::stream::iter(parts.iter().map(|part| Ok(Bytes::from_static(part))).collect::<Vec<_>>())
+    }
+
+    fn sha256(data: &[u8]) -> [u8; 32] {
+        let mut digest = [0u8; 32];
+        digest.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, data).as_ref());
+        digest
+    }
+
+    #[tokio::test]
+    async fn appends_hash_incrementally_and_a_refused_chunk_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("part");
+        create(&path).unwrap();
+        let first =
+            append(path.clone(), 0, body(&[b"hello ", b"wor"]), 100, &PartHash::default(), None, None).await.unwrap();
+        assert_eq!((first.received, first.cut_short), (9, false));
+        // A chunk whose checksum does not match is refused; the next append at the same offset
+        // overwrites what it wrote.
+        let wrong = append(path.clone(), 9, body(&[b"ld?"]), 91, &first.hash, Some(sha256(b"ld!")), None).await;
+        assert!(matches!(wrong, Err(AppendError::ChecksumMismatch)));
+        let second =
+            append(path.clone(), 9, body(&[b"ld!"]), 91, &first.hash, Some(sha256(b"ld!")), None).await.unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"hello world!");
+        let whole = hex(&sha256(b"hello world!"));
+        assert_eq!(second.hash.clone().finish(), whole, "the running hash covers every append");
+        assert_eq!(rehash(&path, 12).unwrap().finish(), whole, "and equals a hash computed again from disk");
+        let too_long = append(path.clone(), 12, body(&[b"12345"]), 4, &second.hash, None, None).await;
+        assert!(matches!(too_long, Err(AppendError::TooLarge { limit: 4 })));
+        // Bytes past the durable offset were never acknowledged: the next append cuts them off.
+        append(path.clone(), 12, body(&[b"?"]), 4, &second.hash, None, None).await.unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"hello world!?");
+    }
+}

@@ -2,6 +2,7 @@
 //! part files no unfinished upload owns.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use crate::db::uploads;
 use crate::domain::UploadId;
@@ -45,13 +46,16 @@ impl Uploads {
     }
 
     /// Removes part files without an unfinished upload (a crash between creating one and
-    /// recording it, or between finishing one and removing it), and unfinished uploads whose
-    /// part file lacks bytes their offset promises (a state dir restored from a backup, which
-    /// leaves uploads in flight out): their clients get 404 and start again. Call it only at
-    /// start, when no creation is in flight. Returns how many of each.
-    pub async fn remove_orphans(&self) -> Result<(usize, usize), UploadError> {
+    /// recording it, or between finishing one and removing it; an account deleted with its
+    /// uploads) last changed at least `older_than` ago. At start (`older_than` zero, when no
+    /// creation can be in flight) it also removes unfinished uploads whose part file lacks
+    /// bytes their offset promises (a state dir restored from a backup, which leaves uploads
+    /// in flight out): their clients get 404 and start again. Returns how many of each.
+    pub async fn remove_orphans(&self, older_than: Duration) -> Result<(usize, usize), UploadError> {
         let unfinished = self.files.db().read(uploads::unfinished).await?;
         let dir = self.dir.clone();
+        let clock = self.clock.clone();
+        let at_start = older_than.is_zero();
         let (parts, broken) = blocking(move || {
             let keep: HashMap<String, u64> =
                 unfinished.into_iter().map(|(id, received)| (id.0, u64::try_from(received).unwrap_or(0))).collect();
@@ -60,12 +64,19 @@ impl Uploads {
             for entry in std::fs::read_dir(&dir)? {
                 let entry = entry?;
                 let name = entry.file_name().to_string_lossy().into_owned();
+                let metadata = entry.metadata()?;
                 if keep.contains_key(&name) {
-                    present.insert(name, entry.metadata()?.len());
-                } else {
-                    std::fs::remove_file(entry.path())?;
-                    removed += 1;
+                    present.insert(name, metadata.len());
+                } else if clock.since(metadata.modified()?) >= older_than {
+                    // Already gone: a termination or a finish removed it meanwhile.
+                    match std::fs::remove_file(entry.path()) {
+                        Err(err) if err.kind() != std::io::ErrorKind::NotFound => return Err(err),
+                        _ => removed += 1,
+                    }
                 }
+            }
+            if !at_start {
+                return Ok((removed, Vec::new()));
             }
             let broken: Vec<UploadId> = keep
                 .into_iter()

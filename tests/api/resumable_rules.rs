@@ -249,6 +249,15 @@ async fn expired_uploads_are_removed_with_their_bytes_and_reservation() {
     let (status, _) = put(&app, &dave, "name=small.txt", b"x".to_vec()).await;
     assert_eq!(status, StatusCode::INSUFFICIENT_STORAGE, "the reservation holds");
 
+    // An account deleted with an upload in progress: its part file goes too, within the hour.
+    let (erin, erin_id) = user_token(&app, &admin, "erin").await;
+    let erin_upload = created(&app, &erin, 1000, "gone.bin").await;
+    assert_eq!(patch(&app, &erin, &erin_upload, 0).body(vec![4u8; 500]).send().await.unwrap().status(), 204);
+    let (status, _) = call(&app, "DELETE", &format!("/api/v1/users/{erin_id}"), &admin, None).await;
+    assert_eq!(status, 204);
+    let erin_part = part_file(&app, &erin_upload);
+    assert!(erin_part.exists(), "a fresh part file is left alone");
+
     // Access tokens live 15 minutes: sign in again after each jump.
     let sign_in = || async { login(&app, "dave", PASSWORD).await.1["access_token"].as_str().unwrap().to_owned() };
     app.advance_clock(30 * 60);
@@ -261,4 +270,5 @@ async fn expired_uploads_are_removed_with_their_bytes_and_reservation() {
     assert_eq!(head(&app, &dave, &location).await.status(), 404);
     let (status, _) = put(&app, &dave, "name=small.txt", b"x".to_vec()).await;
     assert_eq!(status, 201, "the reservation was released");
+    assert!(crate::helpers::eventually(|| !erin_part.exists()).await, "the deleted account's part file was removed");
 }
