@@ -30,3 +30,4 @@ pub mod storage;
 pub mod systemd;
 pub mod telemetry;
 pub mod tls;
+pub mod uploads;

@@ -31,6 +31,7 @@ use crate::state_dir::{StateDir, load_or_create_secret};
 use crate::storage::BlobStore;
 use crate::systemd;
 use crate::tls::{self, CertResolver};
+use crate::uploads::Uploads;
 use tokio::net::TcpListener;
 
 pub struct Application {
@@ -38,6 +39,7 @@ pub struct Application {
     settings: Settings,
     clock: Clock,
     files: Files,
+    uploads: Uploads,
     shares: Shares,
     rate_limits: Arc<api::RateLimits>,
     db: Db,
@@ -169,13 +171,50 @@ async fn build_shares(
     Ok(Shares::new(db.clone(), files.clone(), keys, auth.hasher().clone(), throttle, policy, mailer))
 }
 
-/// The `blob-gc` task: removes unused blobs every `interval` until shutdown.
-async fn collect_garbage_every(files: Files, interval: std::time::Duration, shutdown: CancellationToken) {
+/// Resumable uploads: part files nothing owns (a crash mid-creation or mid-finish) and
+/// expired uploads are removed before anything is served.
+async fn prepare_uploads(settings: &Settings, files: &Files, clock: &Clock) -> anyhow::Result<Uploads> {
+    let uploads = Uploads::new(files.clone(), clock.clone(), settings.uploads.resumable_expiry.0);
+    let expired = uploads.remove_expired().await.context("cannot remove expired resumable uploads")?;
+    let (orphans, lost) = uploads
+        .remove_orphans(std::time::Duration::ZERO)
+        .await
+        .context("cannot remove leftover resumable upload parts")?;
+    if expired > 0 || orphans > 0 || lost > 0 {
+        tracing::info!(expired, orphans, lost, "removed expired resumable uploads and leftover part files");
+    }
+    Ok(uploads)
+}
+
+/// The `blob-gc` task: every `interval` until shutdown, removes expired resumable uploads
+/// (freeing their quota reservations), then unused blobs.
+async fn collect_garbage_every(
+    files: Files,
+    uploads: Uploads,
+    interval: std::time::Duration,
+    shutdown: CancellationToken,
+) {
     let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     loop {
         tokio::select! {
             _ = ticks.tick() => {}
             () = shutdown.cancelled() => return,
+        }
+        match uploads.remove_expired().await {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(task = "blob-gc", uploads = removed, "removed expired resumable uploads"),
+            Err(err) => {
+                tracing::error!(task = "blob-gc", error = %err, "cannot remove expired resumable uploads; will try again")
+            }
+        }
+        // Part files nothing owns any more (an account deleted with its uploads); an hour
+        // old at least, so a creation between its part file and its row is never caught.
+        match uploads.remove_orphans(std::time::Duration::from_secs(3600)).await {
+            Ok((0, _)) => {}
+            Ok((parts, _)) => tracing::info!(task = "blob-gc", parts, "removed part files of removed uploads"),
+            Err(err) => {
+                tracing::error!(task = "blob-gc", error = %err, "cannot remove orphaned upload parts; will try again")
+            }
         }
         match files.collect_garbage().await {
             Ok(GcRound::Removed(removed)) if !removed.is_empty() => {
@@ -342,6 +381,7 @@ impl Application {
             false => None,
         };
         let files = prepare_files(&settings, &db, &clock, &state_dir).await?;
+        let uploads = prepare_uploads(&settings, &files, &clock).await?;
         let shares = build_shares(&settings, &db, &files, &auth, &state_dir).await?;
         let search_stop = CancellationToken::new();
         let search = match settings.search.enabled {
@@ -393,6 +433,7 @@ impl Application {
             readiness,
             auth,
             files: files.clone(),
+            uploads: uploads.clone(),
             shares: shares.clone(),
             search: search.clone(),
             max_body_size: Arc::clone(&max_body_size),
@@ -437,6 +478,7 @@ impl Application {
             settings,
             clock,
             files,
+            uploads,
             shares,
             rate_limits,
             db,
@@ -497,6 +539,7 @@ impl Application {
         }
         let gc = tokio::spawn(collect_garbage_every(
             self.files.clone(),
+            self.uploads.clone(),
             self.settings.storage.gc_interval.0,
             shutdown.clone(),
         ));

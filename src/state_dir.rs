@@ -25,7 +25,9 @@ impl StateDir {
     pub fn create(&self) -> io::Result<()> {
         let mut builder = DirBuilder::new();
         builder.recursive(true).mode(0o700);
-        for dir in [self.root.clone(), self.tmp_dir(), self.tls_dir(), self.keys_dir(), self.blobs_dir()] {
+        for dir in
+            [self.root.clone(), self.tmp_dir(), self.tls_dir(), self.keys_dir(), self.blobs_dir(), self.uploads_dir()]
+        {
             builder
                 .create(&dir)
                 .map_err(|err| io::Error::new(err.kind(), format!("cannot create {}: {err}", dir.display())))?;
@@ -44,6 +46,12 @@ impl StateDir {
     /// Work in progress (uploads, probes); on the same file system as the final files.
     pub fn tmp_dir(&self) -> PathBuf {
         self.root.join("tmp")
+    }
+
+    /// Resumable uploads in progress, one part file each; on the same file system as the
+    /// final files, which their last byte turns them into.
+    pub fn uploads_dir(&self) -> PathBuf {
+        self.root.join("uploads")
     }
 
     /// Certificates this instance made or obtained itself.

@@ -15,9 +15,13 @@ use poem::{Endpoint, IntoResponse, Request, Response};
 use super::error_response;
 
 const METHODS: &str = "GET, HEAD, POST, PUT, PATCH, DELETE";
-const HEADERS: &str =
-    "authorization, content-type, content-digest, if-match, if-none-match, if-range, range, x-request-id";
-const EXPOSED: &str = "content-disposition, content-range, etag, last-modified, location, retry-after, x-request-id";
+/// Includes the tus request headers, so a browser tus client works across origins.
+const HEADERS: &str = "authorization, content-type, content-digest, if-match, if-none-match, if-range, range, \
+                       x-request-id, tus-resumable, upload-length, upload-defer-length, upload-metadata, \
+                       upload-offset, upload-checksum";
+const EXPOSED: &str = "content-disposition, content-range, etag, last-modified, location, retry-after, x-request-id, \
+                       tus-resumable, tus-version, tus-extension, tus-max-size, tus-checksum-algorithm, \
+                       upload-offset, upload-length, upload-metadata, upload-expires, coffer-file-id";
 
 pub struct CorsPolicy {
     origins: Vec<String>,

@@ -225,17 +225,28 @@ pub async fn security_headers<E: Endpoint>(endpoint: Arc<E>, req: Request) -> po
 /// announced in `Content-Length` or only found while reading a chunked body. `exempt`
 /// (method, path) pairs carry file contents and enforce their own limit; a refused one has
 /// a small remainder of its body read first (see [`super::drain`]).
+///
+/// `resumable` routes (tus) are exempt too but keep their content type as sent (a creation
+/// without a body has none); a path ending in `/` stands for everything below it.
 pub async fn body_limit<E: Endpoint>(
     endpoint: Arc<E>,
     mut req: Request,
     limit: u64,
     exempt: &[(&str, &str)],
+    resumable: &[(&str, &str)],
 ) -> poem::Result<Response> {
     if exempt.iter().any(|(method, path)| req.method().as_str() == *method && req.uri().path() == *path) {
         // A raw upload may come without a type; it is just bytes.
         if !req.headers().contains_key(header::CONTENT_TYPE) {
             req.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
         }
+        return super::drain::call(endpoint.as_ref(), req).await;
+    }
+    let below =
+        |prefix: &str, path: &str| prefix.ends_with('/') && path.starts_with(prefix) && path.len() > prefix.len();
+    if resumable.iter().any(|(method, route)| {
+        req.method().as_str() == *method && (req.uri().path() == *route || below(route, req.uri().path()))
+    }) {
         return super::drain::call(endpoint.as_ref(), req).await;
     }
     let announced = req

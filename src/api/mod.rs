@@ -23,6 +23,7 @@ mod middleware;
 mod range;
 mod rate_limits;
 mod redirect;
+mod resumable;
 mod search;
 mod security;
 mod share_html;
@@ -30,6 +31,7 @@ mod share_page;
 mod shares;
 mod strict;
 mod tokens;
+mod tus_headers;
 mod upload;
 mod upload_form;
 mod users;
@@ -54,6 +56,8 @@ pub const API_PREFIX: &str = "/api/v1";
 /// Routes whose bodies are file contents: limited by `storage.max_file_size` while streaming,
 /// not by `server.max_body_size`.
 const UPLOAD_ROUTES: &[(&str, &str)] = &[("PUT", "/api/v1/files/upload"), ("POST", "/api/v1/files")];
+/// Resumable upload routes that carry file contents (limited by their `Upload-Length`).
+const RESUMABLE_ROUTES: &[(&str, &str)] = &[("POST", "/api/v1/uploads"), ("PATCH", "/api/v1/uploads/")];
 
 #[derive(Tags)]
 pub enum ApiTags {
@@ -71,6 +75,9 @@ pub enum ApiTags {
     Shares,
     /// Finding files by words in their names, descriptions and contents.
     Search,
+    /// Resumable uploads (tus 1.0.0): an upload that survives dropped connections and
+    /// server restarts, ending as a file like a plain upload.
+    Uploads,
 }
 
 /// Unix seconds as an RFC 3339 UTC timestamp.
@@ -86,6 +93,7 @@ pub struct ApiContext {
     pub readiness: Arc<Readiness>,
     pub auth: Arc<Auth>,
     pub files: crate::files::Files,
+    pub uploads: crate::uploads::Uploads,
     pub shares: crate::shares::Shares,
     /// Full-text search, unless `search.enabled` is false.
     pub search: Option<crate::search::Search>,
@@ -110,6 +118,7 @@ type Apis = (
     files::FilesApi,
     folders::FoldersApi,
     upload::UploadApi,
+    resumable::ResumableApi,
     content::ContentApi,
     shares::SharesApi,
     search::SearchApi,
@@ -126,6 +135,7 @@ fn openapi(context: &ApiContext) -> OpenApiService<Apis, ()> {
         files::FilesApi { files: context.files.clone() },
         folders::FoldersApi { files: context.files.clone() },
         upload::UploadApi { files: context.files.clone() },
+        resumable::ResumableApi { uploads: context.uploads.clone(), files: context.files.clone() },
         content::ContentApi { files: context.files.clone() },
         shares::SharesApi {
             shares: context.shares.clone(),
@@ -176,7 +186,7 @@ pub fn build(context: ApiContext) -> BoxEndpoint<'static, Response> {
         .data(Arc::clone(&context.rate_limits))
         .around(move |endpoint, req| {
             let limit = limit.load(std::sync::atomic::Ordering::Relaxed);
-            middleware::body_limit(endpoint, req, limit, UPLOAD_ROUTES)
+            middleware::body_limit(endpoint, req, limit, UPLOAD_ROUTES, RESUMABLE_ROUTES)
         })
         .around(move |endpoint, req| rate_limits::public(endpoint, req, Arc::clone(&rate_limits)))
         .boxed();
@@ -189,6 +199,7 @@ pub fn build(context: ApiContext) -> BoxEndpoint<'static, Response> {
     let trusted = Arc::clone(&context.trusted_proxies);
     routed
         .around(move |endpoint, req| error::json_errors(endpoint, req, Arc::clone(&allow)))
+        .around(resumable::tus_resumable_header)
         .around(middleware::security_headers)
         .around(move |endpoint, req| middleware::request_log(endpoint, req, Arc::clone(&routes), Arc::clone(&trusted)))
         .boxed()

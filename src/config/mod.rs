@@ -42,6 +42,7 @@ pub struct Settings {
     pub rate_limits: RateLimitSettings,
     pub search: SearchSettings,
     pub mail: MailSettings,
+    pub uploads: UploadSettings,
     pub log: LogSettings,
 }
 
@@ -292,6 +293,20 @@ impl Default for ShareSettings {
             max_lifetime: days(365),
             unlock_lifetime: HumanDuration(std::time::Duration::from_secs(3600)),
         }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UploadSettings {
+    /// How long a resumable upload lives after its last received byte; then its part file and
+    /// quota reservation are removed. A finished one answers HEAD with its file's id as long.
+    pub resumable_expiry: HumanDuration,
+}
+
+impl Default for UploadSettings {
+    fn default() -> Self {
+        Self { resumable_expiry: HumanDuration(std::time::Duration::from_secs(86_400)) }
     }
 }
 

@@ -110,6 +110,9 @@ impl Settings {
         if !(64 << 10..=64 << 20).contains(&self.server.http2_window.0) {
             problems.push("key `server.http2_window`: must be between 64 KiB and 64 MiB".to_owned());
         }
+        if self.uploads.resumable_expiry.0.as_secs() < 60 {
+            problems.push("key `uploads.resumable_expiry`: must be at least 1m".to_owned());
+        }
         if self.storage.gc_interval.0.is_zero() {
             problems.push("key `storage.gc_interval`: must be above 0s".to_owned());
         }

@@ -53,9 +53,13 @@ pub fn by_name(
 
 /// Bytes a user's files take against the quota: each file's size (not each blob: two files
 /// with the same contents count twice) plus the bytes of its description.
+///
+/// Unfinished resumable uploads count with what they reserved at creation, so neither plain
+/// uploads nor other resumable ones can take the quota they were promised.
 pub fn used_bytes(conn: &Connection, owner: &UserId) -> Result<i64, DbError> {
     Ok(conn.query_row(
-        "SELECT coalesce(sum(size + length(CAST(description AS BLOB))), 0) FROM files WHERE owner_id = ?1",
+        "SELECT coalesce((SELECT sum(size + length(CAST(description AS BLOB))) FROM files WHERE owner_id = ?1), 0)
+              + coalesce((SELECT sum(reserved_bytes) FROM uploads WHERE owner_id = ?1 AND file_id IS NULL), 0)",
         [&owner.0],
         |row| row.get(0),
     )?)

@@ -63,6 +63,14 @@ fn seed(conn: &Connection, version: u32) {
             )
             .unwrap();
         }
+        9 => {
+            conn.execute(
+                "INSERT INTO uploads (id, owner_id, folder, name, on_conflict, length, received, reserved_bytes, metadata, created_at, expires_at)
+                 VALUES ('up1', 'u2', '', 'big.iso', 'fail', 1000, 400, 1000, 'filename YmlnLmlzbw==', 500, 90000)",
+                params![],
+            )
+            .unwrap();
+        }
         other => panic!("no seed for schema version {other}: add one with the migration"),
     }
 }
@@ -123,6 +131,14 @@ fn check(conn: &Connection, seeded: u32) {
             .unwrap();
         assert_eq!(mail, ("pending".into(), "carol@example.org".into(), 0));
         assert_eq!(count("password_resets"), 1);
+    }
+    if seeded >= 9 {
+        let upload: (i64, i64, Option<String>) = conn
+            .query_row("SELECT length, received, file_id FROM uploads WHERE id = 'up1'", [], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+            })
+            .unwrap();
+        assert_eq!(upload, (1000, 400, None));
     }
     let integrity: String = conn.query_row("PRAGMA integrity_check", [], |row| row.get(0)).unwrap();
     assert_eq!(integrity, "ok");

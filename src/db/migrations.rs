@@ -207,6 +207,28 @@ const MIGRATIONS: &[&str] = &[
         used_at    INTEGER
     ) STRICT;
     CREATE INDEX password_resets_by_user ON password_resets (user_id, created_at);",
+    // 9: resumable (tus) uploads. `received` is the durable offset: its bytes are fsynced in
+    // `uploads/<id>` before the row says so. An unfinished upload (`file_id` NULL) reserves
+    // `reserved_bytes` of its owner's quota; a finished one keeps its row until `expires_at`
+    // only so that HEAD can still name the file it became.
+    "CREATE TABLE uploads (
+        id             TEXT PRIMARY KEY,
+        owner_id       TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        folder         TEXT NOT NULL,
+        name           TEXT NOT NULL,
+        on_conflict    TEXT NOT NULL CHECK (on_conflict IN ('fail', 'rename', 'replace')),
+        description    TEXT NOT NULL DEFAULT '',
+        length         INTEGER NOT NULL CHECK (length >= 0),
+        received       INTEGER NOT NULL DEFAULT 0 CHECK (received >= 0 AND received <= length),
+        reserved_bytes INTEGER NOT NULL CHECK (reserved_bytes >= 0),
+        metadata       TEXT NOT NULL DEFAULT '',
+        expected_sha256 TEXT,
+        created_at     INTEGER NOT NULL,
+        expires_at     INTEGER NOT NULL,
+        file_id        TEXT
+    ) STRICT;
+    CREATE INDEX uploads_by_owner ON uploads (owner_id, file_id);
+    CREATE INDEX uploads_by_expiry ON uploads (expires_at);",
 ];
 
 pub const LATEST_VERSION: u32 = MIGRATIONS.len() as u32;

@@ -87,3 +87,7 @@ id_type!(
     /// A stored file (its metadata row; contents live in a blob named by hash).
     FileId
 );
+id_type!(
+    /// A resumable (tus) upload in progress, or finished recently.
+    UploadId
+);

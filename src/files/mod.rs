@@ -28,8 +28,8 @@ use crate::auth::Principal;
 use crate::auth::throttle::{Throttle, ThrottlePolicy};
 use crate::clock::Clock;
 use crate::db::files::{self, FileRow};
-use crate::db::{Db, DbError, users};
-use crate::domain::{Description, DescriptionError, FileId, FileName, FolderPath, NameError, UserId};
+use crate::db::{Db, DbError, uploads, users};
+use crate::domain::{Description, DescriptionError, FileId, FileName, FolderPath, NameError, UploadId, UserId};
 use crate::state_dir::StateDir;
 use crate::storage::{BlobStore, ExpectedDigests, GcLock, IngestError, PendingBlob};
 
@@ -126,6 +126,20 @@ pub struct Received {
     pending: PendingBlob,
 }
 
+impl Received {
+    /// Contents received by other means (a resumable upload's last byte).
+    pub fn from_pending(pending: PendingBlob) -> Self {
+        Self { pending }
+    }
+}
+
+/// The resumable upload a commit finishes.
+pub struct Finishing {
+    pub upload: UploadId,
+    /// Until when the finished upload still answers HEAD with the file's id.
+    pub keep_until: i64,
+}
+
 #[derive(Clone)]
 pub struct Files {
     db: Db,
@@ -173,6 +187,24 @@ impl Files {
 
     pub fn clock(&self) -> &Clock {
         &self.clock
+    }
+
+    /// `storage.max_file_size` now.
+    pub fn max_file_size(&self) -> u64 {
+        self.max_file_size.load(Ordering::Relaxed)
+    }
+
+    /// `storage.disk_reserve`: free space every upload leaves on the disk.
+    pub fn disk_reserve(&self) -> u64 {
+        self.disk_reserve
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    pub fn state_dir(&self) -> &StateDir {
+        &self.state_dir
     }
 
     /// A new `storage.max_file_size`, for uploads that start from now on.
@@ -256,6 +288,19 @@ impl Files {
         request: UploadRequest,
         received: Received,
     ) -> Result<FileRow, FileError> {
+        self.commit_finishing(caller, request, received, None).await
+    }
+
+    /// [`Files::commit`] for a resumable upload: in the same transaction, the upload's own
+    /// reservation is left out of the quota check and the upload is marked finished as the
+    /// new file, so its reservation ends exactly when the file's size starts to count.
+    pub async fn commit_finishing(
+        &self,
+        caller: &Principal,
+        request: UploadRequest,
+        received: Received,
+        finishing: Option<Finishing>,
+    ) -> Result<FileRow, FileError> {
         let content_type = media_type::media_type(&request.name, &received.pending.head);
         let published = self.store.publish(received.pending).await.map_err(ingest_error)?;
         let (size, sha256) = (i64::try_from(published.size).unwrap_or(i64::MAX), published.sha256.clone());
@@ -287,17 +332,33 @@ impl Files {
                     (Some(old), OnConflict::Replace) => (old.size, size),
                     _ => (0, size.saturating_add(request.description.stored_bytes())),
                 };
+                let own_reservation = match &finishing {
+                    Some(finishing) => match uploads::by_id(tx, &finishing.upload)? {
+                        Some(upload) if upload.file_id.is_none() => upload.reserved_bytes,
+                        _ => return Ok(Err(FileError::NotFound)),
+                    },
+                    None => 0,
+                };
                 let quota = users::by_id(tx, &owner)?.and_then(|user| user.quota_bytes);
-                let used = files::used_bytes(tx, &owner)?;
+                let used = files::used_bytes(tx, &owner)?.saturating_sub(own_reservation);
                 if quota.is_some_and(|quota| used.saturating_sub(freed).saturating_add(added) > quota) {
                     return Ok(Err(FileError::QuotaExceeded));
                 }
+                let record = |row: FileRow| -> Result<Result<FileRow, FileError>, DbError> {
+                    if let Some(finishing) = &finishing {
+                        uploads::finish(tx, &finishing.upload, &row.id, finishing.keep_until)?;
+                    }
+                    Ok(Ok(row))
+                };
                 let name = match (existing, request.on_conflict) {
                     (None, _) => request.name.clone(),
                     (Some(_), OnConflict::Fail) => return Ok(Err(FileError::NameTaken)),
                     (Some(old), OnConflict::Replace) => {
                         files::replace_contents(tx, &old.id, size, &sha256, &content_type, now)?;
-                        return Ok(files::by_id(tx, &old.id)?.ok_or(FileError::NotFound));
+                        return match files::by_id(tx, &old.id)? {
+                            Some(row) => record(row),
+                            None => Ok(Err(FileError::NotFound)),
+                        };
                     }
                     (Some(_), OnConflict::Rename) => match free_name(tx, &owner, &request.folder, &request.name)? {
                         Some(name) => name,
@@ -317,7 +378,7 @@ impl Files {
                     modified_at: now,
                 };
                 files::insert(tx, &row)?;
-                Ok(Ok(row))
+                record(row)
             })
             .await??;
         Ok(row)

@@ -20,7 +20,7 @@ use super::BlobStore;
 use super::write_behind::WriteBehind;
 
 /// Batches in flight between the body reader and the writer thread.
-const CHANNEL_BATCHES: usize = 4;
+pub(super) const CHANNEL_BATCHES: usize = 4;
 /// Most bytes gathered from the body into one batch: whatever has already arrived, up to this.
 const BATCH_BYTES: usize = 1 << 20;
 /// The start of the contents kept with a pending blob, enough to recognise a file's type.
@@ -66,6 +66,12 @@ pub struct PendingBlob {
 }
 
 impl PendingBlob {
+    /// Contents already complete, fsynced and read-only at `path` (a link the blob store may
+    /// remove), with their SHA-256 (hex) and first [`HEAD_BYTES`].
+    pub fn adopt(path: PathBuf, sha256: String, size: u64, head: Vec<u8>) -> Self {
+        Self { path: Some(path), sha256, size, head }
+    }
+
     pub(super) fn take_path(mut self) -> PathBuf {
         self.path.take().unwrap_or_default()
     }
@@ -89,13 +95,13 @@ impl Drop for PendingBlob {
     }
 }
 
-enum Piece {
+pub(super) enum Piece {
     Data(Vec<Bytes>),
     Done,
 }
 
 /// Writes every byte of `chunks` with as few `writev` calls as the kernel allows.
-fn write_all_vectored(file: &mut impl Write, chunks: &[Bytes]) -> io::Result<()> {
+pub(super) fn write_all_vectored(file: &mut impl Write, chunks: &[Bytes]) -> io::Result<()> {
     // Empty chunks are left out: a `writev` of nothing but empty slices writes 0 bytes, which
     // would read as a device that accepts no more.
     let mut slices: Vec<IoSlice<'_>> =
@@ -190,7 +196,7 @@ fn write_temp(
 /// Waits for the next chunk of `body`, then takes whatever else has already arrived, up to
 /// [`BATCH_BYTES`]: one hand-off to the writer thread per batch instead of per network chunk
 /// (HTTP/2 DATA frames are often 16 KiB). `None` once the body has ended.
-async fn next_batch<S>(
+pub(super) async fn next_batch<S>(
     body: &mut S,
     size: &mut u64,
     limit: u64,
@@ -231,7 +237,7 @@ where
     Ok((!batch.is_empty()).then_some(batch))
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(super) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 

@@ -17,6 +17,7 @@
 pub mod check;
 pub mod gc_lock;
 mod ingest;
+pub mod part;
 mod write_behind;
 
 use std::io;

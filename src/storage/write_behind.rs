@@ -23,6 +23,10 @@ pub(super) struct WriteBehind {
     written: u64,
     started: u64,
     flush: Option<JoinHandle<io::Result<()>>>,
+    /// Where `written` stood when the running flush began.
+    flush_covers: u64,
+    /// Every byte before this is durable (a background flush that covered it has finished).
+    durable: u64,
 }
 
 /// Linux `sync_file_range(fd, offset, len, SYNC_FILE_RANGE_WRITE)`: starts write-back of
@@ -37,7 +41,12 @@ fn start_write_back(file: &File, offset: u64, len: u64) -> io::Result<()> {
 impl WriteBehind {
     /// `runtime` runs the background flushes on its blocking pool.
     pub(super) fn new(runtime: Handle) -> Self {
-        Self { runtime, written: 0, started: 0, flush: None }
+        Self { runtime, written: 0, started: 0, flush: None, flush_covers: 0, durable: 0 }
+    }
+
+    /// For a file written from `offset` on (appending to a resumable upload's part file).
+    pub(super) fn starting_at(runtime: Handle, offset: u64) -> Self {
+        Self { runtime, written: offset, started: offset, flush: None, flush_covers: offset, durable: offset }
     }
 
     /// Records `len` more bytes written to `file`; at each window's end, starts its write-back
@@ -53,6 +62,7 @@ impl WriteBehind {
         if self.flush.as_ref().is_none_or(JoinHandle::is_finished) {
             self.wait_for_flush()?;
             let file = file.try_clone()?;
+            self.flush_covers = self.written;
             self.flush = Some(self.runtime.spawn_blocking(move || file.sync_data()));
         }
         Ok(())
@@ -64,11 +74,24 @@ impl WriteBehind {
         file.sync_all()
     }
 
+    /// The file position before which every byte is known to be durable: what the background
+    /// flushes finished so far have covered (a resumable upload records it as its offset).
+    pub(super) fn durable(&mut self) -> io::Result<u64> {
+        if self.flush.as_ref().is_some_and(JoinHandle::is_finished) {
+            self.wait_for_flush()?;
+        }
+        Ok(self.durable)
+    }
+
     fn wait_for_flush(&mut self) -> io::Result<()> {
         match self.flush.take() {
             None => Ok(()),
             // Called on a blocking-pool thread, where blocking on the runtime is allowed.
-            Some(flush) => self.runtime.block_on(flush).map_err(|err| io::Error::other(err.to_string()))?,
+            Some(flush) => {
+                self.runtime.block_on(flush).map_err(|err| io::Error::other(err.to_string()))??;
+                self.durable = self.flush_covers;
+                Ok(())
+            }
         }
     }
 }

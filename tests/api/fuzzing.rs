@@ -44,7 +44,10 @@ fn fuzz(app: &TestApp, token: &str, who: &str) {
         .args(["--header", &format!("Authorization: Bearer {token}")])
         .args(["--seed", "1", "--max-time", &FUZZ_SECONDS.to_string(), "--tls-verify", "false"])
         // The token the run uses must not revoke itself (token revocation is tested elsewhere).
-        .args(["--exclude-path-regex", "^/me/tokens/"])
+        // The tus protocol (/uploads) sends raw `application/offset+octet-stream` bodies that
+        // schemathesis cannot generate and answers 412/460 as tus requires; a real tus client
+        // and raw HTTP drive it in resumable.rs and resumable_rules.rs instead.
+        .args(["--exclude-path-regex", "^/(me/tokens/|uploads)"])
         .args(["--report", "junit", "--report-dir"])
         .arg(&reports)
         .env("NO_COLOR", "1")

@@ -30,6 +30,8 @@ mod mail_delivery;
 mod mail_messages;
 mod metrics;
 mod protection;
+mod resumable;
+mod resumable_rules;
 mod retention;
 mod search;
 mod search_recovery;
