@@ -85,7 +85,7 @@ impl Auth {
                     }
                     let token = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
                     mail::insert_reset(tx, &token_hash(&token), &user.id.0, now, now + RESET_LIFETIME)?;
-                    let url = format!("{}/reset-password#{token}", mailer.public_url());
+                    let url = format!("{}/app/reset-password#{token}", mailer.public_url());
                     let message = messages::password_reset(&user.username, &url, RESET_LIFETIME);
                     mailer.queue(tx, now, Some(&user.id.0), address, &message)?;
                     let event = AuditEvent {

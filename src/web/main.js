@@ -2,7 +2,7 @@
 // API; the server answers every /app/... path with this same shell).
 import { h, clear } from './dom.js';
 import { api, onSignedOut } from './api.js';
-import { signInPage } from './signin.js';
+import { signInPage, resetPasswordPage } from './signin.js';
 
 const pages = {
   files: () => import('./files.js').then((m) => m.filesPage),
@@ -48,10 +48,25 @@ async function signOut() {
 }
 
 let routing = 0;
+let resetToken = '';
 export async function route() {
   const turn = ++routing;
   const main = document.getElementById('main');
   const [first, ...rest] = segments();
+  if (first === 'reset-password') {
+    const token = resetToken || decodeURIComponent(location.hash.slice(1));
+    resetToken = token;
+    if (location.hash) history.replaceState(null, '', '/app/reset-password');
+    renderNav();
+    clear(main, resetPasswordPage(token, async () => {
+      resetToken = '';
+      app.me = null;
+      app.message = 'Your password is set, and every session of the account has ended. Sign in with it.';
+      navigate('/app/signin', { replace: true });
+    }));
+    document.title = 'New password · Coffer';
+    return;
+  }
   if (first === 'signin' || !app.me) {
     if (first !== 'signin') history.replaceState({ next: location.pathname }, '', '/app/signin');
     renderNav();

@@ -1,6 +1,6 @@
 // The sign-in page. The server sets an HttpOnly cookie; the page never sees a token.
 import { h, clear, alertBox, field } from './dom.js';
-import { CSRF_HEADER, errorOf } from './api.js';
+import { api, CSRF_HEADER, errorOf } from './api.js';
 
 export function signInPage(message, signedIn) {
   const problem = h('div');
@@ -36,4 +36,36 @@ export function signInPage(message, signedIn) {
     h('h1', { id: 'signin-title', text: 'Sign in to Coffer' }),
     message ? h('p', { class: 'notice', role: 'status', text: message }) : null,
     form);
+}
+
+// The page a password-reset mail links to: the token comes after `#`, so it never reaches a
+// server log or a Referer; it is taken off the address at once and kept only in memory.
+export function resetPasswordPage(token, done) {
+  const problem = h('div');
+  const password = field('New password', { name: 'password', type: 'password', autocomplete: 'new-password', required: true, minlength: 10 });
+  const again = field('The same again', { name: 'again', type: 'password', autocomplete: 'new-password', required: true });
+  const button = h('button', { type: 'submit', class: 'primary', text: 'Set the password' });
+  const form = h('form', { class: 'stack', 'aria-labelledby': 'reset-title' }, password, again, problem, button);
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    clear(problem);
+    if (form.password.value !== form.again.value) {
+      clear(problem, alertBox('The two passwords differ.'));
+      return;
+    }
+    button.disabled = true;
+    try {
+      await api('POST', '/auth/password-reset/confirm', { token, new_password: form.password.value }, { signedOutOn401: false });
+      await done();
+    } catch (err) {
+      clear(problem, alertBox(err.code === 'invalid_token'
+        ? 'This link has been used or has expired. Ask for a new one.'
+        : err.message || 'Setting the password failed.'));
+    } finally {
+      button.disabled = false;
+    }
+  });
+  return h('section', { class: 'card narrow' },
+    h('h1', { id: 'reset-title', text: 'Choose a new password' }),
+    token ? form : alertBox('This link is incomplete. Open the whole link from the mail.'));
 }

@@ -195,7 +195,7 @@ async fn users_set_their_address_and_get_security_notices_unless_they_opt_out() 
 /// The token in a reset mail's link.
 fn reset_token(mail: &Value) -> String {
     let text = mail["text"].as_str().unwrap();
-    let start = text.find(&format!("{PUBLIC_URL}/reset-password#")).expect("a reset link") + PUBLIC_URL.len() + 16;
+    let start = text.find(&format!("{PUBLIC_URL}/app/reset-password#")).expect("a reset link") + PUBLIC_URL.len() + 20;
     text[start..].split_whitespace().next().unwrap().to_owned()
 }
 

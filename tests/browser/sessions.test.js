@@ -78,3 +78,21 @@ test('throttled sign-ins say how long to wait', async (t) => {
   await page.getByRole('alert').filter({ hasText: /^Too many attempts; try again in \d+ s\.$/ }).waitFor();
   assertClean();
 });
+
+test('a password-reset link opens a page that takes the token off the address and says when the link is spent', async (t) => {
+  const coffer = await startCoffer(t);
+  const browser = await launch(t);
+  const { ctx, assertClean } = await context(browser);
+  const page = await ctx.newPage();
+  await page.goto(`${coffer.url}/app/reset-password#not-a-token-the-server-gave`);
+  await page.getByRole('heading', { name: 'Choose a new password' }).waitFor();
+  assert.match(page.url(), /\/app\/reset-password$/, 'the token is off the address');
+  await page.getByLabel('New password', { exact: true }).fill('a long new passphrase');
+  await page.getByLabel('The same again').fill('a different passphrase');
+  await page.getByRole('button', { name: 'Set the password' }).click();
+  await page.getByRole('alert').filter({ hasText: 'The two passwords differ.' }).waitFor();
+  await page.getByLabel('The same again').fill('a long new passphrase');
+  await page.getByRole('button', { name: 'Set the password' }).click();
+  await page.getByRole('alert').filter({ hasText: 'This link has been used or has expired.' }).waitFor();
+  assertClean();
+});
