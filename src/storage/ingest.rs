@@ -196,6 +196,40 @@ fn write_temp(
 /// Waits for the next chunk of `body`, then takes whatever else has already arrived, up to
 /// [`BATCH_BYTES`]: one hand-off to the writer thread per batch instead of per network chunk
 /// (HTTP/2 DATA frames are often 16 KiB). `None` once the body has ended.
+/// Feeds `body` to the writer thread in batches (counted in the metrics) and ends the stream
+/// with `Done` unless reading failed. Returns the bytes read and how reading ended. A closed
+/// channel means the writer failed: feeding stops quietly, the writer reports its own error.
+pub(super) async fn feed<S>(
+    body: S,
+    limit: u64,
+    head: &mut Vec<u8>,
+    sender: mpsc::Sender<Piece>,
+) -> (u64, Result<(), IngestError>)
+where
+    S: Stream<Item = Result<Bytes, io::Error>> + Unpin,
+{
+    // Fused: a batch may end with the body, and the next call must see that end again.
+    let mut body = body.fuse();
+    let mut size = 0u64;
+    let metrics = crate::metrics::get();
+    let read = loop {
+        match next_batch(&mut body, &mut size, limit, head).await {
+            Ok(None) => break Ok(()),
+            Err(err) => break Err(err),
+            Ok(Some(batch)) => {
+                metrics.upload_bytes.add(batch.iter().map(|chunk| chunk.len() as u64).sum());
+                if sender.send(Piece::Data(batch)).await.is_err() {
+                    break Ok(());
+                }
+            }
+        }
+    };
+    if read.is_ok() {
+        let _ = sender.send(Piece::Done).await;
+    }
+    (size, read)
+}
+
 pub(super) async fn next_batch<S>(
     body: &mut S,
     size: &mut u64,
@@ -253,29 +287,10 @@ impl BlobStore {
         let write_behind = WriteBehind::new(tokio::runtime::Handle::current());
         let want_sha512 = expected.sha512.is_some();
         let writer = tokio::task::spawn_blocking(move || write_temp(tmp, receiver, write_behind, want_sha512));
-        // Fused: a batch may end with the body, and the next call must see that end again.
-        let mut body = body.fuse();
-        let mut size = 0u64;
         let mut head = Vec::new();
         let metrics = crate::metrics::get();
         let _in_flight = metrics.uploads_in_flight.track();
-        let read: Result<(), IngestError> = loop {
-            match next_batch(&mut body, &mut size, limit, &mut head).await {
-                Ok(None) => break Ok(()),
-                Err(err) => break Err(err),
-                // A closed channel means the writer failed; its error is reported below.
-                Ok(Some(batch)) => {
-                    metrics.upload_bytes.add(batch.iter().map(|chunk| chunk.len() as u64).sum());
-                    if sender.send(Piece::Data(batch)).await.is_err() {
-                        break Ok(());
-                    }
-                }
-            }
-        };
-        if read.is_ok() {
-            let _ = sender.send(Piece::Done).await;
-        }
-        drop(sender);
+        let (size, read) = feed(body, limit, &mut head, sender).await;
         let written = writer.await.map_err(|err| IngestError::Disk(io::Error::other(err.to_string())))?;
         read?;
         let written = match written {

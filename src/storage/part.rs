@@ -14,10 +14,10 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
-use futures_util::{Stream, StreamExt};
+use futures_util::Stream;
 use tokio::sync::mpsc;
 
-use super::ingest::{CHANNEL_BATCHES, Piece, hex, next_batch, write_all_vectored};
+use super::ingest::{CHANNEL_BATCHES, Piece, feed, hex, write_all_vectored};
 use super::write_behind::WriteBehind;
 use super::{BLOB_MODE, HEAD_BYTES, IngestError, sync_dir};
 
@@ -197,29 +197,10 @@ where
         let checkpoint = checkpoint.filter(|_| checksum.is_none());
         write_part(&path, offset, receiver, write_behind, start, checksum.is_some(), checkpoint)
     });
-    let mut body = body.fuse();
-    let mut size = 0u64;
     // Appends do not keep the contents' head (it is read at the end); a full one stops copying.
     let mut head = vec![0u8; HEAD_BYTES];
-    let metrics = crate::metrics::get();
-    let _in_flight = metrics.uploads_in_flight.track();
-    let read: Result<(), IngestError> = loop {
-        match next_batch(&mut body, &mut size, limit, &mut head).await {
-            Ok(None) => break Ok(()),
-            Err(err) => break Err(err),
-            Ok(Some(batch)) => {
-                metrics.upload_bytes.add(batch.iter().map(|chunk| chunk.len() as u64).sum());
-                // A closed channel means the writer failed; its error is reported below.
-                if sender.send(Piece::Data(batch)).await.is_err() {
-                    break Ok(());
-                }
-            }
-        }
-    };
-    if read.is_ok() {
-        let _ = sender.send(Piece::Done).await;
-    }
-    drop(sender);
+    let _in_flight = crate::metrics::get().uploads_in_flight.track();
+    let (_, read) = feed(body, limit, &mut head, sender).await;
     let written = writer.await.map_err(|err| AppendError::Disk(io::Error::other(err.to_string())))?;
     let written = written.map_err(disk_error)?;
     let cut_short = match read {
