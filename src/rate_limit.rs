@@ -23,37 +23,40 @@ pub struct Quota {
 }
 
 pub struct RateLimiter {
-    /// Milliseconds between requests at the steady rate.
+    /// Microseconds between requests at the steady rate.
     interval: i64,
     /// How far ahead of now a key's due time may run (the burst).
     tolerance: i64,
     clock: Clock,
-    /// Key -> the time (clock milliseconds) the steady rate reaches its next request.
+    /// Key -> the time (clock microseconds) the steady rate reaches its next request.
     due: Mutex<HashMap<String, i64>>,
 }
 
 impl RateLimiter {
     pub fn new(quota: Quota, clock: Clock) -> Self {
-        let interval = 60_000 / i64::from(quota.per_minute.max(1));
+        // Microseconds: at more than 60,000 a minute a millisecond interval would round to 0
+        // and take the burst with it.
+        let interval = 60_000_000 / i64::from(quota.per_minute.max(1));
         let tolerance = interval.saturating_mul(i64::from(quota.burst.max(1)) - 1);
         Self { interval, tolerance, clock, due: Mutex::new(HashMap::new()) }
     }
 
     /// `Ok` if a request for `key` may go now (and counts it), else how long to wait.
     pub fn check(&self, key: &str) -> Result<(), Duration> {
-        let now = self.clock.now_millis();
         let mut due = self.due.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Read under the lock, so a request never sees a due time set from a later "now".
+        let now = self.clock.now_millis().saturating_mul(1000);
         if due.len() >= MAX_KEYS && !due.contains_key(key) {
             due.retain(|_, at| *at > now);
             if due.len() >= MAX_KEYS {
                 // Every key is busy: refuse newcomers rather than forget limits in force.
-                return Err(Duration::from_millis(u64::try_from(self.interval).unwrap_or(1000)));
+                return Err(Duration::from_micros(u64::try_from(self.interval).unwrap_or(1_000_000)));
             }
         }
         let at = due.get(key).copied().unwrap_or(now).max(now);
         if at - now > self.tolerance {
             let wait = at - now - self.tolerance;
-            return Err(Duration::from_millis(u64::try_from(wait).unwrap_or(0)));
+            return Err(Duration::from_micros(u64::try_from(wait).unwrap_or(0)));
         }
         due.insert(key.to_owned(), at + self.interval);
         Ok(())
@@ -61,7 +64,7 @@ impl RateLimiter {
 
     /// Drops keys that are back to a full burst; returns how many remain.
     pub fn prune(&self) -> usize {
-        let now = self.clock.now_millis();
+        let now = self.clock.now_millis().saturating_mul(1000);
         let mut due = self.due.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         due.retain(|_, at| *at > now);
         due.len()
@@ -71,6 +74,16 @@ impl RateLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rate_above_one_a_millisecond_keeps_its_burst() {
+        let clock = Clock::manual(1_000);
+        let limiter = RateLimiter::new(Quota { per_minute: 120_000, burst: 10 }, clock);
+        for _ in 0..10 {
+            assert!(limiter.check("a").is_ok());
+        }
+        assert!(limiter.check("a").is_err(), "the burst is spent");
+    }
 
     #[test]
     fn a_burst_then_the_steady_rate_with_the_wait_said() {
