@@ -33,6 +33,7 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
     ("files.js", "text/javascript; charset=utf-8", include_bytes!("../web/files.js")),
     ("file-actions.js", "text/javascript; charset=utf-8", include_bytes!("../web/file-actions.js")),
     ("upload.js", "text/javascript; charset=utf-8", include_bytes!("../web/upload.js")),
+    ("resumable.js", "text/javascript; charset=utf-8", include_bytes!("../web/resumable.js")),
     ("shares.js", "text/javascript; charset=utf-8", include_bytes!("../web/shares.js")),
     ("account.js", "text/javascript; charset=utf-8", include_bytes!("../web/account.js")),
     ("admin.js", "text/javascript; charset=utf-8", include_bytes!("../web/admin.js")),

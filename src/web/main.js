@@ -3,6 +3,7 @@
 import { h, clear } from './dom.js';
 import { api, onSignedOut } from './api.js';
 import { signInPage, resetPasswordPage } from './signin.js';
+import { forgetResumableUploads } from './resumable.js';
 
 const pages = {
   files: () => import('./files.js').then((m) => m.filesPage),
@@ -42,6 +43,7 @@ function renderNav() {
 
 async function signOut() {
   try { await api('POST', '/auth/logout', undefined, { signedOutOn401: false }); } catch { /* ended already */ }
+  forgetResumableUploads();
   app.me = null;
   app.message = 'You are signed out.';
   navigate('/app/signin', { replace: true });

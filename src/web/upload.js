@@ -1,13 +1,15 @@
 // The upload panel: XMLHttpRequest uploads (fetch has no upload progress), three at a time,
 // each with progress, speed, time left, cancel, retry and a choice when the name is taken.
+// Files from RESUMABLE_FROM up are resumable (resumable.js); smaller ones are one PUT.
 import { h, clear, formatSize, formatDuration, announce } from './dom.js';
 import { CSRF_HEADER, errorOf, signedOut } from './api.js';
+import { RESUMABLE_FROM, ResumableUpload, isCancelled } from './resumable.js';
 
 const PARALLEL = 3;
 
 class Upload {
   constructor(file, folder, done) {
-    Object.assign(this, { file, folder, done, conflict: 'fail', state: 'queued', xhr: null, loaded: 0 });
+    Object.assign(this, { file, folder, done, conflict: 'fail', state: 'queued', xhr: null, resumable: null, loaded: 0 });
     this.progress = h('progress', { max: file.size || 1, value: 0, 'aria-label': `Uploading ${file.name}` });
     this.status = h('span', { class: 'status', text: 'Waiting' });
     this.buttons = h('span', { class: 'row-buttons' });
@@ -37,12 +39,73 @@ class Upload {
 
   cancel() {
     if (this.xhr) this.xhr.abort();
+    else if (this.resumable) this.resumable.cancel();
     else { this.state = 'cancelled'; this.paint('Cancelled'); panel.update(); }
+  }
+
+  // Progress, speed and time left; `base` is where this attempt began (a resumed upload).
+  showProgress(loaded, total, base, started) {
+    this.loaded = loaded;
+    this.progress.value = loaded;
+    const seconds = (performance.now() - started) / 1000;
+    const speed = seconds > 0 ? (loaded - base) / seconds : 0;
+    const left = speed > 0 ? (total - loaded) / speed : NaN;
+    const percent = total ? Math.floor((loaded / total) * 100) : 0;
+    this.paint(`${percent}% · ${formatSize(speed)}/s · ${formatDuration(left)} left`);
+  }
+
+  finish(state, text) {
+    this.xhr = null;
+    this.resumable = null;
+    this.state = state;
+    this.paint(text);
+    panel.update();
+  }
+
+  succeeded() {
+    this.progress.value = this.progress.max;
+    this.finish('done', `Uploaded (${formatSize(this.file.size)})`);
+    announce(`${this.file.name} uploaded`);
+    this.done(this.folder);
+  }
+
+  failed(err, status) {
+    if (err.code === 'name_taken') this.finish('conflict', `${this.file.name} exists already here. Keep both, replace it, or skip?`);
+    else this.finish('failed', `Failed: ${err.message}`);
+    if (status === 401) signedOut('Your session ended during an upload. Please sign in again.');
   }
 
   start() {
     this.state = 'sending';
     this.paint('Starting…');
+    if (this.file.size >= RESUMABLE_FROM) this.startResumable();
+    else this.startPut();
+  }
+
+  startResumable() {
+    let started = null;
+    let base = 0;
+    const upload = new ResumableUpload(this.file, this.folder, this.conflict, {
+      onProgress: (loaded) => {
+        if (started === null || loaded < this.loaded) { started = performance.now(); base = loaded; }
+        this.showProgress(loaded, this.file.size, base, started);
+      },
+      onWaiting: (text) => { started = null; this.paint(text); },
+    });
+    this.resumable = upload;
+    upload.run().then(() => this.succeeded(), (err) => {
+      if (isCancelled(err)) {
+        this.finish('cancelled', 'Cancelled');
+        announce(`${this.file.name} cancelled`);
+      } else if (err.status === 0) {
+        this.finish('failed', 'Failed: the connection stayed down. Retry to continue where it stopped.');
+      } else {
+        this.failed(err, err.status);
+      }
+    });
+  }
+
+  startPut() {
     const params = new URLSearchParams({ name: this.file.name, on_conflict: this.conflict });
     if (this.folder) params.set('folder', this.folder);
     const xhr = new XMLHttpRequest();
@@ -51,38 +114,18 @@ class Upload {
     xhr.open('PUT', `/api/v1/files/upload?${params}`);
     xhr.setRequestHeader(CSRF_HEADER, '1');
     xhr.setRequestHeader('Content-Type', this.file.type || 'application/octet-stream');
-    xhr.upload.addEventListener('progress', (event) => {
-      this.loaded = event.loaded;
-      this.progress.value = event.loaded;
-      const seconds = (performance.now() - started) / 1000;
-      const speed = seconds > 0 ? event.loaded / seconds : 0;
-      const left = speed > 0 ? (event.total - event.loaded) / speed : NaN;
-      const percent = event.total ? Math.floor((event.loaded / event.total) * 100) : 0;
-      this.paint(`${percent}% · ${formatSize(speed)}/s · ${formatDuration(left)} left`);
-    });
-    const finish = (state, text) => {
-      this.xhr = null;
-      this.state = state;
-      this.paint(text);
-      panel.update();
-    };
+    xhr.upload.addEventListener('progress', (event) => this.showProgress(event.loaded, event.total, 0, started));
     xhr.addEventListener('load', () => {
       if (xhr.status === 201) {
-        this.progress.value = this.progress.max;
-        finish('done', `Uploaded (${formatSize(this.file.size)})`);
-        announce(`${this.file.name} uploaded`);
-        this.done(this.folder);
+        this.succeeded();
         return;
       }
       let body = null;
       try { body = JSON.parse(xhr.responseText); } catch { body = null; }
-      const err = errorOf(xhr.status, body, xhr.getResponseHeader('Retry-After'));
-      if (err.code === 'name_taken') finish('conflict', `${this.file.name} exists already here. Keep both, replace it, or skip?`);
-      else finish('failed', `Failed: ${err.message}`);
-      if (xhr.status === 401) signedOut('Your session ended during an upload. Please sign in again.');
+      this.failed(errorOf(xhr.status, body, xhr.getResponseHeader('Retry-After')), xhr.status);
     });
-    xhr.addEventListener('error', () => finish('failed', 'Failed: the connection was lost. Retry when the network is back.'));
-    xhr.addEventListener('abort', () => { finish('cancelled', 'Cancelled'); announce(`${this.file.name} cancelled`); });
+    xhr.addEventListener('error', () => this.finish('failed', 'Failed: the connection was lost. Retry when the network is back.'));
+    xhr.addEventListener('abort', () => { this.finish('cancelled', 'Cancelled'); announce(`${this.file.name} cancelled`); });
     xhr.send(this.file);
   }
 }

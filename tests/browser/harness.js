@@ -71,6 +71,8 @@ export async function startCoffer(t, extra = '') {
   const coffer = {
     url: url.replace(/\/$/, ''),
     state,
+    // Trusts the server's self-signed certificate (for other HTTPS clients, such as tus-js-client).
+    agent,
     log,
     adminPassword: readFileSync(join(state, 'initial-admin-password'), 'utf8').trim(),
     // Moves the server's clock forward.
