@@ -42,6 +42,10 @@ disk_reserve = "1 MiB"
 max_file_size = "$((size_mib + 1)) MiB"
 [log]
 level = "warn"
+# The list-files measurement is one account at full speed: no rate limit may answer it.
+[rate_limits]
+api_per_minute = 100000000
+api_burst = 100000000
 TOML
 "$coffer" serve --config "$work/coffer.toml" 2>"$work/coffer.log" &
 coffer_pid=$!
@@ -135,9 +139,14 @@ c_down=$(median "${c_downs[@]}") n_down=$(median "${n_downs[@]}")
 peak_kib=$(awk '/^VmHWM/ {print $2}' "/proc/$coffer_pid/status")
 
 curl -ks -H "authorization: Bearer $token" "https://127.0.0.1:$coffer_port/api/v1/files" > "$work/www/files.json"
-wrk_line() { wrk -t2 -c64 -d10s --latency "$@" 2>/dev/null | awk '/Requests\/sec/ {rps=$2} /^ +99%/ {p99=$2} END {print rps, p99}'; }
-read -r c_rps c_p99 < <(wrk_line -H "authorization: Bearer $token" "https://127.0.0.1:$coffer_port/api/v1/files")
-read -r n_rps n_p99 < <(wrk_line "https://127.0.0.1:$nginx_port/files.json")
+# Requests/s, p99 and how many answers were not 2xx (which would not count as served).
+wrk_line() {
+  wrk -t2 -c64 -d10s --latency "$@" 2>/dev/null |
+    awk '/Requests\/sec/ {rps=$2} /^ +99%/ {p99=$2} /Non-2xx/ {bad=$NF} END {print rps, p99, bad + 0}'
+}
+read -r c_rps c_p99 c_bad < <(wrk_line -H "authorization: Bearer $token" "https://127.0.0.1:$coffer_port/api/v1/files")
+read -r n_rps n_p99 n_bad < <(wrk_line "https://127.0.0.1:$nginx_port/files.json")
+((c_bad == 0 && n_bad == 0)) || { echo "list files: $c_bad (coffer) and $n_bad (nginx) answers were not 2xx" >&2; exit 1; }
 
 all_mbps() { for value in "$@"; do printf ' %s' "$(mbps "$value")"; done; }
 echo "${size_mib} MiB over HTTPS on loopback, median of $rounds rounds"

@@ -67,17 +67,16 @@ pub fn revoke(conn: &Connection, user: &UserId, id: &str, now: i64) -> Result<bo
 /// The live token with this hash and its enabled owner: (token id, owner, owner's role, read-only).
 pub fn authenticate(conn: &Connection, hash: &[u8], now: i64) -> Result<Option<(String, UserId, Role, bool)>, DbError> {
     let found = conn
-        .query_row(
+        .prepare_cached(
             "SELECT t.id, u.id, u.role, t.scope FROM api_tokens t JOIN users u ON u.id = t.user_id
              WHERE t.token_hash = ?1 AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > ?2)
                AND u.disabled = 0",
-            params![hash, now],
-            |row| {
-                let role: String = row.get(2)?;
-                let scope: String = row.get(3)?;
-                Ok((row.get(0)?, UserId(row.get(1)?), role.parse().unwrap_or(Role::User), scope == "read-only"))
-            },
-        )
+        )?
+        .query_row(params![hash, now], |row| {
+            let role: String = row.get(2)?;
+            let scope: String = row.get(3)?;
+            Ok((row.get(0)?, UserId(row.get(1)?), role.parse().unwrap_or(Role::User), scope == "read-only"))
+        })
         .optional()?;
     if let Some((id, ..)) = &found {
         // Recorded at most once a minute, so a busy script does not turn reads into writes.

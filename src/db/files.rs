@@ -146,7 +146,7 @@ pub fn list_folder(
     let sql = format!(
         "SELECT {COLUMNS} FROM files WHERE owner_id = ?1 AND folder = ?2 AND (?5 OR {condition}) ORDER BY {order} LIMIT ?6"
     );
-    let mut statement = conn.prepare(&sql)?;
+    let mut statement = conn.prepare_cached(&sql)?;
     let (key, id, first): (rusqlite::types::Value, String, bool) = match after {
         None => (rusqlite::types::Value::Null, String::new(), true),
         Some(Cursor::Name(name, id)) => (name.clone().into(), id.clone(), false),
@@ -160,7 +160,7 @@ pub fn list_folder(
 /// those a user made (`folders`).
 pub fn subfolders(conn: &Connection, owner: &UserId, folder: &FolderPath) -> Result<Vec<String>, DbError> {
     let prefix = if folder.is_root() { String::new() } else { format!("{}/", folder.as_str()) };
-    let mut statement = conn.prepare(
+    let mut statement = conn.prepare_cached(
         "SELECT DISTINCT substr(folder, length(?2) + 1) FROM files
          WHERE owner_id = ?1 AND folder != ?3 AND substr(folder, 1, length(?2)) = ?2
          UNION SELECT substr(path, length(?2) + 1) FROM folders

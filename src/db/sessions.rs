@@ -86,15 +86,14 @@ pub fn revoke(conn: &Connection, session: &SessionId, now: i64, reason: &str) ->
 /// Who an access token's session belongs to, if the session is still live.
 pub fn live_session_user(conn: &Connection, session: &SessionId, now: i64) -> Result<Option<(UserId, Role)>, DbError> {
     Ok(conn
-        .query_row(
+        .prepare_cached(
             "SELECT u.id, u.role FROM sessions s JOIN users u ON u.id = s.user_id
              WHERE s.id = ?1 AND s.revoked_at IS NULL AND s.expires_at > ?2 AND u.disabled = 0",
-            params![session.0, now],
-            |row| {
-                let role: String = row.get(1)?;
-                Ok((UserId(row.get(0)?), role.parse().unwrap_or(Role::User)))
-            },
-        )
+        )?
+        .query_row(params![session.0, now], |row| {
+            let role: String = row.get(1)?;
+            Ok((UserId(row.get(0)?), role.parse().unwrap_or(Role::User)))
+        })
         .optional()?)
 }
 
