@@ -16,8 +16,14 @@ use crate::domain::UserId;
 use crate::rate_limit::{Quota, RateLimiter};
 
 /// Paths (below the API prefix, or the share links) counted per client address.
-const PUBLIC_API_PATHS: &[&str] =
-    &["/auth/login", "/auth/refresh", "/auth/session", "/auth/password-reset", "/auth/password-reset/confirm"];
+const PUBLIC_API_PATHS: &[&str] = &[
+    "/auth/login",
+    "/auth/refresh",
+    "/auth/session",
+    "/auth/password-reset",
+    "/auth/password-reset/confirm",
+    "/auth/providers",
+];
 
 pub struct RateLimits {
     public: RateLimiter,

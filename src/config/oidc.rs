@@ -142,7 +142,35 @@ impl OidcSettings {
 
 #[cfg(test)]
 mod tests {
-    use super::acceptable_issuer;
+    use super::{OidcSettings, acceptable_issuer};
+
+    #[test]
+    fn provider_mistakes_are_named_with_their_key() {
+        let settings: OidcSettings = toml::from_str(
+            "[[providers]]\nid = \"Google\"\nlabel = \"G\"\nissuer = \"http://idp.example.org\"\nclient_id = \"c\"\n\
+             allowed_algs = [\"HS256\"]\nscopes = [\"email\"]\n\
+             [[providers]]\nid = \"Google\"\nlabel = \"G\"\nissuer = \"https://accounts.google.com\"\nclient_id = \"c\"\n",
+        )
+        .unwrap();
+        let problems = settings.problems().join("\n");
+        for expected in [
+            "oidc.providers[0].id`: `Google` must be 1 to 32 lowercase",
+            "oidc.providers[0].issuer`: `http://idp.example.org` must be an https:// URL",
+            "oidc.providers[0].allowed_algs`: `HS256` is not one of",
+            "oidc.providers[0].scopes`: must include `openid`",
+            "oidc.providers[1].id`: `Google` is used by another provider",
+        ] {
+            assert!(problems.contains(expected), "{expected} missing in:\n{problems}");
+        }
+        let defaults: OidcSettings = toml::from_str(
+            "[[providers]]\nid = \"google\"\nlabel = \"Google\"\nissuer = \"https://accounts.google.com\"\nclient_id = \"c\"\n",
+        )
+        .unwrap();
+        assert!(defaults.problems().is_empty());
+        let provider = &defaults.providers[0];
+        assert!(!provider.auto_create && !provider.link_by_verified_email, "both off unless asked for");
+        assert_eq!(provider.allowed_algs, ["RS256", "ES256"]);
+    }
 
     #[test]
     fn issuers_are_https_or_loopback_http() {

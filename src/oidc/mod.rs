@@ -265,6 +265,7 @@ impl Oidc {
             (lacking, &metadata.userinfo_endpoint, answer.get("access_token").and_then(Value::as_str))
         {
             let info = self.http.get_json(userinfo, Some(access)).await.map_err(|err| format!("userinfo: {err}"))?;
+            tracing::info!(provider = %settings.id, "the ID token lacks claims; asked the provider's userinfo");
             if info.get("sub").and_then(Value::as_str) != Some(identity.subject.as_str()) {
                 return Err("userinfo is about another subject than the ID token".into());
             }

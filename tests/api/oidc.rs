@@ -186,8 +186,15 @@ async fn reused_unknown_and_other_browsers_states_and_a_replayed_code_are_refuse
     let landing = deliver(&app, &mixed, &binding).await;
     assert!(landing.status == StatusCode::FORBIDDEN && landing.page.contains("another provider"), "{}", landing.page);
 
+    // An answer without `iss` from a provider that says it always sends one.
+    let (url, binding) = start_sign_in(&app).await;
+    let callback = sign_in_at_provider(&op, &url, "bob").await;
+    let stripped = callback.replace("iss=", "was=");
+    let landing = deliver(&app, &stripped, &binding).await;
+    assert!(landing.status == StatusCode::FORBIDDEN && landing.page.contains("lacks the provider"), "{}", landing.page);
+
     let refused = refusals(&app);
-    for reason in ["already used", "another browser", "refused the code", "another provider"] {
+    for reason in ["already used", "another browser", "refused the code", "another provider", "lacks the provider"] {
         assert!(refused.iter().any(|detail| detail.contains(reason)), "{reason} not audited in {refused:?}");
     }
 }
@@ -229,6 +236,7 @@ async fn a_key_rotation_at_the_provider_does_not_break_sign_in() {
     assert!(landing.session.is_some());
     let fetches = app.logs.text().matches("fetched the provider's signing keys").count();
     assert_eq!(fetches, 2, "keys fetched at first use and once more for the unknown kid");
+    assert!(!app.logs.text().contains("userinfo"), "the ID token carried every claim");
 }
 
 #[tokio::test]
@@ -349,4 +357,17 @@ async fn an_unreachable_provider_and_an_unknown_one_end_on_a_readable_page() {
     assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
     let options: Value = app.get("/api/v1/auth/providers").await.json().await.unwrap();
     assert_eq!(options["providers"], json!([{"id": "test", "label": "Test IdP", "sign_in_url": "/auth/oidc/test"}]));
+}
+
+#[tokio::test]
+async fn e_mail_and_groups_missing_from_the_id_token_are_taken_from_userinfo() {
+    let (app, mut op) = coffer_with_provider("auto_create = true\nrequired_groups = [\"staff\"]", "");
+    op.start_with(&app.url("/auth/oidc/callback"), "key-1.json", "k1", "", true);
+    let landing = provider_sign_in(&app, &op, "bob").await;
+    assert_eq!(landing.status, StatusCode::SEE_OTHER, "{}", landing.page);
+    let (_, me) = get_with_cookie(&app, "/api/v1/me", &landing.session.unwrap()).await;
+    assert_eq!((me["username"].as_str(), me["email"].as_str()), (Some("bob"), Some("bob@example.org")));
+    assert!(app.logs.text().contains("asked the provider's userinfo"), "the claims came from userinfo");
+    let landing = provider_sign_in(&app, &op, "eve").await;
+    assert_eq!(landing.status, StatusCode::FORBIDDEN, "eve's groups (from userinfo) are not allowed");
 }

@@ -71,6 +71,11 @@ impl OpServer {
     /// Starts (or restarts) the provider signing with the key in `key_file` (made, with key
     /// id `kid`, if missing), misbehaving as `tamper` says (see provider.mjs).
     pub fn start(&mut self, redirect_uri: &str, key_file: &str, kid: &str, tamper: &str) {
+        self.start_with(redirect_uri, key_file, kid, tamper, false);
+    }
+
+    /// `start`, and with `userinfo_only` the ID token carries only the required claims.
+    pub fn start_with(&mut self, redirect_uri: &str, key_file: &str, kid: &str, tamper: &str, userinfo_only: bool) {
         self.stop();
         self.redirect_uri = Some(redirect_uri.to_owned());
         assert!(
@@ -85,6 +90,7 @@ impl OpServer {
             .env("OP_KID", kid)
             .env("OP_ACCOUNTS", self.dir.path().join("accounts.json"))
             .env("OP_TAMPER", tamper)
+            .env("OP_USERINFO_ONLY", if userinfo_only { "1" } else { "0" })
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

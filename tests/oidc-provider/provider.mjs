@@ -7,6 +7,8 @@
 //                     restarts the provider with another file to rotate the key.
 //   OP_ACCOUNTS       a JSON file {accountId: claims}, read at every sign-in, so a test can
 //                     change a user's groups between sign-ins.
+//   OP_USERINFO_ONLY  "1": the ID token carries only the required claims (as Zitadel and some
+//                     Entra set-ups do); e-mail and groups come from the userinfo endpoint.
 //   OP_TAMPER         empty for an honest provider. Otherwise the provider misbehaves in one
 //                     way, to prove Coffer refuses it: the ID token the token endpoint hands out
 //                     is re-signed with the provider's own key after one change:
@@ -48,8 +50,9 @@ const provider = new Provider(issuer, {
   pkce: { required: () => true },
   scopes,
   claims,
-  // The scope claims go into the ID token (as Google and most providers do).
-  conformIdTokenClaims: false,
+  // The scope claims go into the ID token (as Google and most providers do), unless the test
+  // wants them from userinfo only.
+  conformIdTokenClaims: process.env.OP_USERINFO_ONLY === '1',
   features: { devInteractions: { enabled: true } },
   cookies: { keys: ['coffer-test-cookie-key'] },
   ttl: { IdToken: 3600, AccessToken: 3600, AuthorizationCode: 600, Interaction: 600, Session: 3600, Grant: 3600 },
