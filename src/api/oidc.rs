@@ -119,8 +119,9 @@ pub async fn callback(
     let answer = Callback { state: query.state, code: query.code, iss: query.iss, error: query.error };
     let binding = cookie(req, BINDING_COOKIE);
     match oidc.finish(answer, binding, &client_ip(req)).await {
-        Ok(Finished::SignedIn { cookie }) => see_other("/app/")
-            .header("set-cookie", super::auth::session_cookie(&cookie, auth.session_cookie_max_age()))
+        // The cookie lasts as long as its session: `reauth_after` when shorter.
+        Ok(Finished::SignedIn { cookie, lifetime }) => see_other("/app/")
+            .header("set-cookie", super::auth::session_cookie(&cookie, lifetime.min(auth.session_cookie_max_age())))
             .header("set-cookie", cleared_binding_cookie())
             .finish(),
         Ok(Finished::Linked) => see_other("/app/account").header("set-cookie", cleared_binding_cookie()).finish(),

@@ -31,8 +31,9 @@ pub struct VouchedIdentity {
 /// How a provider sign-in ended.
 #[derive(Debug)]
 pub enum ProviderOutcome {
-    /// A new browser session: the cookie secret of `__Host-coffer_session`.
-    SignedIn { cookie: String },
+    /// A new browser session: the cookie secret of `__Host-coffer_session`, and how long the
+    /// session lasts (seconds).
+    SignedIn { cookie: String, lifetime: i64 },
     /// The identity is now linked to the signed-in user who asked for it.
     Linked,
     /// Refused, with a sentence for the person (already audited).
@@ -196,6 +197,12 @@ impl Auth {
                             }
                             None if provider.auto_create => {
                                 let username = free_username(tx, &identity)?;
+                                // An address another account has stays with it: resets and
+                                // notices must never reach two accounts.
+                                let verified = match verified {
+                                    Some(email) if users::enabled_by_email(tx, email)?.is_empty() => Some(email),
+                                    _ => None,
+                                };
                                 // No password: this account signs in through its provider only.
                                 let new = users::NewUser {
                                     username: &username,
@@ -246,7 +253,7 @@ impl Auth {
                     detail: &method,
                 };
                 audit::record(tx, now, &event)?;
-                Ok(ProviderOutcome::SignedIn { cookie: secret })
+                Ok(ProviderOutcome::SignedIn { cookie: secret, lifetime })
             })
             .await?;
         Ok(outcome)

@@ -127,3 +127,41 @@ impl HttpClient {
         json.ok_or_else(|| failed("the answer is not JSON".into()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A one-request HTTP server on loopback answering `answer`; its URL.
+    async fn serve_once(answer: Vec<u8>) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/x", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request).await;
+            let _ = stream.write_all(&answer).await;
+        });
+        url
+    }
+
+    #[tokio::test]
+    async fn redirects_are_not_followed_big_answers_are_cut_and_other_hosts_need_https() {
+        let client = HttpClient::new().unwrap();
+        let redirect = b"HTTP/1.1 302 Found\r\nlocation: http://169.254.169.254/\r\ncontent-length: 0\r\n\r\n".to_vec();
+        let err = client.get_json(&serve_once(redirect).await, None).await.unwrap_err();
+        assert!(matches!(err, HttpError::Status { status: StatusCode::FOUND, .. }), "{err}");
+
+        let body = format!("[{}0]", "0,".repeat(MAX_BODY / 2));
+        let big = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}", body.len()).into_bytes();
+        let err = client.get_json(&serve_once(big).await, None).await.unwrap_err();
+        assert!(matches!(err, HttpError::Failed { .. }), "{err}");
+
+        let small = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}".to_vec();
+        assert_eq!(client.get_json(&serve_once(small).await, None).await.unwrap(), serde_json::json!({}));
+
+        let err = client.get_json("http://idp.example.org/jwks", None).await.unwrap_err();
+        assert!(matches!(err, HttpError::Scheme(_)), "{err}");
+    }
+}

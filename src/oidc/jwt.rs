@@ -169,11 +169,13 @@ pub fn check_claims(claims: &Map<String, Value>, expected: &Expected<'_>) -> Res
     {
         return Err(TokenError::WrongAudience);
     }
-    let exp = claims.get("exp").and_then(Value::as_i64).ok_or(TokenError::Expired)?;
+    // NumericDate may have a fraction; whole seconds are enough here.
+    let seconds = |value: &Value| value.as_i64().or_else(|| value.as_f64().map(|float| float as i64));
+    let exp = claims.get("exp").and_then(seconds).ok_or(TokenError::Expired)?;
     if exp + LEEWAY <= expected.now {
         return Err(TokenError::Expired);
     }
-    if claims.get("iat").and_then(Value::as_i64).is_some_and(|iat| iat > expected.now + LEEWAY) {
+    if claims.get("iat").and_then(seconds).is_some_and(|iat| iat > expected.now + LEEWAY) {
         return Err(TokenError::IssuedInFuture);
     }
     let nonce = claims.get("nonce").and_then(Value::as_str).unwrap_or_default();

@@ -68,6 +68,7 @@ pub enum OidcError {
 pub enum Finished {
     SignedIn {
         cookie: String,
+        lifetime: i64,
     },
     Linked,
     /// A sentence for the person; the details are in the audit log.
@@ -225,7 +226,7 @@ impl Oidc {
             Err(reason) => return refused(&id, reason, user).await,
         };
         Ok(match self.auth.provider_sign_in(&provider.settings, identity, user, ip).await? {
-            ProviderOutcome::SignedIn { cookie } => Finished::SignedIn { cookie },
+            ProviderOutcome::SignedIn { cookie, lifetime } => Finished::SignedIn { cookie, lifetime },
             ProviderOutcome::Linked => Finished::Linked,
             ProviderOutcome::Refused(reason) => Finished::Refused(reason),
         })

@@ -86,6 +86,10 @@ async fn a_user_links_the_provider_with_the_password_then_signs_in_through_the_c
         "{}",
         landing.page
     );
+    let set_cookie = landing.session_set_cookie.unwrap();
+    for attribute in ["Max-Age=7200", "Path=/", "Secure", "HttpOnly", "SameSite=Strict"] {
+        assert!(set_cookie.split("; ").any(|part| part == attribute), "{attribute} missing in {set_cookie}");
+    }
     let session = landing.session.expect("a session cookie");
     let (status, me) = get_with_cookie(&app, "/api/v1/me", &session).await;
     assert_eq!((status, me["username"].as_str()), (StatusCode::OK, Some("alice")));

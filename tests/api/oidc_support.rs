@@ -201,6 +201,8 @@ pub struct Landing {
     pub location: Option<String>,
     /// `__Host-coffer_session=...`, to send back.
     pub session: Option<String>,
+    /// Its whole `Set-Cookie` header, attributes included.
+    pub session_set_cookie: Option<String>,
     pub page: String,
     /// The callback URL the provider sent the browser to (for replays).
     pub callback: String,
@@ -224,11 +226,25 @@ pub async fn deliver(app: &TestApp, callback: &str, cookie: &str) -> Landing {
     let response = app.client.get(callback).header("cookie", cookie).send().await.unwrap();
     let mut jar = Jar::default();
     jar.take(&response);
+    let session_set_cookie = response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|value| value.to_str().unwrap().to_owned())
+        .find(|value| value.starts_with("__Host-coffer_session="));
     let status = response.status();
     let location = response.headers().get("location").map(|value| value.to_str().unwrap().to_owned());
     let session = jar.get("__Host-coffer_session").map(|value| format!("__Host-coffer_session={value}"));
     let page = response.text().await.unwrap();
-    Landing { status, location, session, page, callback: callback.to_owned(), binding: cookie.to_owned() }
+    Landing {
+        status,
+        location,
+        session,
+        session_set_cookie,
+        page,
+        callback: callback.to_owned(),
+        binding: cookie.to_owned(),
+    }
 }
 
 /// The whole sign-in as `account`: Coffer, the provider, back to Coffer.
