@@ -16,6 +16,7 @@ pub mod browser;
 pub mod device;
 mod mail_account;
 pub mod password;
+mod password_login;
 mod provider_sign_in;
 pub mod throttle;
 pub mod token;
@@ -38,6 +39,7 @@ pub use api_tokens::{API_TOKEN_PREFIX, CreatedApiToken};
 use device::DeviceTokens;
 pub use mail_account::{MailChanges, RESET_LIFETIME};
 use password::{PasswordHasherPool, Verdict};
+pub use password_login::PasswordLogin;
 pub use provider_sign_in::{ProviderOutcome, VouchedIdentity};
 use throttle::{Keys, Throttle, ThrottlePolicy};
 use token::{AccessClaims, TokenSigner};
@@ -167,20 +169,6 @@ pub struct Auth {
     throttle: Throttle,
     mailer: Mailer,
     password_login: PasswordLogin,
-}
-
-/// Who may sign in with a password (`auth.password_login`, `auth.break_glass_admins`).
-#[derive(Clone, Debug)]
-pub struct PasswordLogin {
-    pub enabled: bool,
-    /// Username keys (lowercase) of the admins who may anyway.
-    pub break_glass: Vec<String>,
-}
-
-impl Default for PasswordLogin {
-    fn default() -> Self {
-        Self { enabled: true, break_glass: Vec::new() }
-    }
 }
 
 /// What `Auth::new` is made of.
@@ -407,28 +395,6 @@ impl Auth {
             })
             .await?;
         Ok(())
-    }
-
-    async fn record_password_login_refusal(&self, ip: &str) -> Result<(), AuthError> {
-        let (now, ip) = (self.now(), ip.to_owned());
-        self.db
-            .write(move |tx| {
-                let event = AuditEvent {
-                    event: "login_failed",
-                    actor_id: None,
-                    subject: None,
-                    ip: &ip,
-                    detail: "password sign-in is turned off",
-                };
-                audit::record(tx, now, &event)
-            })
-            .await?;
-        Ok(())
-    }
-
-    /// Whether password sign-in is on for everyone (the web app hides the form otherwise).
-    pub fn password_login_enabled(&self) -> bool {
-        self.password_login.enabled
     }
 
     pub async fn refresh(self: &Arc<Self>, refresh_token: &str, ip: &str) -> Result<Tokens, AuthError> {
