@@ -33,6 +33,7 @@ mod shares;
 mod strict;
 mod tokens;
 mod tus_headers;
+mod tus_types;
 mod upload;
 mod upload_form;
 mod users;
