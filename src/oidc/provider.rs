@@ -127,3 +127,66 @@ impl Provider {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// A provider's discovery and JWKS on loopback; counts the JWKS fetches.
+    async fn fake_provider() -> (String, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let issuer = format!("http://{}", listener.local_addr().unwrap());
+        let fetches = Arc::new(AtomicUsize::new(0));
+        let (base, counter) = (issuer.clone(), Arc::clone(&fetches));
+        tokio::spawn(async move {
+            loop {
+                let (mut stream, _) = listener.accept().await.unwrap();
+                let mut request = vec![0u8; 4096];
+                let read = stream.read(&mut request).await.unwrap_or(0);
+                let head = String::from_utf8_lossy(&request[..read]).into_owned();
+                let body = if head.starts_with("GET /jwks") {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    r#"{"keys":[]}"#.to_owned()
+                } else {
+                    format!(
+                        r#"{{"issuer":"{base}","authorization_endpoint":"{base}/auth","token_endpoint":"{base}/token","jwks_uri":"{base}/jwks"}}"#
+                    )
+                };
+                let answer =
+                    format!("HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}", body.len());
+                let _ = stream.write_all(answer.as_bytes()).await;
+            }
+        });
+        (issuer, fetches)
+    }
+
+    #[tokio::test]
+    async fn keys_are_refetched_when_stale_and_for_an_unknown_kid_at_most_once_a_minute() {
+        let (issuer, fetches) = fake_provider().await;
+        let settings: OidcProvider =
+            toml::from_str(&format!("id = \"p\"\nlabel = \"P\"\nissuer = \"{issuer}\"\nclient_id = \"c\"")).unwrap();
+        let provider = Provider::new(settings, None);
+        let (http, clock) = (HttpClient::new().unwrap(), Clock::manual(1_000_000));
+        let fetched = |force| {
+            let (provider, http, clock) = (&provider, &http, &clock);
+            async move { provider.keys(http, clock, force).await.unwrap().1 }
+        };
+        assert!(fetched(false).await, "first use fetches");
+        assert!(!fetched(false).await, "then the cache answers");
+        assert!(fetched(true).await, "an unknown kid refetches");
+        for _ in 0..20 {
+            assert!(!fetched(true).await, "a flood of unknown kids costs one fetch a minute");
+        }
+        clock.advance(Duration::from_secs(FORCED_REFETCH_GAP as u64));
+        assert!(fetched(true).await);
+        clock.advance(Duration::from_secs(KEYS_TTL as u64));
+        assert!(fetched(false).await, "stale keys are fetched again");
+        assert_eq!(fetches.load(Ordering::SeqCst), 4);
+    }
+}
