@@ -16,6 +16,7 @@ pub mod domain;
 pub mod files;
 pub mod mail;
 pub mod metrics;
+pub mod oidc;
 pub mod rate_limit;
 pub mod readiness;
 pub mod reindex;

@@ -52,6 +52,7 @@ pub struct Application {
     search_stop: CancellationToken,
     /// The mail server's client and the queue, when `[mail]` is set.
     mail: Option<(Arc<crate::mail::Transport>, crate::mail::Mailer)>,
+    oidc: Arc<crate::oidc::Oidc>,
 }
 
 async fn blocking<T: Send + 'static>(work: impl FnOnce() -> anyhow::Result<T> + Send + 'static) -> anyhow::Result<T> {
@@ -91,6 +92,10 @@ async fn build_auth(settings: &Settings, db: &Db, clock: &Clock, state_dir: &Sta
         lifetimes,
         throttle,
         mailer: crate::mail::Mailer::from_settings(settings),
+        password_login: auth::PasswordLogin {
+            enabled: config.password_login,
+            break_glass: config.break_glass_admins.iter().map(|name| name.to_ascii_lowercase()).collect(),
+        },
     })))
 }
 
@@ -429,9 +434,15 @@ impl Application {
         ));
         let rate_limits = api::RateLimits::new(&settings.rate_limits, clock.clone());
         let public_url = settings.server.public_url.as_ref().map(|url| url.trim_end_matches('/').to_owned());
+        let oidc = {
+            let (oidc_settings, db, clock, auth) =
+                (settings.oidc.clone(), db.clone(), clock.clone(), Arc::clone(&auth));
+            Arc::new(blocking(move || crate::oidc::Oidc::new(&oidc_settings, db, clock, auth)).await?)
+        };
         let endpoint: AppEndpoint = Arc::new(api::build(ApiContext {
             readiness,
             auth,
+            oidc: Arc::clone(&oidc),
             files: files.clone(),
             uploads: uploads.clone(),
             shares: shares.clone(),
@@ -484,6 +495,7 @@ impl Application {
             db,
             resolver,
             reloader,
+            oidc,
             acme,
             acme_stop,
             certificate,
@@ -546,6 +558,7 @@ impl Application {
         let watchdog = tokio::spawn(systemd::watchdog(self.db.clone(), shutdown.clone()));
         let views = tokio::spawn(self.shares.clone().write_views_until(shutdown.clone()));
         let rate_limits = tokio::spawn(Arc::clone(&self.rate_limits).prune_until(shutdown.clone()));
+        let oidc_keys = tokio::spawn(Arc::clone(&self.oidc).refresh_keys_until(shutdown.clone()));
         let retention = tokio::spawn(crate::retention::run(
             self.db.clone(),
             self.clock.clone(),
@@ -591,6 +604,7 @@ impl Application {
         let _ = watchdog.await;
         let _ = views.await;
         let _ = rate_limits.await;
+        let _ = oidc_keys.await;
         let _ = retention.await;
         if let Some(mail) = mail {
             let _ = mail.await;

@@ -72,6 +72,10 @@ enum LoginResult {
     /// `invalid_credentials`.
     #[oai(status = 401)]
     Unauthorized(Json<ErrorBody>),
+    /// `password_login_disabled`: `auth.password_login` is false and the account is not a
+    /// break-glass admin.
+    #[oai(status = 403)]
+    Disabled(Json<ErrorBody>),
     /// `too_many_requests`: too many failed sign-ins; wait the given seconds.
     #[oai(status = 429)]
     TooManyRequests(Json<ErrorBody>, #[oai(header = "Retry-After")] u64),
@@ -146,7 +150,8 @@ enum BrowserLoginResult {
     /// `invalid_credentials`.
     #[oai(status = 401)]
     Unauthorized(Json<ErrorBody>),
-    /// `cross_site_request`: not sent by this site's own page.
+    /// `cross_site_request`: not sent by this site's own page; `password_login_disabled`:
+    /// password sign-in is turned off for this account.
     #[oai(status = 403)]
     Forbidden(Json<ErrorBody>),
     /// `too_many_requests`: too many failed sign-ins; wait the given seconds.
@@ -182,6 +187,10 @@ fn login_refusal(err: AuthError) -> Result<LoginResult, ApiFailure> {
             let message = format!("too many failed sign-ins; try again in {seconds} s");
             Ok(LoginResult::TooManyRequests(error_body("too_many_requests", message), seconds.max(1)))
         }
+        AuthError::PasswordLoginDisabled => Ok(LoginResult::Disabled(error_body(
+            "password_login_disabled",
+            "password sign-in is turned off here; sign in with your organisation's provider",
+        ))),
         AuthError::Busy => Ok(LoginResult::Busy(
             error_body("server_busy", "the server is busy checking passwords; try again in a second"),
             1,
@@ -250,6 +259,7 @@ impl AuthApi {
                     LoginResult::Unauthorized(body) => BrowserLoginResult::Unauthorized(body),
                     LoginResult::TooManyRequests(body, wait) => BrowserLoginResult::TooManyRequests(body, wait),
                     LoginResult::Busy(body, wait) => BrowserLoginResult::Busy(body, wait),
+                    LoginResult::Disabled(body) => BrowserLoginResult::Forbidden(body),
                     LoginResult::Ok(..) => return Err(ApiFailure::internal("a refused sign-in signed in")),
                 };
                 return Ok(poem_openapi::payload::Response::new(answer));

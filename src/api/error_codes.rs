@@ -37,7 +37,7 @@ pub const ERROR_CODES: &[(u16, &[&str])] = &[
             "wrong_password",
         ],
     ),
-    (403, &["forbidden", "cors_origin_not_allowed", "cross_site_request"]),
+    (403, &["forbidden", "cors_origin_not_allowed", "cross_site_request", "password_login_disabled"]),
     (404, &["not_found"]),
     (405, &["method_not_allowed"]),
     (406, &["not_acceptable"]),
@@ -68,7 +68,7 @@ pub const ERROR_CODES: &[(u16, &[&str])] = &[
     (431, &["headers_too_large"]),
     (460, &["checksum_mismatch", "digest_mismatch"]),
     (500, &["internal_error"]),
-    (503, &["unavailable", "not_ready", "server_busy", "search_unavailable"]),
+    (503, &["unavailable", "not_ready", "server_busy", "search_unavailable", "provider_unavailable"]),
     (507, &["insufficient_storage", "quota_exceeded"]),
 ];
 

@@ -77,6 +77,8 @@ struct SessionView {
     last_used_at: String,
     expires_at: String,
     client_ip: String,
+    /// How it was made: `password`, or `oidc:<provider id>` for a sign-in with a provider.
+    method: String,
     /// The session this request was made with.
     current: bool,
 }
@@ -169,6 +171,7 @@ impl MeApi {
                     last_used_at: rfc3339(session.last_used_at),
                     expires_at: rfc3339(session.expires_at),
                     client_ip: session.client_ip,
+                    method: session.method,
                 })
                 .collect(),
         ))

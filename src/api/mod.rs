@@ -20,6 +20,7 @@ mod folders;
 mod health;
 mod me;
 mod middleware;
+mod oidc;
 mod range;
 mod rate_limits;
 mod redirect;
@@ -107,6 +108,8 @@ pub struct ApiContext {
     pub rate_limits: Arc<RateLimits>,
     /// `server.cors_origins`; empty: no CORS.
     pub cors_origins: Vec<String>,
+    /// Sign-in with OpenID Connect providers.
+    pub oidc: Arc<crate::oidc::Oidc>,
 }
 
 type Apis = (
@@ -123,6 +126,7 @@ type Apis = (
     content::ContentApi,
     shares::SharesApi,
     search::SearchApi,
+    oidc::OidcApi,
 );
 
 fn openapi(context: &ApiContext) -> OpenApiService<Apis, ()> {
@@ -144,6 +148,11 @@ fn openapi(context: &ApiContext) -> OpenApiService<Apis, ()> {
             public_url: context.public_url.clone(),
         },
         search::SearchApi { search: context.search.clone(), auth: Arc::clone(&context.auth) },
+        oidc::OidcApi {
+            oidc: Arc::clone(&context.oidc),
+            auth: Arc::clone(&context.auth),
+            public_url: context.public_url.clone(),
+        },
     );
     OpenApiService::new(apis, "Coffer", env!("CARGO_PKG_VERSION"))
         .description(
@@ -164,6 +173,7 @@ pub fn build(context: ApiContext) -> BoxEndpoint<'static, Response> {
     allow.add("/", vec!["GET".into(), "HEAD".into()]);
     allow.add("/app", vec!["GET".into(), "HEAD".into()]);
     allow.add("/app/{path}", vec!["GET".into(), "HEAD".into()]);
+    allow.add("/auth/oidc/{provider}", vec!["GET".into()]);
     let allow = Arc::new(allow);
     let routes = Arc::new(middleware::RouteNames::from_spec(&spec_json, API_PREFIX));
     let limit = Arc::clone(&context.max_body_size);
@@ -182,6 +192,10 @@ pub fn build(context: ApiContext) -> BoxEndpoint<'static, Response> {
         .at("/app/*path", get(app::shell).head(app::shell))
         .at("/s/:token", get(share_page::landing).post(share_page::unlock))
         .at("/s/:token/download", get(share_page::download).head(share_page::download))
+        .at("/auth/oidc/callback", get(oidc::callback))
+        .at("/auth/oidc/:provider", get(oidc::start))
+        .data(Arc::clone(&context.oidc))
+        .data(oidc::PublicUrl(context.public_url.clone()))
         .data(context.shares.clone())
         .data(Arc::clone(&context.auth))
         .data(Arc::clone(&context.rate_limits))

@@ -149,7 +149,7 @@ impl From<ShareError> for ApiFailure {
 }
 
 /// The base of public links: `server.public_url`, else the scheme and host this request used.
-fn base_url(configured: Option<&str>, req: &Request) -> String {
+pub(super) fn base_url(configured: Option<&str>, req: &Request) -> String {
     if let Some(url) = configured {
         return url.to_owned();
     }

@@ -16,6 +16,8 @@ pub mod browser;
 pub mod device;
 mod mail_account;
 pub mod password;
+mod password_login;
+mod provider_sign_in;
 pub mod throttle;
 pub mod token;
 
@@ -37,6 +39,8 @@ pub use api_tokens::{API_TOKEN_PREFIX, CreatedApiToken};
 use device::DeviceTokens;
 pub use mail_account::{MailChanges, RESET_LIFETIME};
 use password::{PasswordHasherPool, Verdict};
+pub use password_login::PasswordLogin;
+pub use provider_sign_in::{ProviderOutcome, VouchedIdentity};
 use throttle::{Keys, Throttle, ThrottlePolicy};
 use token::{AccessClaims, TokenSigner};
 
@@ -52,6 +56,9 @@ pub enum AuthError {
     /// Too many password checks are already waiting (a flood); nothing was counted.
     #[error("the server is busy checking passwords; try again in a second")]
     Busy,
+    /// `auth.password_login = false` and the account is not a break-glass admin.
+    #[error("password sign-in is turned off here; sign in with your organisation's provider")]
+    PasswordLoginDisabled,
     #[error(transparent)]
     Db(#[from] DbError),
     #[error(transparent)]
@@ -161,6 +168,7 @@ pub struct Auth {
     lifetimes: Lifetimes,
     throttle: Throttle,
     mailer: Mailer,
+    password_login: PasswordLogin,
 }
 
 /// What `Auth::new` is made of.
@@ -173,6 +181,7 @@ pub struct AuthParts {
     pub lifetimes: Lifetimes,
     pub throttle: ThrottlePolicy,
     pub mailer: Mailer,
+    pub password_login: PasswordLogin,
 }
 
 /// A new session row and the refresh token that opens it (and, for a browser, the hash of its
@@ -203,9 +212,9 @@ enum RefreshOutcome {
 
 impl Auth {
     pub fn new(parts: AuthParts) -> Self {
-        let AuthParts { db, clock, hasher, signer, devices, lifetimes, throttle, mailer } = parts;
+        let AuthParts { db, clock, hasher, signer, devices, lifetimes, throttle, mailer, password_login } = parts;
         let throttle = Throttle::new(throttle, clock.clone());
-        Self { db, clock, hasher, signer: Arc::new(signer), devices, lifetimes, throttle, mailer }
+        Self { db, clock, hasher, signer: Arc::new(signer), devices, lifetimes, throttle, mailer, password_login }
     }
 
     pub fn mailer(&self) -> &Mailer {
@@ -268,6 +277,7 @@ impl Auth {
             Err(AuthError::InvalidCredentials) => "failure",
             Err(AuthError::Throttled(_)) => "throttled",
             Err(AuthError::Busy) => "busy",
+            Err(AuthError::PasswordLoginDisabled) => "disabled",
             Err(_) => "error",
         };
         crate::metrics::get().sign_ins.with([result]).inc();
@@ -282,6 +292,13 @@ impl Auth {
             self.record_failed_login(&keys, None, attempt.ip, "malformed username").await?;
             return Err(AuthError::InvalidCredentials);
         };
+        // Decided from the settings alone, before any lookup: the answer tells nothing of
+        // which accounts exist.
+        let break_glass = self.password_login.break_glass.contains(&username.key());
+        if !self.password_login.enabled && !break_glass {
+            self.record_password_login_refusal(attempt.ip).await?;
+            return Err(AuthError::PasswordLoginDisabled);
+        }
         let lookup = username.clone();
         let user = self.db.read(move |conn| users::by_username(conn, &lookup)).await?;
         let now = self.now();
@@ -297,7 +314,12 @@ impl Auth {
         let verdict =
             self.hasher.verify(attempt.password, user.as_ref().map(|user| user.password_hash.clone())).await?;
         let accepted = match (&user, &verdict) {
-            (Some(user), Verdict::Match | Verdict::MatchRehashed(_)) if !user.disabled => Some(user.clone()),
+            // With password sign-in off, a break-glass name signs in only as an admin.
+            (Some(user), Verdict::Match | Verdict::MatchRehashed(_))
+                if !user.disabled && (self.password_login.enabled || user.role == Role::Admin) =>
+            {
+                Some(user.clone())
+            }
             _ => None,
         };
         let Some(user) = accepted else {

@@ -7,6 +7,7 @@
 //! program reads the environment for settings.
 
 mod credentials;
+mod oidc;
 mod rules;
 mod units;
 
@@ -18,6 +19,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 pub use credentials::CredentialsDir;
+pub use oidc::{OidcProvider, OidcSettings, SUPPORTED_ALGS, acceptable_issuer};
 pub use rules::ConfigError;
 pub use units::{ByteSize, HumanDuration};
 
@@ -43,6 +45,7 @@ pub struct Settings {
     pub search: SearchSettings,
     pub mail: MailSettings,
     pub uploads: UploadSettings,
+    pub oidc: OidcSettings,
     pub log: LogSettings,
 }
 
@@ -213,6 +216,12 @@ pub struct AuthSettings {
     pub login_free_failures: u32,
     /// Longest wait after failed sign-ins; each failure past the allowance doubles the wait.
     pub login_max_delay: HumanDuration,
+    /// Sign-in with a password. `false` leaves only OpenID Connect providers, except for the
+    /// accounts in `break_glass_admins`.
+    pub password_login: bool,
+    /// Admins who may still sign in with a password when `password_login` is false, for when
+    /// the provider is down or misconfigured.
+    pub break_glass_admins: Vec<String>,
 }
 
 impl Default for AuthSettings {
@@ -229,6 +238,8 @@ impl Default for AuthSettings {
             max_queued_hashes: 64,
             login_free_failures: 5,
             login_max_delay: HumanDuration(std::time::Duration::from_secs(15 * 60)),
+            password_login: true,
+            break_glass_admins: Vec::new(),
         }
     }
 }

@@ -94,7 +94,12 @@ impl Settings {
 
     /// Rules that span fields or that types alone cannot express.
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
-        let mut problems = Vec::new();
+        let mut problems = self.oidc.problems();
+        for name in &self.auth.break_glass_admins {
+            if crate::domain::Username::parse(name).is_err() {
+                problems.push(format!("key `auth.break_glass_admins`: `{name}` is not a username"));
+            }
+        }
         if self.server.listen.is_empty() {
             problems.push("key `server.listen`: at least one address is needed".to_owned());
         }

@@ -71,6 +71,16 @@ fn seed(conn: &Connection, version: u32) {
             )
             .unwrap();
         }
+        10 => {
+            conn.execute_batch(
+                "INSERT INTO oidc_identities (issuer, subject, provider, user_id, email, linked_at)
+                 VALUES ('https://idp.example.org', 'sub-1', 'idp', 'u2', 'bob@example.org', 800);
+                 INSERT INTO oidc_pending (state_hash, provider, nonce, pkce_verifier, redirect_uri, browser_hash, created_at, expires_at)
+                 VALUES (x'0a0a', 'idp', 'n', 'v', 'https://coffer.example.org/auth/oidc/callback', x'0b0b', 800, 1400);
+                 UPDATE sessions SET method = 'oidc:idp' WHERE id = 's1';",
+            )
+            .unwrap();
+        }
         other => panic!("no seed for schema version {other}: add one with the migration"),
     }
 }
@@ -139,6 +149,20 @@ fn check(conn: &Connection, seeded: u32) {
             })
             .unwrap();
         assert_eq!(upload, (1000, 400, None));
+    }
+    if (2..10).contains(&seeded) {
+        let method: String =
+            conn.query_row("SELECT method FROM sessions WHERE id = 's1'", [], |row| row.get(0)).unwrap();
+        assert_eq!(method, "password", "sessions from before were password sign-ins");
+    }
+    if seeded >= 10 {
+        let identity: (String, String) = conn
+            .query_row("SELECT user_id, provider FROM oidc_identities WHERE subject = 'sub-1'", [], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })
+            .unwrap();
+        assert_eq!(identity, ("u2".into(), "idp".into()));
+        assert_eq!(count("oidc_pending"), 1);
     }
     let integrity: String = conn.query_row("PRAGMA integrity_check", [], |row| row.get(0)).unwrap();
     assert_eq!(integrity, "ok");

@@ -229,6 +229,33 @@ const MIGRATIONS: &[&str] = &[
     ) STRICT;
     CREATE INDEX uploads_by_owner ON uploads (owner_id, file_id);
     CREATE INDEX uploads_by_expiry ON uploads (expires_at);",
+    // 10: OpenID Connect. An identity is (issuer, subject), never an address or a name; a
+    // pending sign-in keeps its state (as SHA-256), nonce and PKCE verifier here, used once;
+    // a session remembers how it was made.
+    "CREATE TABLE oidc_identities (
+        issuer        TEXT NOT NULL,
+        subject       TEXT NOT NULL,
+        provider      TEXT NOT NULL,
+        user_id       TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        email         TEXT,
+        linked_at     INTEGER NOT NULL,
+        last_login_at INTEGER,
+        PRIMARY KEY (issuer, subject)
+    ) STRICT;
+    CREATE INDEX oidc_identities_by_user ON oidc_identities (user_id);
+    CREATE TABLE oidc_pending (
+        state_hash    BLOB PRIMARY KEY,
+        provider      TEXT NOT NULL,
+        nonce         TEXT NOT NULL,
+        pkce_verifier TEXT NOT NULL,
+        redirect_uri  TEXT NOT NULL,
+        browser_hash  BLOB NOT NULL,
+        link_user_id  TEXT REFERENCES users (id) ON DELETE CASCADE,
+        created_at    INTEGER NOT NULL,
+        expires_at    INTEGER NOT NULL
+    ) STRICT;
+    CREATE INDEX oidc_pending_by_expiry ON oidc_pending (expires_at);
+    ALTER TABLE sessions ADD COLUMN method TEXT NOT NULL DEFAULT 'password';",
 ];
 
 pub const LATEST_VERSION: u32 = MIGRATIONS.len() as u32;

@@ -13,6 +13,7 @@ pub mod mail;
 #[cfg(test)]
 mod migration_tests;
 mod migrations;
+pub mod oidc;
 pub mod sessions;
 pub mod shares;
 pub mod uploads;

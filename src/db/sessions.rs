@@ -118,12 +118,14 @@ pub struct SessionRow {
     pub last_used_at: i64,
     pub expires_at: i64,
     pub client_ip: String,
+    /// `password` or `oidc:<provider>`.
+    pub method: String,
 }
 
 /// A user's live sessions, newest first.
 pub fn list_live(conn: &Connection, user: &UserId, now: i64) -> Result<Vec<SessionRow>, DbError> {
     let mut statement = conn.prepare(
-        "SELECT id, created_at, last_used_at, expires_at, client_ip FROM sessions
+        "SELECT id, created_at, last_used_at, expires_at, client_ip, method FROM sessions
          WHERE user_id = ?1 AND revoked_at IS NULL AND expires_at > ?2 ORDER BY created_at DESC, id",
     )?;
     let rows = statement.query_map(params![user.0, now], |row| {
@@ -133,6 +135,7 @@ pub fn list_live(conn: &Connection, user: &UserId, now: i64) -> Result<Vec<Sessi
             last_used_at: row.get(2)?,
             expires_at: row.get(3)?,
             client_ip: row.get(4)?,
+            method: row.get(5)?,
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
@@ -164,6 +167,12 @@ pub fn not_ended(conn: &Connection, session: &SessionId, user: &UserId) -> Resul
         )
         .optional()?
         .is_some())
+}
+
+/// Records how a session was made (`password`, the default, or `oidc:<provider>`).
+pub fn set_method(conn: &Connection, session: &SessionId, method: &str) -> Result<(), DbError> {
+    conn.execute("UPDATE sessions SET method = ?2 WHERE id = ?1", params![session.0, method])?;
+    Ok(())
 }
 
 /// Gives a session the hash of its browser cookie's secret.

@@ -30,6 +30,7 @@ export async function accountPage(main, rest, app) {
       h('td', { text: formatDate(session.created_at) }),
       h('td', { text: formatDate(session.last_used_at) }),
       h('td', { text: session.client_ip }),
+      h('td', { text: session.method === 'password' ? 'Password' : session.method.replace(/^oidc:/, 'Provider ') }),
       h('td', {}, session.current ? h('strong', { text: 'This browser' })
         : h('button', { type: 'button', class: 'small danger', 'aria-label': `End the session started ${formatDate(session.created_at)}`, text: 'End',
           onclick: guard(async () => { await api('DELETE', `/me/sessions/${session.id}`); announce('Session ended'); await loadSessions(); }) })))));
@@ -66,12 +67,43 @@ export async function accountPage(main, rest, app) {
     await loadTokens();
   }));
 
+  // Sign-in providers: link (password confirmed, then off to the provider) or unlink.
+  const identities = h('tbody');
+  const loadIdentities = guard(async () => {
+    const [options, linked] = await Promise.all([api('GET', '/auth/providers'), api('GET', '/me/identities')]);
+    clear(identities, options.providers.length ? options.providers.map((provider) => {
+      const identity = linked.find((one) => one.provider === provider.id);
+      const action = identity
+        ? h('button', { type: 'button', class: 'small danger', text: 'Unlink', 'aria-label': `Unlink ${provider.label}`,
+          onclick: guard(async () => {
+            if (!(await confirmDialog(`Unlink ${provider.label}`, 'It will no longer sign you in.', 'Unlink'))) return;
+            await api('DELETE', `/me/identities/${provider.id}`);
+            await loadIdentities();
+          }) })
+        : h('button', { type: 'button', class: 'small', text: 'Link', 'aria-label': `Link ${provider.label}`,
+          onclick: guard(async () => {
+            const password = linkForm.password.value;
+            if (!password) { linkForm.password.focus(); throw new Error('Enter your password to link an account.'); }
+            const started = await api('POST', `/me/identities/${provider.id}`, { password });
+            location.assign(started.authorization_url);
+          }) });
+      return h('tr', {}, h('td', { text: provider.label }),
+        h('td', { text: identity ? (identity.email || identity.subject) : 'Not linked' }), h('td', {}, action));
+    }) : h('tr', {}, h('td', { colspan: 3, class: 'empty', text: 'No sign-in providers are set up.' })));
+  });
+  const linkForm = h('form', { class: 'stack' },
+    field('Your password (to link an account)', { name: 'password', type: 'password', autocomplete: 'current-password' }));
+  linkForm.addEventListener('submit', (event) => event.preventDefault());
+
   clear(main, h('h1', { text: `Account: ${app.me.username}` }), problem,
     h('section', { class: 'card', 'aria-labelledby': 'pw-title' }, h('h2', { id: 'pw-title', text: 'Password' }), passwordForm),
     h('section', { class: 'card', 'aria-labelledby': 'sessions-title' }, h('h2', { id: 'sessions-title', text: 'Where you are signed in' }),
-      h('div', { class: 'scroll' }, h('table', {}, h('thead', {}, h('tr', {}, ['Signed in', 'Last used', 'Address', 'Action'].map((text) => h('th', { scope: 'col', text })))), sessions))),
+      h('div', { class: 'scroll' }, h('table', {}, h('thead', {}, h('tr', {}, ['Signed in', 'Last used', 'Address', 'How', 'Action'].map((text) => h('th', { scope: 'col', text })))), sessions))),
     h('section', { class: 'card', 'aria-labelledby': 'tokens-title' }, h('h2', { id: 'tokens-title', text: 'API tokens' }),
       h('div', { class: 'scroll' }, h('table', {}, h('thead', {}, h('tr', {}, ['Name', 'Access', 'Expires', 'Last used', 'Action'].map((text) => h('th', { scope: 'col', text })))), tokens)),
-      tokenForm));
-  await Promise.all([loadSessions(), loadTokens()]);
+      tokenForm),
+    h('section', { class: 'card', 'aria-labelledby': 'providers-title' }, h('h2', { id: 'providers-title', text: 'Sign-in providers' }),
+      h('div', { class: 'scroll' }, h('table', {}, h('thead', {}, h('tr', {}, ['Provider', 'Account', 'Action'].map((text) => h('th', { scope: 'col', text })))), identities)),
+      linkForm));
+  await Promise.all([loadSessions(), loadTokens(), loadIdentities()]);
 }

@@ -32,9 +32,24 @@ export function signInPage(message, signedIn) {
       button.disabled = false;
     }
   });
+  // One button per OpenID Connect provider: plain links, since signing in there is a
+  // navigation. The password form stays for break-glass admins when password sign-in is off.
+  const providers = h('div', { class: 'stack' });
+  providers.hidden = true;
+  fetch('/api/v1/auth/providers', { credentials: 'same-origin' })
+    .then((response) => (response.ok ? response.json() : null))
+    .then((options) => {
+      if (!options || !options.providers.length) return;
+      clear(providers, options.providers.map((provider) => h('a', {
+        class: 'button primary', href: provider.sign_in_url, text: `Sign in with ${provider.label}`,
+      })), h('p', { text: options.password_login ? 'Or with your password:' : 'Administrators only:' }));
+      providers.hidden = false;
+    })
+    .catch(() => {});
   return h('section', { class: 'card narrow' },
     h('h1', { id: 'signin-title', text: 'Sign in to Coffer' }),
     message ? h('p', { class: 'notice', role: 'status', text: message }) : null,
+    providers,
     form);
 }
 

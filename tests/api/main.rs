@@ -29,6 +29,8 @@ mod http;
 mod mail_delivery;
 mod mail_messages;
 mod metrics;
+mod oidc;
+mod oidc_support;
 mod protection;
 mod resumable;
 mod resumable_rules;
