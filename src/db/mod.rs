@@ -15,6 +15,7 @@ mod migration_tests;
 mod migrations;
 pub mod sessions;
 pub mod shares;
+pub mod upload_links;
 pub mod uploads;
 pub mod users;
 
