@@ -323,6 +323,8 @@ mod tests {
         }
         assert_eq!(redacted_path(&format!("/s/{token}/download"), Some("42")), "/s/[share 42]/download");
         assert_eq!(redacted_path("/api/v1/health", None), "/api/v1/health");
+        assert_eq!(redacted_path(&format!("/u/{token}/files"), Some("7")), "/u/[upload link 7]/files");
+        assert_eq!(redacted_path(&format!("/u//{token}/{token}"), None), "/u/[token]/[...]");
     }
 
     #[test]

@@ -57,7 +57,9 @@ impl RateLimits {
 }
 
 fn is_public(path: &str) -> bool {
-    path.starts_with("/s/") || path.starts_with("/u/") || path.strip_prefix(super::API_PREFIX).is_some_and(|rest| PUBLIC_API_PATHS.contains(&rest))
+    path.starts_with("/s/")
+        || path.starts_with("/u/")
+        || path.strip_prefix(super::API_PREFIX).is_some_and(|rest| PUBLIC_API_PATHS.contains(&rest))
 }
 
 /// The 429 answer, in the one error shape.

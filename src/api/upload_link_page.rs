@@ -147,7 +147,10 @@ pub async fn unlock(req: &Request, Path(token): Path<String>, body: Body, links:
             let mut response = if wants_json(req) {
                 Response::builder().status(StatusCode::NO_CONTENT).finish()
             } else {
-                Response::builder().status(StatusCode::SEE_OTHER).header(header::LOCATION, format!("/u/{token}")).finish()
+                Response::builder()
+                    .status(StatusCode::SEE_OTHER)
+                    .header(header::LOCATION, format!("/u/{token}"))
+                    .finish()
             };
             if let Some(issued) = issued {
                 set_cookie(&mut response, &issued, is_https(req));
@@ -189,7 +192,9 @@ pub async fn receive(
     }
     let declared = match req.header(header::CONTENT_LENGTH).map(str::parse::<u64>).transpose() {
         Ok(declared) => declared,
-        Err(_) => return refusal(req, &LinkError::Invalid("Content-Length is not a number".into()), None, &token, true),
+        Err(_) => {
+            return refusal(req, &LinkError::Invalid("Content-Length is not a number".into()), None, &token, true);
+        }
     };
     let upload = Upload { name: query.name.as_deref().unwrap_or_default(), declared_size: declared, ip: &ip };
     match links.receive(&entry, upload, body.into_bytes_stream()).await {

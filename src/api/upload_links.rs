@@ -155,12 +155,7 @@ impl UploadLinksApi {
     /// Make a link through which people without an account upload files into one of your
     /// folders, within the limits given. The response holds the link; the listing shows it again.
     #[oai(path = "/upload-links", method = "post")]
-    async fn create(
-        &self,
-        req: &Request,
-        caller: Caller,
-        body: Json<CreateUploadLink>,
-    ) -> Result<Created, ApiFailure> {
+    async fn create(&self, req: &Request, caller: Caller, body: Json<CreateUploadLink>) -> Result<Created, ApiFailure> {
         let body = body.0;
         let request = NewLink {
             folder: body.folder.into_inner(),

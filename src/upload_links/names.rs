@@ -13,7 +13,11 @@ const FALLBACK: &str = "upload";
 /// [`MAX_BYTES`] bytes; a Windows device name gets a `_` in front. Never fails.
 pub fn safe_name(sent: &str) -> FileName {
     let last = sent.rsplit(['/', '\\']).next().unwrap_or_default();
-    let kept: String = last.chars().take(4 * MAX_BYTES).filter(|c| !c.is_control() && FileName::parse(&format!("a{c}b")).is_ok()).collect();
+    let kept: String = last
+        .chars()
+        .take(4 * MAX_BYTES)
+        .filter(|c| !c.is_control() && FileName::parse(&format!("a{c}b")).is_ok())
+        .collect();
     let mut name = kept.trim_matches(|c: char| c.is_whitespace() || c == '.').to_owned();
     while name.len() > MAX_BYTES {
         name.pop();
@@ -22,7 +26,9 @@ pub fn safe_name(sent: &str) -> FileName {
     if let Ok(parsed) = FileName::parse(name) {
         return parsed;
     }
-    if let Ok(prefixed) = FileName::parse(&format!("_{name}")) {
+    if !name.is_empty()
+        && let Ok(prefixed) = FileName::parse(&format!("_{name}"))
+    {
         return prefixed;
     }
     FileName::parse(FALLBACK).unwrap_or_else(|_| unreachable!("the fallback name is valid"))

@@ -178,7 +178,7 @@ impl UploadLinks {
         match self.state(entry) {
             LinkState::Active => {}
             LinkState::Expired => return Err(LinkError::Expired),
-            LinkState::Full => return Err(LinkError::Full),
+            LinkState::Full => return Err(self.refused(&link.id, upload.ip, LinkError::Full).await),
             LinkState::Disabled => return Err(LinkError::NotFound),
         }
         let name = safe_name(upload.name);
@@ -237,8 +237,13 @@ impl UploadLinks {
             }
             upload_links::count_received(tx, &id, row.size, now)?;
             let detail = format!("file={} size={}", row.id.0, row.size);
-            let event =
-                AuditEvent { event: "upload_link_received", actor_id: None, subject: Some(&id), ip: &ip, detail: &detail };
+            let event = AuditEvent {
+                event: "upload_link_received",
+                actor_id: None,
+                subject: Some(&id),
+                ip: &ip,
+                detail: &detail,
+            };
             audit::record(tx, now, &event)?;
             if link.notify_uploads
                 && let Some(owner) = users::by_id(tx, &link.owner_id)?
