@@ -16,7 +16,7 @@ use bytes::Bytes;
 use futures_util::Stream;
 use tokio_util::sync::WaitForCancellationFutureOwned;
 
-use super::{InFlight, LinkError, LinkState, UploadLinks, safe_name};
+use super::{LinkError, LinkState, UploadLinks, safe_name};
 use crate::auth::throttle::Keys;
 use crate::db::audit::{self, AuditEvent};
 use crate::db::upload_links::{self, UploadLinkEntry};
@@ -163,7 +163,7 @@ impl UploadLinks {
             None => bound,
         };
         let bytes = i64::try_from(size).unwrap_or(i64::MAX);
-        let counts = in_flight.entry(link.id.clone()).or_insert(InFlight::default());
+        let counts = in_flight.entry(link.id.clone()).or_default();
         counts.files += 1;
         counts.bytes += bytes;
         Ok((Reservation { links: self, id: link.id.clone(), bytes }, size))
