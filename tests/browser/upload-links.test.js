@@ -2,7 +2,7 @@
 // progress; the owner finds both in the folder, byte for byte. No console error, no CSP violation.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startCoffer, launch, context, sha256, bytesOf } from './harness.js';
+import { startCoffer, launch, context, signIn, sha256, bytesOf } from './harness.js';
 
 test('an upload link takes two files from a phone-sized page, each with progress, into the folder', async (t) => {
   const coffer = await startCoffer(t);
@@ -50,4 +50,41 @@ test('an upload link takes two files from a phone-sized page, each with progress
     assert.equal(sha256(content.body), sha256(bytes), `${name}: the same bytes`);
   }
   phone.assertClean();
+});
+
+test('the owner makes, edits, disables and revokes an upload link for a folder in the web app', async (t) => {
+  const coffer = await startCoffer(t);
+  const token = await coffer.token();
+  const made = await coffer.request('POST', '/api/v1/folders', { token, body: { path: 'inbox' } });
+  assert.equal(made.status, 201);
+  const browser = await launch(t);
+  const { ctx, assertClean } = await context(browser);
+  const page = await ctx.newPage();
+  await signIn(page, coffer);
+  await page.getByRole('link', { name: 'inbox', exact: true }).click();
+  await page.getByRole('heading', { name: 'inbox', level: 1 }).waitFor();
+  await page.getByRole('button', { name: 'Upload links' }).click();
+  const dialog = page.getByRole('dialog', { name: 'Upload links for inbox' });
+  await dialog.getByText('No upload links for this folder yet.').waitFor();
+  await dialog.getByLabel('Most files').fill('2');
+  await dialog.getByLabel('Note shown to uploaders (optional)').fill('Receipts for March');
+  await dialog.getByRole('button', { name: 'Create upload link' }).click();
+  await dialog.getByText(/Active · 0 of 2 files/).waitFor();
+  const url = await dialog.getByRole('textbox', { name: /^Link of the upload link/ }).inputValue();
+  assert.match(url, new RegExp(`^${coffer.url}/u/[A-Za-z0-9_-]+$`));
+
+  await dialog.getByRole('button', { name: /^Edit the upload link/ }).click();
+  await dialog.getByLabel('Most files').fill('3');
+  await dialog.getByRole('button', { name: 'Save upload link' }).click();
+  await dialog.getByText(/Active · 0 of 3 files/).waitFor();
+  await dialog.getByRole('button', { name: /^Disable the upload link/ }).click();
+  await dialog.getByText(/Disabled · 0 of 3 files/).waitFor();
+  assert.equal((await coffer.request('GET', new URL(url).pathname)).status, 404, 'a disabled link is 404');
+
+  await dialog.getByRole('button', { name: /^Revoke the upload link/ }).click();
+  await page.getByRole('dialog', { name: 'Revoke the upload link' }).getByRole('button', { name: 'Revoke' }).click();
+  await dialog.getByText('No upload links for this folder yet.').waitFor();
+  const listing = await coffer.request('GET', '/api/v1/upload-links', { token });
+  assert.deepEqual(listing.json.upload_links, []);
+  assertClean();
 });
