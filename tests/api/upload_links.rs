@@ -372,3 +372,41 @@ async fn an_owner_who_asked_hears_of_each_file_received() {
     assert!(!mail["html"].as_str().unwrap().contains("<1>"), "escaped in HTML");
     assert_no_secrets(&app, &[token_of(&watched), token_of(&quiet)]);
 }
+
+#[tokio::test]
+async fn the_page_and_the_uploads_are_rate_limited_per_client_address_like_share_links() {
+    let toml = "[rate_limits]\npublic_per_minute = 60\npublic_burst = 4\n";
+    let app = crate::helpers::spawn_app(crate::helpers::Options { toml: toml.into(), ..Default::default() });
+    let admin = admin_token(&app).await;
+    let created = link(&app, &admin, json!({})).await;
+    let page = format!("/u/{}", token_of(&created));
+    // The sign-in took one of the four; three more public requests of any kind go.
+    assert_eq!(app.get(&page).await.status(), 200);
+    assert_eq!(send(&app, &created, "one.txt", b"1".to_vec(), None).await.0, 201);
+    assert_eq!(app.get(&page).await.status(), 200);
+    let (status, answer) = send(&app, &created, "two.txt", b"2".to_vec(), None).await;
+    assert_eq!((status, answer["error"].as_str()), (StatusCode::TOO_MANY_REQUESTS, Some("rate_limited")));
+    assert_eq!(app.get(&page).await.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(names(&app, &admin, "").await, ["one.txt"]);
+    app.advance_clock(2);
+    assert_eq!(send(&app, &created, "two.txt", b"2".to_vec(), None).await.0, 201);
+}
+
+#[tokio::test]
+async fn admins_list_everyones_upload_links_and_users_only_their_own() {
+    let app = spawn_default();
+    let admin = admin_token(&app).await;
+    let (bob, _) = user_token(&app, &admin, "bob").await;
+    let bobs = link(&app, &bob, json!({})).await;
+    link(&app, &admin, json!({})).await;
+    let (status, own) = call(&app, "GET", "/api/v1/upload-links", &bob, None).await;
+    assert_eq!((status, own["upload_links"].as_array().unwrap().len()), (StatusCode::OK, 1));
+    assert_eq!(own["upload_links"][0]["id"], bobs["id"]);
+    assert_eq!(call(&app, "GET", "/api/v1/upload-links?all=true", &bob, None).await.0, 403);
+    let (status, all) = call(&app, "GET", "/api/v1/upload-links?all=true", &admin, None).await;
+    assert_eq!((status, all["upload_links"].as_array().unwrap().len()), (StatusCode::OK, 2));
+    let id = bobs["id"].as_str().unwrap();
+    assert_eq!(call(&app, "DELETE", &format!("/api/v1/upload-links/{id}"), &admin, None).await.0, 204);
+    let revoked = audit_of(&app, &admin, "upload_link_revoked").await;
+    assert!(revoked[0]["detail"].as_str().unwrap().starts_with("by_admin"), "{revoked:?}");
+}
