@@ -56,6 +56,8 @@ fn refusal(req: &Request, err: &LinkError, link: Option<&UploadLinkEntry>, token
         LinkError::File(FileError::QuotaExceeded) => (StatusCode::INSUFFICIENT_STORAGE, "quota_exceeded"),
         LinkError::File(FileError::NoSpace) => (StatusCode::INSUFFICIENT_STORAGE, "insufficient_storage"),
         LinkError::File(FileError::Aborted(_)) => (StatusCode::BAD_REQUEST, "upload_incomplete"),
+        // A name numbered 999 times over: rare, and said without naming the folder's files.
+        LinkError::File(FileError::NameTaken) => (StatusCode::CONFLICT, "name_taken"),
         LinkError::PasswordRequired => (StatusCode::UNAUTHORIZED, "password_required"),
         LinkError::WrongPassword => (StatusCode::UNAUTHORIZED, "wrong_password"),
         LinkError::Throttled(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
@@ -69,6 +71,7 @@ fn refusal(req: &Request, err: &LinkError, link: Option<&UploadLinkEntry>, token
         LinkError::NotFound => "This link does not exist or was revoked.".to_owned(),
         LinkError::Throttled(wait) => format!("Too many wrong passwords. Try again in {} s.", wait.as_secs().max(1)),
         LinkError::File(FileError::QuotaExceeded) => "The owner's storage is full; nothing was stored.".to_owned(),
+        LinkError::File(FileError::NameTaken) => "Give the file another name and try again.".to_owned(),
         _ if status == StatusCode::INTERNAL_SERVER_ERROR => {
             "The server could not complete the request; it has been logged.".to_owned()
         }
