@@ -31,4 +31,5 @@ pub mod storage;
 pub mod systemd;
 pub mod telemetry;
 pub mod tls;
+pub mod upload_links;
 pub mod uploads;

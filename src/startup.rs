@@ -176,6 +176,26 @@ async fn build_shares(
     Ok(Shares::new(db.clone(), files.clone(), keys, auth.hasher().clone(), throttle, policy, mailer))
 }
 
+/// Upload links: tokens sealed and cookies signed with the share-link key, passwords throttled
+/// like share links', expiry limits from `[shares]` (read through `shares`, so reloads apply).
+async fn build_upload_links(
+    settings: &Settings,
+    db: &Db,
+    shares: &Shares,
+    auth: &Auth,
+    state_dir: &StateDir,
+) -> anyhow::Result<crate::upload_links::UploadLinks> {
+    let key_path = state_dir.share_key();
+    let keys = blocking(move || Ok(ShareKeys::load_or_create(&key_path)?)).await?;
+    let throttle = ThrottlePolicy {
+        free_failures: settings.auth.login_free_failures,
+        base_delay: std::time::Duration::from_secs(1),
+        max_delay: settings.auth.login_max_delay.0,
+    };
+    let (hasher, mailer) = (auth.hasher().clone(), auth.mailer().clone());
+    Ok(crate::upload_links::UploadLinks::new(db.clone(), shares.clone(), keys, hasher, throttle, mailer))
+}
+
 /// Resumable uploads: part files nothing owns (a crash mid-creation or mid-finish) and
 /// expired uploads are removed before anything is served.
 async fn prepare_uploads(settings: &Settings, files: &Files, clock: &Clock) -> anyhow::Result<Uploads> {
@@ -388,6 +408,7 @@ impl Application {
         let files = prepare_files(&settings, &db, &clock, &state_dir).await?;
         let uploads = prepare_uploads(&settings, &files, &clock).await?;
         let shares = build_shares(&settings, &db, &files, &auth, &state_dir).await?;
+        let upload_links = build_upload_links(&settings, &db, &shares, &auth, &state_dir).await?;
         let search_stop = CancellationToken::new();
         let search = match settings.search.enabled {
             true => {
@@ -446,6 +467,7 @@ impl Application {
             files: files.clone(),
             uploads: uploads.clone(),
             shares: shares.clone(),
+            upload_links,
             search: search.clone(),
             max_body_size: Arc::clone(&max_body_size),
             public_url: public_url.clone(),

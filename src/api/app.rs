@@ -35,6 +35,8 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
     ("upload.js", "text/javascript; charset=utf-8", include_bytes!("../web/upload.js")),
     ("resumable.js", "text/javascript; charset=utf-8", include_bytes!("../web/resumable.js")),
     ("shares.js", "text/javascript; charset=utf-8", include_bytes!("../web/shares.js")),
+    ("uplink.js", "text/javascript; charset=utf-8", include_bytes!("../web/uplink.js")),
+    ("upload-links.js", "text/javascript; charset=utf-8", include_bytes!("../web/upload-links.js")),
     ("account.js", "text/javascript; charset=utf-8", include_bytes!("../web/account.js")),
     ("admin.js", "text/javascript; charset=utf-8", include_bytes!("../web/admin.js")),
     ("icon.svg", "image/svg+xml", include_bytes!("../web/icon.svg")),

@@ -140,6 +140,7 @@ impl From<crate::files::FileError> for ApiFailure {
             FileError::FolderNotEmpty => Self::Conflict(body("folder_not_empty", message)),
             FileError::Throttled(wait) => Self::throttled(wait),
             FileError::Invalid(_) => Self::bad_request("invalid", message),
+            FileError::LinkFull => Self::Conflict(body("upload_link_full", message)),
             other => Self::internal(other),
         }
     }

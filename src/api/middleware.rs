@@ -82,15 +82,23 @@ fn redacted_path(path: &str, share_id: Option<&str>) -> String {
         collapsed.push('/');
         collapsed.push_str(segment);
     }
-    let Some(rest) = collapsed.strip_prefix("/s/") else { return path.to_owned() };
-    let tail = match rest.split_once('/') {
-        None => "",
-        Some((_, "download")) => "/download",
-        Some(_) => "/[...]",
+    // Upload links (`/u/<token>`, tail `/files`) are hidden the same way.
+    let (prefix, kind, known) = if let Some(rest) = collapsed.strip_prefix("/s/") {
+        (rest, "s", "download")
+    } else if let Some(rest) = collapsed.strip_prefix("/u/") {
+        (rest, "u", "files")
+    } else {
+        return path.to_owned();
     };
+    let tail = match prefix.split_once('/') {
+        None => String::new(),
+        Some((_, tail)) if tail == known => format!("/{known}"),
+        Some(_) => "/[...]".to_owned(),
+    };
+    let what = if kind == "s" { "share" } else { "upload link" };
     match share_id {
-        Some(id) => format!("/s/[share {id}]{tail}"),
-        None => format!("/s/[token]{tail}"),
+        Some(id) => format!("/{kind}/[{what} {id}]{tail}"),
+        None => format!("/{kind}/[token]{tail}"),
     }
 }
 
@@ -170,6 +178,9 @@ pub async fn request_log<E: Endpoint>(
     if let Some(share) = response.extensions().get::<super::share_page::LoggedShare>() {
         line.path = redacted_path(&line.path, Some(&share.0));
     }
+    if let Some(link) = response.extensions().get::<super::upload_link_page::LoggedUploadLink>() {
+        line.path = redacted_path(&line.path, Some(&link.0));
+    }
     let status = response.status().as_u16();
     line.status = Some(status);
     line.write(status);
@@ -235,7 +246,12 @@ pub async fn body_limit<E: Endpoint>(
     exempt: &[(&str, &str)],
     resumable: &[(&str, &str)],
 ) -> poem::Result<Response> {
-    if exempt.iter().any(|(method, path)| req.method().as_str() == *method && req.uri().path() == *path) {
+    let upload_link_file = req.method() == poem::http::Method::PUT
+        && req.uri().path().starts_with("/u/")
+        && req.uri().path().ends_with("/files");
+    if upload_link_file
+        || exempt.iter().any(|(method, path)| req.method().as_str() == *method && req.uri().path() == *path)
+    {
         // A raw upload may come without a type; it is just bytes.
         if !req.headers().contains_key(header::CONTENT_TYPE) {
             req.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
@@ -307,6 +323,8 @@ mod tests {
         }
         assert_eq!(redacted_path(&format!("/s/{token}/download"), Some("42")), "/s/[share 42]/download");
         assert_eq!(redacted_path("/api/v1/health", None), "/api/v1/health");
+        assert_eq!(redacted_path(&format!("/u/{token}/files"), Some("7")), "/u/[upload link 7]/files");
+        assert_eq!(redacted_path(&format!("/u//{token}/{token}"), None), "/u/[token]/[...]");
     }
 
     #[test]

@@ -36,6 +36,9 @@ mod tus_headers;
 mod tus_types;
 mod upload;
 mod upload_form;
+mod upload_link_html;
+mod upload_link_page;
+mod upload_links;
 mod users;
 
 use std::sync::Arc;
@@ -75,6 +78,8 @@ pub enum ApiTags {
     Files,
     /// Public links to files, for people without an account.
     Shares,
+    /// Links through which people without an account upload files into a folder.
+    UploadLinks,
     /// Finding files by words in their names, descriptions and contents.
     Search,
     /// Resumable uploads (tus 1.0.0): an upload that survives dropped connections and
@@ -97,6 +102,7 @@ pub struct ApiContext {
     pub files: crate::files::Files,
     pub uploads: crate::uploads::Uploads,
     pub shares: crate::shares::Shares,
+    pub upload_links: crate::upload_links::UploadLinks,
     /// Full-text search, unless `search.enabled` is false.
     pub search: Option<crate::search::Search>,
     /// `server.max_body_size`, changed by a reload.
@@ -125,6 +131,7 @@ type Apis = (
     resumable::ResumableApi,
     content::ContentApi,
     shares::SharesApi,
+    upload_links::UploadLinksApi,
     search::SearchApi,
     oidc::OidcApi,
 );
@@ -144,6 +151,11 @@ fn openapi(context: &ApiContext) -> OpenApiService<Apis, ()> {
         content::ContentApi { files: context.files.clone() },
         shares::SharesApi {
             shares: context.shares.clone(),
+            auth: Arc::clone(&context.auth),
+            public_url: context.public_url.clone(),
+        },
+        upload_links::UploadLinksApi {
+            links: context.upload_links.clone(),
             auth: Arc::clone(&context.auth),
             public_url: context.public_url.clone(),
         },
@@ -170,6 +182,8 @@ pub fn build(context: ApiContext) -> BoxEndpoint<'static, Response> {
     allow.add("/docs", vec!["GET".into()]);
     allow.add("/s/{token}", vec!["GET".into(), "POST".into()]);
     allow.add("/s/{token}/download", vec!["GET".into()]);
+    allow.add("/u/{token}", vec!["GET".into(), "POST".into()]);
+    allow.add("/u/{token}/files", vec!["PUT".into()]);
     allow.add("/", vec!["GET".into(), "HEAD".into()]);
     allow.add("/app", vec!["GET".into(), "HEAD".into()]);
     allow.add("/app/{path}", vec!["GET".into(), "HEAD".into()]);
@@ -194,9 +208,12 @@ pub fn build(context: ApiContext) -> BoxEndpoint<'static, Response> {
         .at("/s/:token/download", get(share_page::download).head(share_page::download))
         .at("/auth/oidc/callback", get(oidc::callback))
         .at("/auth/oidc/:provider", get(oidc::start))
+        .at("/u/:token", get(upload_link_page::landing).post(upload_link_page::unlock))
+        .at("/u/:token/files", poem::put(upload_link_page::receive))
         .data(Arc::clone(&context.oidc))
         .data(oidc::PublicUrl(context.public_url.clone()))
         .data(context.shares.clone())
+        .data(context.upload_links.clone())
         .data(Arc::clone(&context.auth))
         .data(Arc::clone(&context.rate_limits))
         .around(move |endpoint, req| {

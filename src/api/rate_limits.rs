@@ -15,7 +15,7 @@ use crate::config::RateLimitSettings;
 use crate::domain::UserId;
 use crate::rate_limit::{Quota, RateLimiter};
 
-/// Paths (below the API prefix, or the share links) counted per client address.
+/// Paths (below the API prefix, or the share and upload links) counted per client address.
 const PUBLIC_API_PATHS: &[&str] = &[
     "/auth/login",
     "/auth/refresh",
@@ -65,6 +65,7 @@ impl RateLimits {
 fn is_public(path: &str) -> bool {
     path.starts_with("/s/")
         || path.starts_with("/auth/oidc/")
+        || path.starts_with("/u/")
         || path.strip_prefix(super::API_PREFIX).is_some_and(|rest| PUBLIC_API_PATHS.contains(&rest))
 }
 

@@ -26,7 +26,7 @@ use crate::shares::{Refused, ShareError, ShareState, Shares, Visitor, Wanted};
 pub struct LoggedShare(pub String);
 
 /// Tokens are 43 URL-safe base64 characters; anything else is not worth a database lookup.
-fn plausible(token: &str) -> bool {
+pub(super) fn plausible(token: &str) -> bool {
     (20..=100).contains(&token.len()) && token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
@@ -45,7 +45,7 @@ fn cookies(req: &Request) -> Vec<(&str, &str)> {
         .collect()
 }
 
-fn cookie<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
+pub(super) fn cookie<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
     cookies(req).into_iter().find_map(|(key, value)| (key == name).then_some(value))
 }
 
@@ -60,7 +60,7 @@ fn set_cookie(response: &mut Response, cookie: &IssuedCookie, secure: bool) {
     }
 }
 
-fn is_https(req: &Request) -> bool {
+pub(super) fn is_https(req: &Request) -> bool {
     req.scheme() == &poem::http::uri::Scheme::HTTPS
 }
 
@@ -107,7 +107,7 @@ fn refusal(req: &Request, err: &ShareError, share: Option<&Opened>, token: &str)
     response
 }
 
-fn capitalized(text: &str) -> String {
+pub(super) fn capitalized(text: &str) -> String {
     let mut chars = text.chars();
     chars.next().map(|first| first.to_uppercase().chain(chars).collect()).unwrap_or_default()
 }

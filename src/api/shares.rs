@@ -161,7 +161,7 @@ pub(super) fn base_url(configured: Option<&str>, req: &Request) -> String {
     }
 }
 
-fn expiry(expires_in: Option<i64>, expires_at: Option<Text>) -> Result<Option<Expiry>, ApiFailure> {
+pub(super) fn expiry(expires_in: Option<i64>, expires_at: Option<Text>) -> Result<Option<Expiry>, ApiFailure> {
     match (expires_in, expires_at) {
         (Some(_), Some(_)) => Err(ApiFailure::bad_request("invalid", "give expires_in or expires_at, not both")),
         (Some(seconds), None) => Ok(Some(Expiry::In(seconds))),
@@ -174,7 +174,7 @@ fn expiry(expires_in: Option<i64>, expires_at: Option<Text>) -> Result<Option<Ex
     }
 }
 
-fn change<T, U: From<T>>(value: MaybeUndefined<T>) -> Change<U> {
+pub(super) fn change<T, U: From<T>>(value: MaybeUndefined<T>) -> Change<U> {
     match value {
         MaybeUndefined::Undefined => Change::Keep,
         MaybeUndefined::Null => Change::Clear,

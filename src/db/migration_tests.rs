@@ -81,6 +81,15 @@ fn seed(conn: &Connection, version: u32) {
             )
             .unwrap();
         }
+        11 => {
+            conn.execute(
+                "INSERT INTO upload_links (id, token_hash, sealed_token, owner_id, folder, created_at, expires_at,
+                     max_files, max_total_bytes, max_file_bytes, files_received, bytes_received, note)
+                 VALUES ('ul1', x'0a0b', x'0c0d', 'u1', 'work', 800, 999999, 5, 5000, 1000, 1, 300, 'scans please')",
+                params![],
+            )
+            .unwrap();
+        }
         other => panic!("no seed for schema version {other}: add one with the migration"),
     }
 }
@@ -163,6 +172,14 @@ fn check(conn: &Connection, seeded: u32) {
             .unwrap();
         assert_eq!(identity, ("u2".into(), "idp".into()));
         assert_eq!(count("oidc_pending"), 1);
+    }
+    if seeded >= 11 {
+        let link: (i64, i64, String) = conn
+            .query_row("SELECT files_received, bytes_received, note FROM upload_links WHERE id = 'ul1'", [], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+            })
+            .unwrap();
+        assert_eq!(link, (1, 300, "scans please".into()));
     }
     let integrity: String = conn.query_row("PRAGMA integrity_check", [], |row| row.get(0)).unwrap();
     assert_eq!(integrity, "ok");

@@ -256,6 +256,31 @@ const MIGRATIONS: &[&str] = &[
     ) STRICT;
     CREATE INDEX oidc_pending_by_expiry ON oidc_pending (expires_at);
     ALTER TABLE sessions ADD COLUMN method TEXT NOT NULL DEFAULT 'password';",
+    // 11: upload links ("file requests"): people without an account upload into one of the
+    // owner's folders. The token is stored like a share's (SHA-256 for lookup, sealed copy for
+    // the owner); `files_received` and `bytes_received` are raised in the transaction that
+    // records each file, so the limits hold across restarts and parallel uploads.
+    "CREATE TABLE upload_links (
+        id               TEXT PRIMARY KEY,
+        token_hash       BLOB NOT NULL UNIQUE,
+        sealed_token     BLOB NOT NULL,
+        owner_id         TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        folder           TEXT NOT NULL,
+        created_at       INTEGER NOT NULL,
+        expires_at       INTEGER NOT NULL,
+        password_hash    TEXT,
+        password_version INTEGER NOT NULL DEFAULT 0,
+        max_files        INTEGER NOT NULL CHECK (max_files >= 1),
+        max_total_bytes  INTEGER NOT NULL CHECK (max_total_bytes >= 1),
+        max_file_bytes   INTEGER NOT NULL CHECK (max_file_bytes >= 1),
+        files_received   INTEGER NOT NULL DEFAULT 0 CHECK (files_received >= 0),
+        bytes_received   INTEGER NOT NULL DEFAULT 0 CHECK (bytes_received >= 0),
+        note             TEXT NOT NULL DEFAULT '',
+        notify_uploads   INTEGER NOT NULL DEFAULT 0 CHECK (notify_uploads IN (0, 1)),
+        disabled         INTEGER NOT NULL DEFAULT 0 CHECK (disabled IN (0, 1)),
+        last_upload_at   INTEGER
+    ) STRICT;
+    CREATE INDEX upload_links_by_owner ON upload_links (owner_id, created_at);",
 ];
 
 pub const LATEST_VERSION: u32 = MIGRATIONS.len() as u32;

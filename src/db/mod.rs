@@ -16,6 +16,7 @@ mod migrations;
 pub mod oidc;
 pub mod sessions;
 pub mod shares;
+pub mod upload_links;
 pub mod uploads;
 pub mod users;
 

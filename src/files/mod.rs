@@ -72,6 +72,8 @@ pub enum FileError {
     Throttled(Duration),
     #[error("{0}")]
     Invalid(String),
+    #[error("this upload link takes no more files")]
+    LinkFull,
     #[error(transparent)]
     Db(#[from] DbError),
     #[error("storage failure: {0}")]
@@ -139,6 +141,19 @@ pub struct Finishing {
     /// Until when the finished upload still answers HEAD with the file's id.
     pub keep_until: i64,
 }
+
+/// Who a commit stores for, and what must still hold in its transaction.
+enum Authority<'a> {
+    /// A signed-in caller whose credential must still stand.
+    Caller(&'a Principal),
+    /// An upload link's owner: the check runs in the commit's transaction with the new file's
+    /// row, just before it is inserted, and may refuse (nothing is stored then) or record more.
+    Link(UserId, LinkCheck),
+}
+
+/// See [`Files::commit_for_link`].
+pub type LinkCheck =
+    Box<dyn FnOnce(&rusqlite::Connection, &FileRow) -> Result<Result<(), FileError>, DbError> + Send + 'static>;
 
 #[derive(Clone)]
 pub struct Files {
@@ -233,11 +248,26 @@ impl Files {
     where
         S: Stream<Item = Result<Bytes, std::io::Error>> + Unpin,
     {
-        let max_file_size = self.max_file_size.load(Ordering::Relaxed);
+        self.receive_for(&caller.user_id, request, body, u64::MAX).await
+    }
+
+    /// [`Files::receive`] into `owner`'s files with a further bound on the size (an upload
+    /// link's): over it, `TooLarge` names that bound.
+    pub async fn receive_for<S>(
+        &self,
+        owner: &UserId,
+        request: &UploadRequest,
+        body: S,
+        bound: u64,
+    ) -> Result<Received, FileError>
+    where
+        S: Stream<Item = Result<Bytes, std::io::Error>> + Unpin,
+    {
+        let max_file_size = self.max_file_size.load(Ordering::Relaxed).min(bound);
         if request.declared_size.is_some_and(|size| size > max_file_size) {
             return Err(FileError::TooLarge { limit: max_file_size });
         }
-        let (who, folder, name) = (caller.user_id.clone(), request.folder.clone(), request.name.clone());
+        let (who, folder, name) = (owner.clone(), request.folder.clone(), request.name.clone());
         let (quota, used, existing) = self
             .db
             .read(move |conn| {
@@ -301,11 +331,35 @@ impl Files {
         received: Received,
         finishing: Option<Finishing>,
     ) -> Result<FileRow, FileError> {
+        self.commit_as(Authority::Caller(caller), request, received, finishing).await
+    }
+
+    /// [`Files::commit`] into `owner`'s files for an upload link: `check` decides in the
+    /// transaction, with the row about to be inserted, whether the link still takes it.
+    pub async fn commit_for_link(
+        &self,
+        owner: &UserId,
+        request: UploadRequest,
+        received: Received,
+        check: LinkCheck,
+    ) -> Result<FileRow, FileError> {
+        self.commit_as(Authority::Link(owner.clone(), check), request, received, None).await
+    }
+
+    async fn commit_as(
+        &self,
+        authority: Authority<'_>,
+        request: UploadRequest,
+        received: Received,
+        finishing: Option<Finishing>,
+    ) -> Result<FileRow, FileError> {
         let content_type = media_type::media_type(&request.name, &received.pending.head);
         let published = self.store.publish(received.pending).await.map_err(ingest_error)?;
         let (size, sha256) = (i64::try_from(published.size).unwrap_or(i64::MAX), published.sha256.clone());
-        let caller = caller.clone();
-        let owner = caller.user_id.clone();
+        let (caller, owner, mut link_check) = match authority {
+            Authority::Caller(caller) => (Some(caller.clone()), caller.user_id.clone(), None),
+            Authority::Link(owner, check) => (None, owner, Some(check)),
+        };
         let now = self.clock.now();
         #[cfg(test)]
         let pause = self.pause_before_commit.clone();
@@ -318,7 +372,9 @@ impl Files {
                 if let Some(pause) = pause {
                     pause();
                 }
-                if !caller.still_authorized(tx)? {
+                if let Some(caller) = &caller
+                    && !caller.still_authorized(tx)?
+                {
                     return Ok(Err(FileError::CredentialsEnded));
                 }
                 if let Err(err) = published.ensure_stored() {
@@ -353,6 +409,7 @@ impl Files {
                 let name = match (existing, request.on_conflict) {
                     (None, _) => request.name.clone(),
                     (Some(_), OnConflict::Fail) => return Ok(Err(FileError::NameTaken)),
+                    (Some(_), OnConflict::Replace) if link_check.is_some() => return Ok(Err(FileError::NameTaken)),
                     (Some(old), OnConflict::Replace) => {
                         files::replace_contents(tx, &old.id, size, &sha256, &content_type, now)?;
                         return match files::by_id(tx, &old.id)? {
@@ -377,6 +434,11 @@ impl Files {
                     created_at: now,
                     modified_at: now,
                 };
+                if let Some(check) = link_check.take()
+                    && let Err(refused) = check(tx, &row)?
+                {
+                    return Ok(Err(refused));
+                }
                 files::insert(tx, &row)?;
                 record(row)
             })

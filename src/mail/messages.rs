@@ -184,6 +184,19 @@ pub fn share_downloaded(file_name: &str, count: &str, address: &str, settings_ur
     )
 }
 
+/// To an upload link's owner who asked to hear of files received.
+pub fn upload_received(file_name: &str, size: i64, folder: &str, address: &str, app_url: &str) -> Message {
+    let (file_name, folder) = (clean(file_name, false), clean(folder, false));
+    let what = format!("Your upload link received \"{file_name}\" ({size} bytes) from {address}, stored in {folder}.");
+    let how = "You get this because you asked to hear of this link's uploads; turn it off in the link's settings:";
+    render(
+        "upload_received",
+        format!("\"{file_name}\" was uploaded through your link"),
+        &[Paragraph::Text(&what), Paragraph::Text(how), Paragraph::Link(app_url)],
+        NOTICE_LIFETIME,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

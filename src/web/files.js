@@ -5,6 +5,7 @@ import { api, query } from './api.js';
 import { uploads } from './upload.js';
 import { renameItem, moveItems, deleteItems, fileDetails } from './file-actions.js';
 import { shareDialog } from './shares.js';
+import { uploadLinksDialog } from './upload-links.js';
 
 const PAGE = 100;
 let preferredSort = 'name';
@@ -192,7 +193,8 @@ export async function filesPage(main, rest) {
   const toolbar = h('div', { class: 'toolbar' },
     filePicker, h('label', { for: 'pick-files', class: 'button primary', text: 'Upload files' }),
     folderPicker, h('label', { for: 'pick-folder', class: 'button', text: 'Upload a folder' }),
-    h('button', { type: 'button', onclick: newFolder, text: 'New folder' }));
+    h('button', { type: 'button', onclick: newFolder, text: 'New folder' }),
+    h('button', { type: 'button', onclick: () => uploadLinksDialog(folder), text: 'Upload links' }));
 
   const zone = h('section', { class: 'dropzone', 'aria-label': 'Files' }, table);
   zone.addEventListener('dragover', (event) => { event.preventDefault(); zone.classList.add('dragging'); });

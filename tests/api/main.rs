@@ -45,6 +45,7 @@ mod smtp;
 mod systemd;
 mod throttling;
 mod tls;
+mod upload_links;
 mod upload_refusals;
 mod upload_rules;
 mod users;
