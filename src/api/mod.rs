@@ -27,6 +27,7 @@ mod resumable;
 mod search;
 mod security;
 mod share_html;
+mod share_listing;
 mod share_page;
 mod shares;
 mod strict;
@@ -182,6 +183,7 @@ pub fn build(context: ApiContext) -> BoxEndpoint<'static, Response> {
         .at("/app/*path", get(app::shell).head(app::shell))
         .at("/s/:token", get(share_page::landing).post(share_page::unlock))
         .at("/s/:token/download", get(share_page::download).head(share_page::download))
+        .at("/s/:token/files/:file_id", get(share_page::one_file).head(share_page::one_file))
         .data(context.shares.clone())
         .data(Arc::clone(&context.auth))
         .data(Arc::clone(&context.rate_limits))
