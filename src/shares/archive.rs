@@ -188,3 +188,53 @@ pub fn write_zip<W: Write, R: Read>(
     zip.finish().map_err(io::Error::other)?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::files::FileRow;
+    use crate::domain::{FileId, UserId};
+
+    fn member(path: &str, contents: &[u8]) -> Member {
+        let file = FileRow {
+            id: FileId(path.to_owned()),
+            owner_id: UserId("u".into()),
+            folder: String::new(),
+            name: path.to_owned(),
+            size: i64::try_from(contents.len()).unwrap(),
+            sha256: String::from_utf8(contents.to_vec()).unwrap(),
+            content_type: "text/plain".into(),
+            description: String::new(),
+            created_at: 1_700_000_000,
+            modified_at: 1_700_000_000,
+        };
+        Member { file, path: path.to_owned(), downloads_left: None }
+    }
+
+    /// The writer's own output, with the ZIP64 threshold forced down to every entry, is an
+    /// archive the real `unzip` accepts, and its entries carry the ZIP64 extra field (0x0001).
+    /// A genuine 4 GiB entry would take minutes; the threshold is the only difference.
+    #[test]
+    fn forced_zip64_entries_carry_the_extra_field_and_unzip_accepts_them() {
+        let members = [member("one.txt", b"first file"), member("dir/two.txt", b"second")];
+        let mut archive = Vec::new();
+        write_zip(&mut archive, &members, 0, |contents: &str| Ok(io::Cursor::new(contents.as_bytes().to_vec())))
+            .unwrap();
+        let local = archive.windows(4).position(|window| window == b"PK\x03\x04").unwrap();
+        let name_length = usize::from(u16::from_le_bytes([archive[local + 26], archive[local + 27]]));
+        let extra_length = usize::from(u16::from_le_bytes([archive[local + 28], archive[local + 29]]));
+        let extra = &archive[local + 30 + name_length..][..extra_length];
+        assert!(extra.len() >= 4 && extra[..2] == [1, 0], "first entry's extra field: {extra:?}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("forced.zip");
+        std::fs::write(&path, &archive).unwrap();
+        let output = std::process::Command::new("unzip").arg("-t").arg(&path).output().expect("unzip is installed");
+        let text = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success() && text.contains("No errors detected"), "{text}");
+        let mut plain = Vec::new();
+        write_zip(&mut plain, &members, ZIP64_FROM, |contents: &str| Ok(io::Cursor::new(contents.as_bytes().to_vec())))
+            .unwrap();
+        assert!(plain.len() < archive.len(), "small entries carry no ZIP64 field by default");
+    }
+}
