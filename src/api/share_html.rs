@@ -109,7 +109,11 @@ fn landing_files(token: &str, opened: &Opened, members: &[Member]) -> Page {
         let action = if used_up {
             "<td>Used up</td>".to_owned()
         } else {
-            format!("<td><a href=\"/s/{token}/files/{}\">Download</a></td>", escape(&member.file.id.0))
+            format!(
+                "<td><a href=\"/s/{token}/files/{}\" aria-label=\"Download {}\">Download</a></td>",
+                escape(&member.file.id.0),
+                escape(&member.path)
+            )
         };
         rows.push_str(&format!(
             "<tr><td class=\"name\">{}</td><td>{}</td>{action}</tr>",
