@@ -21,6 +21,8 @@ struct Tally {
     share_id: String,
     ip: String,
     range: String,
+    /// ` file=<id>` of the file served; empty for a ZIP.
+    file: String,
     /// Bytes the answer should have; `None` for a ZIP, complete when its stream ended cleanly.
     expected: Option<u64>,
     sent: u64,
@@ -35,7 +37,7 @@ impl Drop for Tally {
             None => self.ended,
         };
         let outcome = self.outcome.unwrap_or(if complete { "complete" } else { "interrupted" });
-        let detail = format!("outcome={outcome} bytes={} range={}", self.sent, self.range);
+        let detail = format!("outcome={outcome} bytes={} range={}{}", self.sent, self.range, self.file);
         let (shares, id, ip) = (self.shares.clone(), std::mem::take(&mut self.share_id), std::mem::take(&mut self.ip));
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
@@ -75,6 +77,7 @@ impl Shares {
             share_id: download.share_id,
             ip: download.ip,
             range,
+            file: download.file.as_ref().map(|(id, _)| format!(" file={id}")).unwrap_or_default(),
             expected: download.length,
             sent: 0,
             ended: false,

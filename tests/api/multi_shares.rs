@@ -108,6 +108,14 @@ async fn a_folder_link_holds_its_contents_at_download_time_and_zips_them_for_unz
     assert!(ok, "{text}");
     assert_eq!(std::fs::read(out.join("day2/later.txt")).unwrap(), b"added after the link");
     assert_eq!(downloads(&app, &admin, id).await, 1, "one ZIP, one download");
+
+    // The link follows its folder when it moves.
+    let (status, moved) =
+        call(&app, "POST", "/api/v1/folders/move", &admin, Some(json!({"from": "trip", "to": "archive/trip"}))).await;
+    assert_eq!(status, 200, "{moved}");
+    assert_eq!(paths(&listing(&app, token, &[]).await), ["plan.txt", "day2/later.txt"]);
+    let (_, info) = call(&app, "GET", &format!("/api/v1/shares/{id}"), &admin, None).await;
+    assert_eq!((info["folder"].as_str(), info["file_name"].as_str()), (Some("archive/trip"), Some("trip")));
 }
 
 #[tokio::test]
