@@ -162,6 +162,7 @@ pub fn build(context: ApiContext) -> BoxEndpoint<'static, Response> {
     allow.add("/docs", vec!["GET".into()]);
     allow.add("/s/{token}", vec!["GET".into(), "POST".into()]);
     allow.add("/s/{token}/download", vec!["GET".into()]);
+    allow.add("/s/{token}/files/{file_id}", vec!["GET".into()]);
     allow.add("/", vec!["GET".into(), "HEAD".into()]);
     allow.add("/app", vec!["GET".into(), "HEAD".into()]);
     allow.add("/app/{path}", vec!["GET".into(), "HEAD".into()]);
