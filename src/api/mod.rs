@@ -28,6 +28,7 @@ mod resumable;
 mod search;
 mod security;
 mod share_html;
+mod share_listing;
 mod share_page;
 mod shares;
 mod strict;
@@ -182,6 +183,7 @@ pub fn build(context: ApiContext) -> BoxEndpoint<'static, Response> {
     allow.add("/docs", vec!["GET".into()]);
     allow.add("/s/{token}", vec!["GET".into(), "POST".into()]);
     allow.add("/s/{token}/download", vec!["GET".into()]);
+    allow.add("/s/{token}/files/{file_id}", vec!["GET".into()]);
     allow.add("/u/{token}", vec!["GET".into(), "POST".into()]);
     allow.add("/u/{token}/files", vec!["PUT".into()]);
     allow.add("/", vec!["GET".into(), "HEAD".into()]);
@@ -206,6 +208,7 @@ pub fn build(context: ApiContext) -> BoxEndpoint<'static, Response> {
         .at("/app/*path", get(app::shell).head(app::shell))
         .at("/s/:token", get(share_page::landing).post(share_page::unlock))
         .at("/s/:token/download", get(share_page::download).head(share_page::download))
+        .at("/s/:token/files/:file_id", get(share_page::one_file).head(share_page::one_file))
         .at("/auth/oidc/callback", get(oidc::callback))
         .at("/auth/oidc/:provider", get(oidc::start))
         .at("/u/:token", get(upload_link_page::landing).post(upload_link_page::unlock))

@@ -6,6 +6,7 @@
 use poem::http::StatusCode;
 use poem::{IntoResponse, Response};
 
+use crate::shares::Member;
 use crate::shares::public::Opened;
 
 /// The pages use the web app's stylesheet (`/app/assets/app.css`), so both look alike in light
@@ -74,9 +75,11 @@ fn human_time(unix: i64) -> String {
     format!("{}-{:02}-{:02} {:02}:{:02} UTC", at.year(), u8::from(at.month()), at.day(), at.hour(), at.minute())
 }
 
-/// The file's name, size and expiry with a download button.
-pub fn landing(token: &str, opened: &Opened) -> Page {
+/// The file's name, size and expiry with a download button; for a link to several files or a
+/// folder, each file (relative path, size, its own download) and "Download all" as a ZIP.
+pub fn landing(token: &str, opened: &Opened, members: &[Member]) -> Page {
     let share = &opened.entry.share;
+    let Some(file) = &opened.file else { return landing_files(token, opened, members) };
     let left = match share.max_downloads {
         Some(max) => format!("<p>Downloads left: {}</p>", (max - share.downloads).max(0)),
         None => String::new(),
@@ -84,12 +87,57 @@ pub fn landing(token: &str, opened: &Opened) -> Page {
     let content = format!(
         "<h1>{name}</h1><p>{size}</p><p>Available until {expires}</p>{left}\
          <a class=\"button primary\" href=\"/s/{token}/download\">Download</a>",
-        name = escape(&opened.file.name),
-        size = human_size(opened.file.size),
+        name = escape(&file.name),
+        size = human_size(file.size),
         expires = human_time(share.expires_at),
         token = escape(token),
     );
-    page(&opened.file.name, &content)
+    page(&file.name, &content)
+}
+
+fn landing_files(token: &str, opened: &Opened, members: &[Member]) -> Page {
+    let share = &opened.entry.share;
+    let token = escape(token);
+    let total: i64 = members.iter().map(|member| member.file.size).sum();
+    let left = match share.max_downloads {
+        Some(max) => format!("<p>Each file can be downloaded {max} times, alone or in the ZIP.</p>"),
+        None => String::new(),
+    };
+    let mut rows = String::new();
+    for member in members {
+        let used_up = member.downloads_left == Some(0);
+        let action = if used_up {
+            "<td>Used up</td>".to_owned()
+        } else {
+            format!(
+                "<td><a href=\"/s/{token}/files/{}\" aria-label=\"Download {}\">Download</a></td>",
+                escape(&member.file.id.0),
+                escape(&member.path)
+            )
+        };
+        rows.push_str(&format!(
+            "<tr><td class=\"name\">{}</td><td>{}</td>{action}</tr>",
+            escape(&member.path),
+            human_size(member.file.size)
+        ));
+    }
+    let all = if members.is_empty() {
+        "<p>This link holds no files at the moment.</p>".to_owned()
+    } else if members.iter().any(|member| member.downloads_left == Some(0)) {
+        "<p>Some files are used up, so they cannot all be downloaded as one ZIP.</p>".to_owned()
+    } else {
+        format!("<a class=\"button primary\" href=\"/s/{token}/download\">Download all (ZIP)</a>")
+    };
+    let content = format!(
+        "<h1>{name}</h1><p>{count} files, {size}</p><p>Available until {expires}</p>{left}{all}\
+         <table class=\"share-files\"><thead><tr><th>Name</th><th>Size</th><th></th></tr></thead>\
+         <tbody>{rows}</tbody></table>",
+        name = escape(&opened.entry.file_name),
+        count = members.len(),
+        size = human_size(total),
+        expires = human_time(share.expires_at),
+    );
+    page(&opened.entry.file_name, &content)
 }
 
 /// The password form, with what went wrong last time if anything did.

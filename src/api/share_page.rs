@@ -4,7 +4,11 @@
 //!   password form), served from the binary with a strict CSP and no external assets;
 //! - `POST /s/{token}`: the password form, which sets a short-lived unlock cookie;
 //! - `GET|HEAD /s/{token}/download`: the file, with the headers, ETag and Range support of
-//!   owners' downloads. A protected share takes the unlock cookie or `X-Share-Password`.
+//!   owners' downloads; for a link to several files or a folder, all of them as one streamed
+//!   ZIP (no Range). A protected share takes the unlock cookie or `X-Share-Password`;
+//! - `GET|HEAD /s/{token}/files/{file_id}`: one file of a multi-file link, like a single file.
+//!
+//! The landing page answers `Accept: application/json` with the share's listing.
 //!
 //! Every path to the bytes, HEAD and Range included, passes the same checks. Errors are pages
 //! for browsers and the usual JSON for clients that accept `application/json`. The token never
@@ -17,7 +21,7 @@ use poem::{Body, IntoResponse, Request, Response, handler};
 use super::download::DownloadPlan;
 use super::error::error_response;
 use super::security::client_ip;
-use super::share_html;
+use super::{share_html, share_listing};
 use crate::shares::public::{IssuedCookie, Opened, unlock_cookie_name};
 use crate::shares::{Refused, ShareError, ShareState, Shares, Visitor, Wanted};
 
@@ -30,12 +34,12 @@ pub(super) fn plausible(token: &str) -> bool {
     (20..=100).contains(&token.len()) && token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-fn wants_json(req: &Request) -> bool {
+pub(super) fn wants_json(req: &Request) -> bool {
     req.header(header::ACCEPT).is_some_and(|accept| accept.contains("application/json"))
 }
 
 /// Every cookie of the request, as (name, value).
-fn cookies(req: &Request) -> Vec<(&str, &str)> {
+pub(super) fn cookies(req: &Request) -> Vec<(&str, &str)> {
     req.headers()
         .get_all(header::COOKIE)
         .iter()
@@ -49,7 +53,7 @@ pub(super) fn cookie<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
     cookies(req).into_iter().find_map(|(key, value)| (key == name).then_some(value))
 }
 
-fn set_cookie(response: &mut Response, cookie: &IssuedCookie, secure: bool) {
+pub(super) fn set_cookie(response: &mut Response, cookie: &IssuedCookie, secure: bool) {
     let secure = if secure { "; Secure" } else { "" };
     let value = format!(
         "{}={}; Path=/s/; Max-Age={}; HttpOnly; SameSite=Strict{secure}",
@@ -120,7 +124,7 @@ async fn open(shares: &Shares, req: &Request, token: &str) -> Result<Opened, Res
     shares.open_public(token, &client_ip(req)).await.map_err(|refused| refused_answer(req, refused, token))
 }
 
-fn refused_answer(req: &Request, refused: Refused, token: &str) -> Response {
+pub(super) fn refused_answer(req: &Request, refused: Refused, token: &str) -> Response {
     let mut response = refusal(req, &refused.error, None, token);
     if let Some(id) = refused.share_id {
         response.extensions_mut().insert(LoggedShare(id));
@@ -141,8 +145,19 @@ pub async fn landing(req: &Request, Path(token): Path<String>, shares: Data<&Sha
         refusal(req, &ShareError::Exhausted, Some(&opened), &token)
     } else {
         shares.note_view(opened.id(), &ip, false);
-        match shares.authorize(&opened, None, cookie(req, &unlock_cookie_name(opened.id())), &ip).await {
-            Ok(_) => share_html::landing(&token, &opened).into_response(),
+        let password = if wants_json(req) { req.header("x-share-password") } else { None };
+        match shares.authorize(&opened, password, cookie(req, &unlock_cookie_name(opened.id())), &ip).await {
+            Ok(issued) => match shares.members(&opened).await {
+                Ok(members) if wants_json(req) => {
+                    let mut response = share_listing::listing(&token, &opened, &members).into_response();
+                    if let Some(issued) = issued {
+                        set_cookie(&mut response, &issued, is_https(req));
+                    }
+                    response
+                }
+                Ok(members) => share_html::landing(&token, &opened, &members).into_response(),
+                Err(err) => refusal(req, &err, Some(&opened), &token),
+            },
             Err(err) => refusal(req, &err, Some(&opened), &token),
         }
     };
@@ -183,19 +198,42 @@ pub async fn unlock(req: &Request, Path(token): Path<String>, body: Body, shares
     }
 }
 
-/// `GET|HEAD /s/{token}/download`: the sequence is `Shares::public_download`; this turns the
-/// request's headers into what it wants and the outcome into an answer.
+/// `GET|HEAD /s/{token}/download`: the share's file, or the ZIP of a multi-file share.
 #[handler]
 pub async fn download(req: &Request, Path(token): Path<String>, shares: Data<&Shares>) -> Response {
     if !plausible(&token) {
         return refusal(req, &ShareError::NotFound, None, &token);
     }
+    // One lookup to tell the kinds apart; each sequence then checks the share afresh.
+    match shares.open(&token).await {
+        Ok(opened) if opened.file.is_none() => share_listing::archive(req, &token, &shares).await,
+        _ => serve_file(req, &token, None, &shares).await,
+    }
+}
+
+/// `GET|HEAD /s/{token}/files/{file_id}`: one file of a multi-file share.
+#[handler]
+pub async fn one_file(
+    req: &Request,
+    Path((token, file_id)): Path<(String, String)>,
+    shares: Data<&Shares>,
+) -> Response {
+    if !plausible(&token) {
+        return refusal(req, &ShareError::NotFound, None, &token);
+    }
+    serve_file(req, &token, Some(&file_id), &shares).await
+}
+
+/// The sequence is `Shares::public_download`; this turns the request's headers into what it
+/// wants and the outcome into an answer.
+async fn serve_file(req: &Request, token: &str, member: Option<&str>, shares: &Shares) -> Response {
+    let token = token.to_owned();
     let ip = client_ip(req);
     let visitor = Visitor { ip: &ip, password: req.header("x-share-password"), cookies: cookies(req) };
     let mut plan = None;
     let head = req.method() == poem::http::Method::HEAD;
     let served = shares
-        .public_download(&token, visitor, |file| {
+        .public_download(&token, member, visitor, |file| {
             let decided = DownloadPlan::new(file, req);
             let wanted = match decided.sends() {
                 Some((start, length, partial)) if !head => Wanted::Bytes { start, length, partial },

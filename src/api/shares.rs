@@ -1,4 +1,5 @@
-//! `/shares`: making, listing, changing and revoking public links to files.
+//! `/shares`: making, listing, changing and revoking public links to a file, several files or
+//! a folder.
 
 use crate::api::strict::{Given, Text};
 use std::sync::Arc;
@@ -14,7 +15,8 @@ use super::security::{Caller, client_ip, require_admin};
 use super::users::{given, next_cursor, page_size};
 use super::{ApiTags, rfc3339};
 use crate::auth::Auth;
-use crate::shares::{Change, Expiry, NewShare, SendRequest, ShareChanges, ShareError, ShareView, Shares};
+use crate::db::shares::Contents;
+use crate::shares::{Change, Expiry, NewContents, NewShare, SendRequest, ShareChanges, ShareError, ShareView, Shares};
 
 pub struct SharesApi {
     pub shares: Shares,
@@ -23,9 +25,15 @@ pub struct SharesApi {
     pub public_url: Option<String>,
 }
 
+/// Give exactly one of `file_id`, `file_ids` and `folder`.
 #[derive(Object)]
 struct CreateShare {
-    file_id: Text,
+    /// The one file to share (a single-file link).
+    file_id: Given<Text>,
+    /// Several of your files in one link (1 to 1000 ids).
+    file_ids: Given<Vec<Text>>,
+    /// One of your folders: the link holds whatever lies at or below it when a visitor asks.
+    folder: Given<Text>,
     /// Seconds from now until the link stops working. Give this or `expires_at`, or neither
     /// for `shares.default_expiry`.
     expires_in: Given<i64>,
@@ -33,7 +41,9 @@ struct CreateShare {
     expires_at: Given<Text>,
     /// Visitors must give this password (8 to 1024 characters).
     password: Given<Text>,
-    /// Downloads allowed in all; a resumed download counts once.
+    /// Downloads allowed in all; a resumed download counts once. For a link to several files
+    /// or a folder, downloads allowed of each file, alone or in the ZIP (which takes one of
+    /// each file it holds).
     max_downloads: Given<i64>,
     /// For you (at most 1000 characters); visitors never see it.
     #[oai(default)]
@@ -87,16 +97,31 @@ struct ShareInfo {
     url: Option<String>,
     #[oai(skip_serializing_if_is_none)]
     token: Option<String>,
-    file_id: String,
+    /// `file` (one file), `files` (a list) or `folder`.
+    kind: String,
+    /// The shared file; absent for a list or a folder.
+    #[oai(skip_serializing_if_is_none)]
+    file_id: Option<String>,
+    /// The files named at creation (a list share); those deleted since no longer show.
+    #[oai(skip_serializing_if_is_none)]
+    file_ids: Option<Vec<String>>,
+    /// The shared folder (a folder share).
+    #[oai(skip_serializing_if_is_none)]
+    folder: Option<String>,
+    /// The file's name; for a list `N files`, for a folder its last segment.
     file_name: String,
+    /// The file's size, or the total of the files the link holds now.
     file_size: i64,
+    /// Files the link holds now.
+    file_count: i64,
     owner: String,
     created_at: String,
     expires_at: String,
     has_password: bool,
     #[oai(skip_serializing_if_is_none)]
     max_downloads: Option<i64>,
-    /// Downloads counted so far (page views, HEAD requests and resumed downloads are not).
+    /// Downloads counted so far (page views, HEAD requests and resumed downloads are not); for
+    /// a multi-file link, each ZIP and each single file downloaded counts one.
     downloads: i64,
     /// Page views and body-less requests, counted in batches (a few seconds behind).
     views: i64,
@@ -196,13 +221,22 @@ impl SharesApi {
     fn info(&self, view: ShareView, req: &Request) -> ShareInfo {
         let share = view.entry.share;
         let base = base_url(self.public_url.as_deref(), req);
+        let (file_ids, folder) = match &share.contents {
+            Contents::Files(ids) => (Some(ids.iter().map(|id| id.0.clone()).collect()), None),
+            Contents::Folder(folder) => (None, Some(folder.clone())),
+            Contents::File => (None, None),
+        };
         ShareInfo {
             id: share.id,
             url: view.token.as_ref().map(|token| format!("{base}/s/{token}")),
             token: view.token,
-            file_id: share.file_id.0,
+            kind: share.contents.kind().to_owned(),
+            file_id: share.file_id.map(|id| id.0),
+            file_ids,
+            folder,
             file_name: view.entry.file_name,
             file_size: view.entry.file_size,
+            file_count: view.entry.file_count,
             owner: share.owner_id.0,
             created_at: rfc3339(share.created_at),
             expires_at: rfc3339(share.expires_at),
@@ -221,13 +255,19 @@ impl SharesApi {
 
 #[OpenApi(tag = "ApiTags::Shares")]
 impl SharesApi {
-    /// Make a public link to a file you own. The response holds the link; you can see it
-    /// again in the listing.
+    /// Make a public link to a file, several files or a folder you own. The response holds the
+    /// link; you can see it again in the listing.
     #[oai(path = "/shares", method = "post")]
     async fn create(&self, req: &Request, caller: Caller, body: Json<CreateShare>) -> Result<Created, ApiFailure> {
         let body = body.0;
+        let contents = match (body.file_id.0, body.file_ids.0, body.folder.0) {
+            (Some(id), None, None) => NewContents::File(id.into_inner()),
+            (None, Some(ids), None) => NewContents::Files(ids.into_iter().map(Text::into_inner).collect()),
+            (None, None, Some(folder)) => NewContents::Folder(folder.into_inner()),
+            _ => return Err(ApiFailure::bad_request("invalid", "give exactly one of file_id, file_ids and folder")),
+        };
         let request = NewShare {
-            file_id: body.file_id.into_inner(),
+            contents,
             expiry: expiry(body.expires_in.0, body.expires_at.0)?.unwrap_or(Expiry::Default),
             password: body.password.0.map(String::from),
             max_downloads: body.max_downloads.0,

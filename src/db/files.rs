@@ -21,7 +21,7 @@ pub struct FileRow {
 
 const COLUMNS: &str = "id, owner_id, folder, name, size, sha256, content_type, description, created_at, modified_at";
 
-fn from_row(row: &Row<'_>) -> rusqlite::Result<FileRow> {
+pub(crate) fn from_row(row: &Row<'_>) -> rusqlite::Result<FileRow> {
     Ok(FileRow {
         id: FileId(row.get(0)?),
         owner_id: UserId(row.get(1)?),

@@ -73,6 +73,15 @@ pub fn relocate(
         ),
         params![owner.0, from.as_str(), to.as_str()],
     )?;
+    // Links to the folder or to one below it follow it.
+    conn.execute(
+        &format!(
+            "UPDATE shares SET folder = ?3 || substr(folder, length(?2) + 1)
+             WHERE owner_id = ?1 AND kind = 'folder' AND {}",
+            within("folder")
+        ),
+        params![owner.0, from.as_str(), to.as_str()],
+    )?;
     Ok(moved)
 }
 

@@ -90,6 +90,17 @@ fn seed(conn: &Connection, version: u32) {
             )
             .unwrap();
         }
+        12 => {
+            conn.execute_batch(
+                "INSERT INTO shares (id, token_hash, sealed_token, owner_id, created_at, expires_at, kind)
+                 VALUES ('sh2', x'0a0b', x'0c0d', 'u1', 800, 999999, 'files');
+                 INSERT INTO shares (id, token_hash, sealed_token, owner_id, created_at, expires_at, kind, folder)
+                 VALUES ('sh3', x'0a0c', x'0c0e', 'u1', 801, 999999, 'folder', 'work');
+                 INSERT INTO share_files (share_id, file_id) VALUES ('sh2', 'f1');
+                 INSERT INTO share_file_downloads (share_id, file_id, downloads) VALUES ('sh2', 'f1', 1);",
+            )
+            .unwrap();
+        }
         other => panic!("no seed for schema version {other}: add one with the migration"),
     }
 }
@@ -180,6 +191,21 @@ fn check(conn: &Connection, seeded: u32) {
             })
             .unwrap();
         assert_eq!(link, (1, 300, "scans please".into()));
+    }
+    if seeded >= 12 {
+        let kinds: Vec<String> = conn
+            .prepare("SELECT kind || ':' || coalesce(folder, '') FROM shares WHERE id IN ('sh2', 'sh3') ORDER BY id")
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(kinds, ["files:", "folder:work"]);
+        assert_eq!((count("share_files"), count("share_file_downloads")), (1, 1));
+    }
+    if (4..12).contains(&seeded) {
+        let kind: String = conn.query_row("SELECT kind FROM shares WHERE id = 'sh1'", [], |row| row.get(0)).unwrap();
+        assert_eq!(kind, "file", "existing shares are single-file shares");
     }
     let integrity: String = conn.query_row("PRAGMA integrity_check", [], |row| row.get(0)).unwrap();
     assert_eq!(integrity, "ok");

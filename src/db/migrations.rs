@@ -281,6 +281,53 @@ const MIGRATIONS: &[&str] = &[
         last_upload_at   INTEGER
     ) STRICT;
     CREATE INDEX upload_links_by_owner ON upload_links (owner_id, created_at);",
+    // 12: links to several files or a folder. `shares` is rebuilt so that `file_id` may be
+    // NULL: a list share names its files in `share_files`, a folder share its folder path in
+    // `folder` (its contents are read at download time). `share_file_downloads` counts each
+    // file of a multi-file share, so the limit holds per file (see `shares/members.rs`).
+    "CREATE TABLE shares_rebuilt (
+        id               TEXT PRIMARY KEY,
+        token_hash       BLOB NOT NULL UNIQUE,
+        sealed_token     BLOB NOT NULL,
+        file_id          TEXT REFERENCES files (id) ON DELETE CASCADE,
+        owner_id         TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        created_at       INTEGER NOT NULL,
+        expires_at       INTEGER NOT NULL,
+        password_hash    TEXT,
+        password_version INTEGER NOT NULL DEFAULT 0,
+        max_downloads    INTEGER CHECK (max_downloads IS NULL OR max_downloads > 0),
+        downloads        INTEGER NOT NULL DEFAULT 0 CHECK (downloads >= 0),
+        last_access_at   INTEGER,
+        note             TEXT NOT NULL DEFAULT '',
+        disabled         INTEGER NOT NULL DEFAULT 0 CHECK (disabled IN (0, 1)),
+        views            INTEGER NOT NULL DEFAULT 0 CHECK (views >= 0),
+        notify_downloads INTEGER NOT NULL DEFAULT 0 CHECK (notify_downloads IN (0, 1)),
+        kind             TEXT NOT NULL DEFAULT 'file' CHECK (kind IN ('file', 'files', 'folder')),
+        folder           TEXT,
+        CHECK ((kind = 'file') = (file_id IS NOT NULL) AND (kind = 'folder') = (folder IS NOT NULL))
+    ) STRICT;
+    INSERT INTO shares_rebuilt (id, token_hash, sealed_token, file_id, owner_id, created_at, expires_at,
+        password_hash, password_version, max_downloads, downloads, last_access_at, note, disabled, views,
+        notify_downloads)
+    SELECT id, token_hash, sealed_token, file_id, owner_id, created_at, expires_at, password_hash,
+        password_version, max_downloads, downloads, last_access_at, note, disabled, views, notify_downloads
+    FROM shares;
+    DROP TABLE shares;
+    ALTER TABLE shares_rebuilt RENAME TO shares;
+    CREATE INDEX shares_by_owner ON shares (owner_id, created_at);
+    CREATE INDEX shares_by_file ON shares (file_id);
+    CREATE TABLE share_files (
+        share_id TEXT NOT NULL REFERENCES shares (id) ON DELETE CASCADE,
+        file_id  TEXT NOT NULL REFERENCES files (id) ON DELETE CASCADE,
+        PRIMARY KEY (share_id, file_id)
+    ) STRICT;
+    CREATE INDEX share_files_by_file ON share_files (file_id);
+    CREATE TABLE share_file_downloads (
+        share_id  TEXT NOT NULL REFERENCES shares (id) ON DELETE CASCADE,
+        file_id   TEXT NOT NULL,
+        downloads INTEGER NOT NULL CHECK (downloads >= 0),
+        PRIMARY KEY (share_id, file_id)
+    ) STRICT;",
 ];
 
 pub const LATEST_VERSION: u32 = MIGRATIONS.len() as u32;

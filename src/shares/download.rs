@@ -39,7 +39,7 @@ pub struct Visitor<'a> {
 }
 
 impl Visitor<'_> {
-    fn cookie(&self, name: &str) -> Option<&str> {
+    pub(super) fn cookie(&self, name: &str) -> Option<&str> {
         self.cookies.iter().find_map(|(key, value)| (*key == name).then_some(*value))
     }
 }
@@ -51,7 +51,7 @@ pub struct Refused {
 }
 
 impl Refused {
-    fn of(error: ShareError, opened: Option<&Opened>) -> Self {
+    pub(super) fn of(error: ShareError, opened: Option<&Opened>) -> Self {
         Self { error, share_id: opened.map(|opened| opened.id().to_owned()) }
     }
 }
@@ -61,6 +61,8 @@ pub type ByteStream = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>;
 /// What to answer a download with.
 pub struct Served {
     pub opened: Opened,
+    /// The file served; `None` for a ZIP.
+    pub file: Option<FileRow>,
     /// The bytes asked for; `None` when the answer has no body.
     pub body: Option<ByteStream>,
     /// Cookies to set: a new unlock, a resume.
@@ -79,40 +81,61 @@ impl Shares {
         Ok(opened)
     }
 
-    /// A request for a share's bytes, whole or in part. `wanted` decides, from the file, what
-    /// the request asks for (its conditional and range headers).
+    /// The share behind `token`, past its password: the unlock cookie or `X-Share-Password`
+    /// (which earns a new cookie, returned to be set).
+    pub async fn open_unlocked(
+        &self,
+        token: &str,
+        visitor: &Visitor<'_>,
+    ) -> Result<(Opened, Vec<IssuedCookie>), Refused> {
+        let opened = self.open_public(token, visitor.ip).await?;
+        let unlock_cookie = visitor.cookie(&unlock_cookie_name(opened.id()));
+        match self.authorize(&opened, visitor.password, unlock_cookie, visitor.ip).await {
+            Ok(issued) => Ok((opened, issued.into_iter().collect())),
+            Err(err) => Err(Refused::of(err, Some(&opened))),
+        }
+    }
+
+    /// A request for a share's bytes, whole or in part: the share's one file (`member`
+    /// `None`), or the file `member` of a multi-file share. `wanted` decides, from the file,
+    /// what the request asks for (its conditional and range headers).
     pub async fn public_download(
         &self,
         token: &str,
+        member: Option<&str>,
         visitor: Visitor<'_>,
         wanted: impl FnOnce(&FileRow) -> Wanted,
     ) -> Result<Served, Refused> {
-        let opened = self.open_public(token, visitor.ip).await?;
+        let (opened, mut cookies) = self.open_unlocked(token, &visitor).await?;
         let refuse = |error: ShareError, opened: &Opened| Refused::of(error, Some(opened));
-        let unlock_cookie = visitor.cookie(&unlock_cookie_name(opened.id()));
-        let mut cookies: Vec<IssuedCookie> = self
-            .authorize(&opened, visitor.password, unlock_cookie, visitor.ip)
-            .await
-            .map_err(|err| refuse(err, &opened))?
-            .into_iter()
-            .collect();
-        let Wanted::Bytes { start, length, partial } = wanted(&opened.file) else {
+        let file = match (&opened.file, member) {
+            (Some(file), None) => file.clone(),
+            (None, Some(member)) => self.member(&opened, member).await.map_err(|err| refuse(err, &opened))?,
+            _ => return Err(refuse(ShareError::NotFound, &opened)),
+        };
+        let multi = opened.file.is_none();
+        let Wanted::Bytes { start, length, partial } = wanted(&file) else {
             self.note_view(opened.id(), visitor.ip, false);
-            return Ok(Served { opened, body: None, cookies });
+            return Ok(Served { opened, file: Some(file), body: None, cookies });
         };
         // Opened before counting: a blob that is gone or unreadable uses up no download.
         let stream = self
             .files()
             .store()
-            .read_range(&opened.file.sha256, start, length)
+            .read_range(&file.sha256, start, length)
             .await
             .map_err(|err| refuse(ShareError::File(err.into()), &opened))?;
-        let size = u64::try_from(opened.file.size).unwrap_or(0);
+        let size = u64::try_from(file.size).unwrap_or(0);
         let (id, now) = (opened.id().to_owned(), self.now());
+        // A multi-file share's downloads are remembered per file, under their own cookies.
+        let (progress_key, cookie_name) = match multi {
+            true => (format!("{id}/{}", file.id), resume_cookie_name(&id, Some(&file.id))),
+            false => (id.clone(), resume_cookie_name(&id, None)),
+        };
         let notice = opened.entry.share.notify_downloads.then(|| (self.inner.mailer.clone(), visitor.ip.to_owned()));
-        let resume_cookie = visitor.cookie(&resume_cookie_name(opened.id()));
+        let resume_cookie = visitor.cookie(&cookie_name);
         let continued = match self.read_cookie(CookieKind::Resume, &opened, resume_cookie) {
-            Some(download) if partial => self.inner.resumes.resume(&download, &id, start, now),
+            Some(download) if partial => self.inner.resumes.resume(&download, &progress_key, start, now),
             _ => None,
         };
         let kinds = &crate::metrics::get().share_requests;
@@ -127,11 +150,15 @@ impl Shares {
                 progress
             }
             None => {
+                let file_id = file.id.clone();
                 let counted = self
                     .inner
                     .db
                     .write(move |tx| {
-                        let counted = table::take_download(tx, &id, now)?;
+                        let counted = match multi {
+                            true => table::take_file_downloads(tx, &id, std::slice::from_ref(&file_id), now)?,
+                            false => table::take_download(tx, &id, now)?,
+                        };
                         if let (true, Some((mailer, ip))) = (counted, &notice) {
                             super::send::queue_download_notice(mailer, tx, now, &id, ip)?;
                         }
@@ -145,20 +172,20 @@ impl Shares {
                     return Err(refuse(ShareError::Exhausted, &opened));
                 }
                 kinds.with(["download"]).inc();
-                let (download, progress) = self.inner.resumes.start(opened.id(), size, start, now);
-                cookies.push(self.issue(CookieKind::Resume, &opened, RESUME_LIFETIME, Some(&download)));
+                let (download, progress) = self.inner.resumes.start(&progress_key, size, start, now);
+                cookies.push(self.issue(CookieKind::Resume, &opened, RESUME_LIFETIME, Some(&download), cookie_name));
                 progress
             }
         };
         let download = Download {
             share_id: opened.id().to_owned(),
-            sha256: opened.file.sha256.clone(),
+            file: Some((file.id.clone(), file.sha256.clone())),
             ip: visitor.ip.to_owned(),
             start,
-            length,
-            progress,
+            length: Some(length),
+            progress: Some(progress),
         };
         let body: ByteStream = Box::pin(self.watch(download, Box::pin(stream)));
-        Ok(Served { opened, body: Some(body), cookies })
+        Ok(Served { opened, file: Some(file), body: Some(body), cookies })
     }
 }

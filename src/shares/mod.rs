@@ -1,5 +1,5 @@
 //! Share links: public, expiring, optionally password-protected and download-limited links to
-//! one file.
+//! one file, to a list of files or to a folder (its contents at download time).
 //!
 //! A link's token is 256 bits from the OS CSPRNG, URL-safe base64. The database holds its
 //! SHA-256 (for lookup) and a sealed copy (so the owner can see the link again); logs and the
@@ -8,10 +8,13 @@
 //! Owners' operations are in `owner.rs`; the public side in [`public`] (finding a share,
 //! passwords, cookies), `download.rs` (the whole sequence of a download), `resume.rs` (what a
 //! resumed download may fetch), `watch.rs` (downloads in flight) and `views.rs` (page views,
-//! counted in batches).
+//! counted in batches). Multi-file links: `members.rs` (what a link holds now, its safe names,
+//! per-file counting) and `archive.rs` (the streamed ZIP of them all).
 
+mod archive;
 mod download;
 mod keys;
+mod members;
 mod owner;
 pub mod public;
 mod resume;
@@ -30,6 +33,7 @@ use crate::files::{FileError, Files};
 
 pub use download::{ByteStream, Refused, Served, Visitor, Wanted};
 pub use keys::{KeyError, ShareKeys};
+pub use members::{MAX_LISTED_FILES, Member};
 pub use send::{MAX_RECIPIENTS, RECIPIENTS_PER_HOUR, SendRequest};
 
 #[derive(Debug, thiserror::Error)]
@@ -101,8 +105,19 @@ pub enum Change<T> {
     Set(T),
 }
 
+/// What a new share holds.
+#[derive(Clone, Debug)]
+pub enum NewContents {
+    /// One file (the original kind of share).
+    File(String),
+    /// Several files by id, all the caller's own.
+    Files(Vec<String>),
+    /// A folder path of the caller's: whatever lies at or below it when a visitor asks.
+    Folder(String),
+}
+
 pub struct NewShare {
-    pub file_id: String,
+    pub contents: NewContents,
     pub expiry: Expiry,
     pub password: Option<String>,
     pub max_downloads: Option<i64>,
@@ -136,10 +151,20 @@ impl ShareState {
             Self::Disabled
         } else if share.expires_at <= now {
             Self::Expired
-        } else if share.max_downloads.is_some_and(|max| share.downloads >= max) {
+        } else if Self::used_up(entry) {
             Self::Exhausted
         } else {
             Self::Active
+        }
+    }
+
+    /// A single-file link is used up at its limit; a multi-file link, whose limit holds per
+    /// file, when no file it holds has a download left.
+    fn used_up(entry: &ShareEntry) -> bool {
+        let share = &entry.share;
+        match share.contents {
+            crate::db::shares::Contents::File => share.max_downloads.is_some_and(|max| share.downloads >= max),
+            _ => share.max_downloads.is_some() && entry.file_count > 0 && entry.files_left == 0,
         }
     }
 

@@ -3,12 +3,15 @@
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-use super::{Change, Expiry, NewShare, ShareChanges, ShareError, ShareState, ShareView, Shares, token_hash};
+use super::{
+    Change, Expiry, MAX_LISTED_FILES, NewContents, NewShare, ShareChanges, ShareError, ShareState, ShareView, Shares,
+    token_hash,
+};
 use crate::auth::Principal;
 use crate::db::DbError;
 use crate::db::audit::{self, AuditEvent};
-use crate::db::shares::{self, ShareEntry, ShareRow};
-use crate::domain::{Password, random_id};
+use crate::db::shares::{self, Contents, ShareEntry, ShareRow};
+use crate::domain::{FileId, FolderPath, Password, random_id};
 
 /// Longest note an owner can attach to a share.
 const MAX_NOTE_CHARS: usize = 1000;
@@ -76,9 +79,45 @@ impl Shares {
         ShareView { entry, token, state }
     }
 
-    /// Makes a link to a file the caller owns; returns it with its token.
+    /// What a new link holds, checked: only the caller's own files and folders.
+    async fn contents(
+        &self,
+        caller: &Principal,
+        contents: NewContents,
+    ) -> Result<(Option<FileId>, Contents), ShareError> {
+        match contents {
+            NewContents::File(id) => Ok((Some(self.inner.files.owned(caller, &id).await?.id), Contents::File)),
+            NewContents::Files(ids) => {
+                if ids.is_empty() || ids.len() > MAX_LISTED_FILES {
+                    return Err(ShareError::Invalid(format!("a share lists 1 to {MAX_LISTED_FILES} files")));
+                }
+                let mut owned: Vec<FileId> = Vec::with_capacity(ids.len());
+                for id in ids {
+                    let file = self.inner.files.owned(caller, &id).await?;
+                    if !owned.contains(&file.id) {
+                        owned.push(file.id);
+                    }
+                }
+                Ok((None, Contents::Files(owned)))
+            }
+            NewContents::Folder(path) => {
+                let path = FolderPath::parse_existing(&path).map_err(|err| ShareError::Invalid(err.to_string()))?;
+                if path.is_root() {
+                    return Err(ShareError::Invalid("share a folder, or list the files of the top level".into()));
+                }
+                let (owner, probe) = (caller.user_id.clone(), path.clone());
+                let exists = self.inner.db.read(move |conn| crate::db::folders::exists(conn, &owner, &probe)).await?;
+                if !exists {
+                    return Err(ShareError::File(crate::files::FileError::NoSuchFolder));
+                }
+                Ok((None, Contents::Folder(path.as_str().to_owned())))
+            }
+        }
+    }
+
+    /// Makes a link to a file, files or a folder the caller owns; returns it with its token.
     pub async fn create(&self, caller: &Principal, request: NewShare, ip: &str) -> Result<ShareView, ShareError> {
-        let file = self.inner.files.owned(caller, &request.file_id).await?;
+        let (file_id, contents) = self.contents(caller, request.contents).await?;
         let now = self.now();
         let expires_at = self.expires_at(request.expiry, now)?;
         check_note(&request.note)?;
@@ -95,7 +134,7 @@ impl Shares {
             token_hash: token_hash(&token),
             sealed_token: self.inner.keys.seal(&id, &token)?,
             id,
-            file_id: file.id,
+            file_id,
             owner_id: caller.user_id.clone(),
             created_at: now,
             expires_at,
@@ -108,10 +147,18 @@ impl Shares {
             disabled: false,
             views: 0,
             notify_downloads: request.notify_downloads,
+            contents,
         };
-        let detail = format!("file={} expires_at={}", row.file_id, row.expires_at);
+        let what = match (&row.file_id, &row.contents) {
+            (Some(file), _) => format!("file={file}"),
+            (None, Contents::Files(ids)) => format!("files={}", ids.len()),
+            (None, Contents::Folder(folder)) => format!("folder={folder}"),
+            (None, Contents::File) => String::new(),
+        };
+        let detail = format!("{what} expires_at={}", row.expires_at);
         let entry = self.store_audited(row, shares::insert, "share_created", caller, ip, detail).await?;
-        Ok(ShareView { entry, token: Some(token), state: ShareState::Active })
+        let state = ShareState::of(&entry, now);
+        Ok(ShareView { entry, token: Some(token), state })
     }
 
     /// Writes `row` with `store` and records `event` about it, in one transaction; returns the

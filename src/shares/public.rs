@@ -12,11 +12,12 @@ use crate::auth::throttle::Keys;
 use crate::db::audit::{self, AuditEvent};
 use crate::db::files::{self, FileRow};
 use crate::db::shares::{self, ShareEntry};
+use crate::domain::FileId;
 
-/// A share found by its token, with its file.
+/// A share found by its token, with its file (`None` for a multi-file share).
 pub struct Opened {
     pub entry: ShareEntry,
-    pub file: FileRow,
+    pub file: Option<FileRow>,
 }
 
 impl Opened {
@@ -60,8 +61,12 @@ pub fn unlock_cookie_name(share_id: &str) -> String {
     format!("{}{share_id}", CookieKind::Unlock.prefix())
 }
 
-pub fn resume_cookie_name(share_id: &str) -> String {
-    format!("{}{share_id}", CookieKind::Resume.prefix())
+/// A multi-file share has a resume cookie per file, so downloads of several files can resume.
+pub fn resume_cookie_name(share_id: &str, file: Option<&FileId>) -> String {
+    match file {
+        Some(file) => format!("{}{share_id}_{file}", CookieKind::Resume.prefix()),
+        None => format!("{}{share_id}", CookieKind::Resume.prefix()),
+    }
 }
 
 impl Shares {
@@ -74,7 +79,8 @@ impl Shares {
             .db
             .read(move |conn| {
                 let Some(entry) = shares::by_token_hash(conn, &hash)? else { return Ok(None) };
-                Ok(files::by_id(conn, &entry.share.file_id)?.map(|file| Opened { entry, file }))
+                let Some(file_id) = entry.share.file_id.clone() else { return Ok(Some(Opened { entry, file: None })) };
+                Ok(files::by_id(conn, &file_id)?.map(|file| Opened { entry, file: Some(file) }))
             })
             .await?;
         found.filter(|opened| self.state(opened) != ShareState::Disabled).ok_or(ShareError::NotFound)
@@ -87,7 +93,14 @@ impl Shares {
 
     /// A signed cookie of `kind` for this share and its current password; `extra` (no dots)
     /// rides along, such as the id of a counted download.
-    pub(super) fn issue(&self, kind: CookieKind, opened: &Opened, lifetime: i64, extra: Option<&str>) -> IssuedCookie {
+    pub(super) fn issue(
+        &self,
+        kind: CookieKind,
+        opened: &Opened,
+        lifetime: i64,
+        extra: Option<&str>,
+        name: String,
+    ) -> IssuedCookie {
         let share = &opened.entry.share;
         let expires = self.now().saturating_add(lifetime);
         let mut payload = format!("{}.{}.{}.{expires}", kind.tag(), share.id, share.password_version);
@@ -95,11 +108,7 @@ impl Shares {
             payload.push('.');
             payload.push_str(extra);
         }
-        IssuedCookie {
-            name: format!("{}{}", kind.prefix(), share.id),
-            value: self.inner.keys.sign(&payload),
-            max_age: lifetime,
-        }
+        IssuedCookie { name, value: self.inner.keys.sign(&payload), max_age: lifetime }
     }
 
     /// The `extra` of a genuine, current cookie of `kind` for this share (`Some("")` when it
@@ -151,20 +160,31 @@ impl Shares {
         }
         throttle.record_success(&keys);
         self.record(opened.id(), ip, "share_unlocked", String::new()).await?;
-        Ok(Some(self.issue(CookieKind::Unlock, opened, self.policy().unlock_lifetime, None)))
+        let name = unlock_cookie_name(opened.id());
+        Ok(Some(self.issue(CookieKind::Unlock, opened, self.policy().unlock_lifetime, None, name)))
     }
 
     /// Whether a download in flight may go on: the share still exists, is enabled and still
-    /// points at the same contents. Expiry does not stop a download that started in time.
-    pub async fn still_served(&self, share_id: &str, sha256: &str) -> bool {
-        let (id, sha256) = (share_id.to_owned(), sha256.to_owned());
+    /// holds the same contents: the file `file` (id, SHA-256), or for a ZIP (`None`) anything, as
+    /// long as the share has not expired. Expiry does not stop a single file's download that
+    /// started in time; it does stop a ZIP, which could otherwise go on reading a folder.
+    pub async fn still_served(&self, share_id: &str, file: Option<(&FileId, &str)>) -> bool {
+        let id = share_id.to_owned();
+        let file = file.map(|(file, sha256)| (file.clone(), sha256.to_owned()));
+        let now = self.now();
         let outcome = self
             .inner
             .db
             .read(move |conn| {
                 let Some(entry) = shares::by_id(conn, &id)? else { return Ok(false) };
-                let same_file = files::by_id(conn, &entry.share.file_id)?.is_some_and(|file| file.sha256 == sha256);
-                Ok(same_file && !entry.share.disabled && !entry.owner_disabled)
+                let standing = !entry.share.disabled && !entry.owner_disabled;
+                let Some((file, sha256)) = file else { return Ok(standing && entry.share.expires_at > now) };
+                let held = match &entry.share.file_id {
+                    Some(own) => own == &file,
+                    None => shares::holds(conn, &id, &file)?,
+                };
+                let same = held && files::by_id(conn, &file)?.is_some_and(|row| row.sha256 == sha256);
+                Ok(same && standing)
             })
             .await;
         outcome.unwrap_or(false)

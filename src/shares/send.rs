@@ -115,9 +115,10 @@ pub(super) fn queue_download_notice(
     let Some(entry) = shares::by_id(tx, id)? else { return Ok(()) };
     let Some(owner) = users::by_id(tx, &entry.share.owner_id)? else { return Ok(()) };
     let Some(email) = owner.email.as_deref().filter(|_| owner.mail_notices) else { return Ok(()) };
-    let count = match entry.share.max_downloads {
-        Some(max) => format!("download {} of {max}", entry.share.downloads),
-        None => format!("download {}", entry.share.downloads),
+    // A multi-file link's limit holds per file, so "of N" would mislead there.
+    let count = match (entry.share.max_downloads, &entry.share.contents) {
+        (Some(max), shares::Contents::File) => format!("download {} of {max}", entry.share.downloads),
+        _ => format!("download {}", entry.share.downloads),
     };
     let settings = format!("{}/", mailer.public_url());
     let message = messages::share_downloaded(&entry.file_name, &count, ip, &settings);

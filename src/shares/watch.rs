@@ -1,6 +1,6 @@
 //! A share download in flight: it stops when the share is revoked or disabled (checked every
-//! few MiB, so revocation cuts even a long download short), and when it ends, however it
-//! ends, the audit log gets the bytes actually sent.
+//! few MiB, so revocation cuts even a long download short; a ZIP also stops at expiry), and
+//! when it ends, however it ends, the audit log gets the bytes actually sent.
 
 use std::io;
 use std::sync::Arc;
@@ -10,6 +10,7 @@ use futures_util::{Stream, StreamExt};
 
 use super::Shares;
 use super::resume::Progress;
+use crate::domain::FileId;
 
 /// Bytes sent between two checks that the share still stands.
 const RECHECK_EVERY: u64 = 4 << 20;
@@ -20,15 +21,23 @@ struct Tally {
     share_id: String,
     ip: String,
     range: String,
-    expected: u64,
+    /// ` file=<id>` of the file served; empty for a ZIP.
+    file: String,
+    /// Bytes the answer should have; `None` for a ZIP, complete when its stream ended cleanly.
+    expected: Option<u64>,
     sent: u64,
+    ended: bool,
     outcome: Option<&'static str>,
 }
 
 impl Drop for Tally {
     fn drop(&mut self) {
-        let outcome = self.outcome.unwrap_or(if self.sent == self.expected { "complete" } else { "interrupted" });
-        let detail = format!("outcome={outcome} bytes={} range={}", self.sent, self.range);
+        let complete = match self.expected {
+            Some(expected) => self.sent == expected,
+            None => self.ended,
+        };
+        let outcome = self.outcome.unwrap_or(if complete { "complete" } else { "interrupted" });
+        let detail = format!("outcome={outcome} bytes={} range={}{}", self.sent, self.range, self.file);
         let (shares, id, ip) = (self.shares.clone(), std::mem::take(&mut self.share_id), std::mem::take(&mut self.ip));
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
@@ -42,12 +51,14 @@ impl Drop for Tally {
 
 pub struct Download {
     pub share_id: String,
-    pub sha256: String,
+    /// The file served (id, SHA-256); `None` for a ZIP of the share.
+    pub file: Option<(FileId, String)>,
     pub ip: String,
     pub start: u64,
-    pub length: u64,
-    /// Where the counted download this request belongs to has got to.
-    pub progress: Arc<Progress>,
+    /// Bytes to send; `None` for a ZIP (its length is known when it ends).
+    pub length: Option<u64>,
+    /// Where the counted download this request belongs to has got to (not for a ZIP).
+    pub progress: Option<Arc<Progress>>,
 }
 
 impl Shares {
@@ -57,44 +68,55 @@ impl Shares {
         S: Stream<Item = io::Result<Bytes>> + Send + Unpin + 'static,
     {
         let range = match download.length {
-            0 => "-".to_owned(),
-            length => format!("{}-{}", download.start, download.start + length - 1),
+            None => "zip".to_owned(),
+            Some(0) => "-".to_owned(),
+            Some(length) => format!("{}-{}", download.start, download.start + length - 1),
         };
         let tally = Tally {
             shares: self.clone(),
             share_id: download.share_id,
             ip: download.ip,
             range,
+            file: download.file.as_ref().map(|(id, _)| format!(" file={id}")).unwrap_or_default(),
             expected: download.length,
             sent: 0,
+            ended: false,
             outcome: None,
         };
         let (start, progress) = (download.start, download.progress);
-        let state = (inner, tally, download.sha256, 0u64, false);
-        futures_util::stream::unfold(state, move |(mut inner, mut tally, sha256, mut unchecked, done)| {
-            let progress = Arc::clone(&progress);
+        let state = (inner, tally, download.file, 0u64, false);
+        futures_util::stream::unfold(state, move |(mut inner, mut tally, file, mut unchecked, done)| {
+            let progress = progress.clone();
             async move {
                 if done {
                     return None;
                 }
                 if unchecked >= RECHECK_EVERY {
                     unchecked = 0;
-                    if !tally.shares.still_served(&tally.share_id, &sha256).await {
+                    let served = file.as_ref().map(|(id, sha256)| (id, sha256.as_str()));
+                    if !tally.shares.still_served(&tally.share_id, served).await {
                         tally.outcome = Some("revoked");
-                        let err = io::Error::other("the share was revoked during the download");
-                        return Some((Err(err), (inner, tally, sha256, unchecked, true)));
+                        let err = io::Error::other("the share was revoked or expired during the download");
+                        return Some((Err(err), (inner, tally, file, unchecked, true)));
                     }
                 }
-                match inner.next().await? {
+                let Some(next) = inner.next().await else {
+                    tally.ended = true;
+                    drop(tally);
+                    return None;
+                };
+                match next {
                     Ok(chunk) => {
                         tally.sent += chunk.len() as u64;
                         unchecked += chunk.len() as u64;
-                        progress.reached(start + tally.sent);
-                        Some((Ok(chunk), (inner, tally, sha256, unchecked, false)))
+                        if let Some(progress) = &progress {
+                            progress.reached(start + tally.sent);
+                        }
+                        Some((Ok(chunk), (inner, tally, file, unchecked, false)))
                     }
                     Err(err) => {
                         tally.outcome = Some("read_error");
-                        Some((Err(err), (inner, tally, sha256, unchecked, true)))
+                        Some((Err(err), (inner, tally, file, unchecked, true)))
                     }
                 }
             }

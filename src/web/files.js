@@ -94,7 +94,7 @@ export async function filesPage(main, rest) {
       h('td', { class: 'date', text: isFolder ? '' : formatDate(item.file.created_at) }),
       h('td', { class: 'actions' },
         isFolder ? null : button('Details', () => act(() => fileDetails(item.file))()),
-        isFolder ? null : button('Share', () => act(() => shareDialog(item.file))()),
+        button('Share', () => act(() => shareDialog(isFolder ? { name: item.name, folderPath: item.path } : item.file))()),
         button('Rename', () => rename(item)),
         button('Move', () => move([item])),
         button('Delete', () => remove([item]))));
@@ -114,6 +114,10 @@ export async function filesPage(main, rest) {
     selectAll.indeterminate = chosen.length > 0 && !selectAll.checked;
     selectionBar.hidden = chosen.length === 0;
     clear(selectionBar, h('span', { text: `${chosen.length} selected` }),
+      chosen.every((item) => item.kind !== 'folder')
+        ? h('button', { type: 'button', text: 'Share selected', onclick: () => act(() => shareDialog(
+          { name: `${chosen.length} files`, ids: chosen.map((item) => item.file.id) }))() })
+        : null,
       h('button', { type: 'button', text: 'Move selected', onclick: () => move(selectedItems()) }),
       h('button', { type: 'button', class: 'danger', text: 'Delete selected', onclick: () => remove(selectedItems()) }),
       h('button', { type: 'button', text: 'Clear selection', onclick: () => { view.selected.clear(); paintSelection(); } }));

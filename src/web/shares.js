@@ -18,7 +18,15 @@ function copyButton(url, name) {
   return button;
 }
 
-// Make a link to `file`, or edit `share` (then `file` is { name }).
+// What a new link holds: one file ({ id }), several ({ ids }) or a folder ({ folderPath }).
+function contents(target) {
+  if (target.ids) return { file_ids: target.ids };
+  if (target.folderPath) return { folder: target.folderPath };
+  return { file_id: target.id };
+}
+
+// Make a link to `file` (a file, { name, ids } or { name, folderPath }), or edit `share` (then
+// `file` is { name }).
 export async function shareDialog(file, share) {
   let changed = false;
   await dialog(share ? `Edit the link to ${file.name}` : `Share ${file.name}`, (close) => {
@@ -42,7 +50,7 @@ export async function shareDialog(file, share) {
     const form = h('form', { class: 'stack' },
       h('div', { class: 'field' }, h('label', { for: id('expiry'), text: 'Expires' }), expiry, dateLabel, date),
       h('div', { class: 'field' }, h('label', { for: id('password'), text: share && share.has_password ? 'New password (optional)' : 'Password (optional)' }), password, removePassword),
-      h('div', { class: 'field' }, h('label', { for: id('limit'), text: 'Download limit (optional)' }), limit),
+      h('div', { class: 'field' }, h('label', { for: id('limit'), text: file.ids || file.folderPath || (share && share.kind !== 'file') ? 'Download limit per file (optional)' : 'Download limit (optional)' }), limit),
       h('div', { class: 'field' }, h('label', { for: id('note'), text: 'Note for yourself (optional)' }), note),
       problem, result,
       h('div', { class: 'buttons' },
@@ -61,7 +69,7 @@ export async function shareDialog(file, share) {
       if (limit.value) body.max_downloads = Number(limit.value);
       else if (share && share.max_downloads) body.max_downloads = null;
       try {
-        const saved = share ? await api('PATCH', `/shares/${share.id}`, body) : await api('POST', '/shares', { file_id: file.id, ...body });
+        const saved = share ? await api('PATCH', `/shares/${share.id}`, body) : await api('POST', '/shares', { ...contents(file), ...body });
         changed = true;
         if (share) { announce('Link saved'); close(); return; }
         clear(result, h('div', { class: 'link-box' },

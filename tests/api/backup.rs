@@ -231,7 +231,11 @@ fn rewrite_manifest(snapshot: &Path, change: impl FnOnce(&mut Value)) {
 
 /// Turns a database of the newest schema into one of the schema before it: update it with each
 /// new migration.
-const UNDO_NEWEST_MIGRATION: &str = "DROP TABLE upload_links;";
+const UNDO_NEWEST_MIGRATION: &str = "DROP TABLE share_file_downloads; DROP TABLE share_files;
+    CREATE TABLE shares_old AS SELECT id, token_hash, sealed_token, file_id, owner_id, created_at, expires_at,
+        password_hash, password_version, max_downloads, downloads, last_access_at, note, disabled, views,
+        notify_downloads FROM shares WHERE kind = 'file';
+    DROP TABLE shares; ALTER TABLE shares_old RENAME TO shares;";
 
 #[tokio::test]
 async fn restore_refuses_a_non_empty_target_and_a_newer_schema_without_writing_and_migrates_an_older_one() {

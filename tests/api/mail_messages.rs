@@ -308,3 +308,37 @@ async fn an_owner_who_asked_hears_of_each_counted_download_and_no_more() {
     assert_eq!(received[2]["to"], "marker@example.test", "no notice once turned off");
     assert_no_secrets(&app, &[watched["token"].as_str().unwrap()]);
 }
+
+#[tokio::test]
+async fn a_multi_file_link_tells_its_owner_of_each_counted_zip_and_file_and_no_more() {
+    let smtp = Smtp::start();
+    let app = mail_app(&smtp);
+    let admin = admin_token(&app).await;
+    let (status, _) = call(&app, "PATCH", "/api/v1/me", &admin, Some(json!({"email": "owner@example.test"}))).await;
+    assert_eq!(status, 200);
+    let first = upload(&app, &admin, "one.txt", b"one".to_vec()).await;
+    let second = upload(&app, &admin, "two.txt", b"two".to_vec()).await;
+    let body = json!({"file_ids": [first, second], "notify_downloads": true, "max_downloads": 2});
+    let (status, made) = call(&app, "POST", "/api/v1/shares", &admin, Some(body)).await;
+    assert_eq!(status, 201, "{made}");
+    let token = made["token"].as_str().unwrap();
+    let get = |path: String| {
+        let request = app.client.get(app.url(&path));
+        async move { request.send().await.unwrap().status() }
+    };
+    assert_eq!(get(format!("/s/{token}/download")).await, 200);
+    assert_eq!(get(format!("/s/{token}/files/{first}")).await, 200);
+    assert_eq!(get(format!("/s/{token}/download")).await, 410, "one.txt is used up: no ZIP, no notice");
+    let id = made["id"].as_str().unwrap();
+    assert_eq!(send_share(&app, &admin, id, &["marker@example.test"], "").await.0, 202);
+    let received = smtp.wait_for(3).await;
+    assert_eq!(received.len(), 3);
+    for (mail, count) in received.iter().zip(["download 1)", "download 2)"]) {
+        assert_eq!(
+            (mail["to"].as_str(), mail["subject"].as_str()),
+            (Some("owner@example.test"), Some("\"2 files\" was downloaded"))
+        );
+        assert!(mail["text"].as_str().unwrap().contains(&format!("from 127.0.0.1 ({count}")), "{mail}");
+    }
+    assert_eq!(received[2]["to"], "marker@example.test", "nothing for the refused ZIP");
+}

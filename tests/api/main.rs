@@ -29,6 +29,7 @@ mod http;
 mod mail_delivery;
 mod mail_messages;
 mod metrics;
+mod multi_shares;
 mod oidc;
 mod oidc_support;
 mod protection;

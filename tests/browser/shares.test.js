@@ -106,3 +106,41 @@ test('7. revoking from My shares: the count shown is the API\'s, and the link th
   visitor.assertClean();
   assertClean();
 });
+
+test('8. several selected files and a folder shared from Files: the link lists each file, downloads one, and all as a ZIP', async (t) => {
+  const coffer = await startCoffer(t);
+  const token = await coffer.token();
+  await coffer.upload(token, 'a.txt', 'first');
+  await coffer.upload(token, 'b.txt', 'second');
+  await coffer.upload(token, 'inner.txt', 'inside', 'photos');
+  const browser = await launch(t);
+  const { ctx, assertClean } = await context(browser);
+  const page = await ctx.newPage();
+  await signIn(page, coffer);
+  await page.getByRole('checkbox', { name: 'Select a.txt' }).check();
+  await page.getByRole('checkbox', { name: 'Select b.txt' }).check();
+  await page.getByRole('button', { name: 'Share selected' }).click();
+  const dialog = page.getByRole('dialog', { name: 'Share 2 files' });
+  await dialog.getByLabel('Download limit per file (optional)').fill('2');
+  await dialog.getByRole('button', { name: 'Create link' }).click();
+  const link = await dialog.getByRole('textbox', { name: 'Link', exact: true }).inputValue();
+  await dialog.getByRole('button', { name: 'Close' }).click();
+  await page.getByRole('button', { name: 'Share photos' }).click();
+  const folderDialog = page.getByRole('dialog', { name: 'Share photos' });
+  await folderDialog.getByRole('button', { name: 'Create link' }).click();
+  const folderLink = await folderDialog.getByRole('textbox', { name: 'Link', exact: true }).inputValue();
+  assertClean();
+
+  const visitor = await context(browser);
+  const guest = await visitor.ctx.newPage();
+  await guest.goto(link);
+  await guest.getByRole('cell', { name: 'a.txt', exact: true }).waitFor();
+  await guest.getByRole('cell', { name: 'b.txt', exact: true }).waitFor();
+  const [zip] = await Promise.all([guest.waitForEvent('download'), guest.getByRole('link', { name: 'Download all (ZIP)' }).click()]);
+  assert.equal(zip.suggestedFilename(), 'files.zip');
+  assert.equal(readFileSync(await zip.path()).subarray(0, 4).toString('latin1'), 'PK\x03\x04');
+  await guest.goto(folderLink);
+  const [one] = await Promise.all([guest.waitForEvent('download'), guest.getByRole('link', { name: 'Download inner.txt' }).click()]);
+  assert.equal(readFileSync(await one.path(), 'utf8'), 'inside');
+  visitor.assertClean();
+});
