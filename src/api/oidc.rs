@@ -253,7 +253,7 @@ impl OidcApi {
         if !self.oidc.providers().iter().any(|(id, _)| *id == *provider) {
             return Err(ApiFailure::not_found("provider"));
         }
-        if !self.auth.confirm_password(&caller.0.user_id, &body.password).await? {
+        if !self.auth.confirm_password(&caller.0.user_id, &body.password, &client_ip(req)).await? {
             let reason = "link refused: wrong password";
             self.auth
                 .record_provider_refusal(&provider, reason, Some(caller.0.user_id.clone()), &client_ip(req))

@@ -15,6 +15,7 @@ use crate::db::audit::{self, AuditEvent};
 use crate::db::{DbError, oidc, sessions, users};
 use crate::domain::{Role, UserId, Username};
 
+use super::throttle::Keys;
 use super::{Auth, AuthError, browser, start_session};
 
 /// What the provider vouched for, after the ID token (and userinfo) checks.
@@ -311,11 +312,20 @@ impl Auth {
 
     /// Checks the signed-in user's password before a link starts; `false` when wrong (or the
     /// account has none).
-    pub async fn confirm_password(&self, user: &UserId, password: &str) -> Result<bool, AuthError> {
+    pub async fn confirm_password(&self, user: &UserId, password: &str, ip: &str) -> Result<bool, AuthError> {
         let row = self.user(user).await?;
         let Some(row) = row.filter(|row| !row.password_hash.is_empty()) else { return Ok(false) };
+        // Throttled like sign-in and password changes, on the same account's budget: a stolen
+        // session must not make this an unlimited password oracle.
+        let keys = Keys::for_account(&row.username, ip, self.throttle.policy().free_failures);
+        self.throttle.check(&keys).map_err(AuthError::Throttled)?;
         let verdict = self.hasher.verify(password, Some(row.password_hash)).await?;
-        Ok(!matches!(verdict, super::password::Verdict::Mismatch))
+        if matches!(verdict, super::password::Verdict::Mismatch) {
+            self.throttle.record_failure(&keys);
+            return Ok(false);
+        }
+        self.throttle.record_success(&keys);
+        Ok(true)
     }
 }
 

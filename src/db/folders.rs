@@ -82,6 +82,15 @@ pub fn relocate(
         ),
         params![owner.0, from.as_str(), to.as_str()],
     )?;
+    // So do upload links: strangers' files must not land at the old path, where a folder of
+    // the same name may later be made for something else.
+    conn.execute(
+        &format!(
+            "UPDATE upload_links SET folder = ?3 || substr(folder, length(?2) + 1) WHERE owner_id = ?1 AND {}",
+            within("folder")
+        ),
+        params![owner.0, from.as_str(), to.as_str()],
+    )?;
     Ok(moved)
 }
 
@@ -92,10 +101,21 @@ pub fn file_count(conn: &Connection, owner: &UserId, path: &FolderPath) -> Resul
 }
 
 /// Deletes a folder, the folders in it and every file in them (their grants and share links
-/// go with them); returns how many files were deleted.
+/// go with them), with the links to those folders and the upload links into them; returns how
+/// many files were deleted.
 pub fn remove(conn: &Connection, owner: &UserId, path: &FolderPath) -> Result<usize, DbError> {
     let deleted = conn.execute(
         &format!("DELETE FROM files WHERE owner_id = ?1 AND {}", within("folder")),
+        params![owner.0, path.as_str()],
+    )?;
+    // A link to a folder names it by path: left behind, it would serve any folder made later
+    // under the same name. The same holds for upload links, which would fill it.
+    conn.execute(
+        &format!("DELETE FROM shares WHERE owner_id = ?1 AND kind = 'folder' AND {}", within("folder")),
+        params![owner.0, path.as_str()],
+    )?;
+    conn.execute(
+        &format!("DELETE FROM upload_links WHERE owner_id = ?1 AND {}", within("folder")),
         params![owner.0, path.as_str()],
     )?;
     conn.execute(

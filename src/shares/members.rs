@@ -12,7 +12,7 @@
 //! `max_downloads` times, alone or inside a ZIP, and a ZIP takes one download of every file in
 //! it or is refused. So a limit of N lets at most N copies of any file leave, whichever way.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use super::public::Opened;
 use super::{ShareError, Shares};
@@ -125,15 +125,26 @@ pub fn safe_paths(raw: &[(String, String)]) -> Vec<String> {
             taken.insert(prefix.to_lowercase());
         }
     }
+    // The next number to try for each path that collided: counting from 2 every time would
+    // make thousands of names that clean to the same path (`a?`, `a*`, `A?`...) cost
+    // quadratic time on every page view and ZIP.
+    let mut next_number: HashMap<String, u32> = HashMap::new();
     cleaned
         .into_iter()
         .map(|(folder, name)| {
             let join = |name: &str| if folder.is_empty() { name.to_owned() } else { format!("{folder}/{name}") };
             let mut path = join(&name);
-            let mut number = 2;
-            while taken.contains(&path.to_lowercase()) {
-                path = join(&numbered(&name, number));
-                number += 1;
+            let wanted = path.to_lowercase();
+            if taken.contains(&wanted) {
+                let mut number = next_number.get(&wanted).copied().unwrap_or(2);
+                loop {
+                    path = join(&numbered(&name, number));
+                    number += 1;
+                    if !taken.contains(&path.to_lowercase()) {
+                        break;
+                    }
+                }
+                next_number.insert(wanted, number);
             }
             taken.insert(path.to_lowercase());
             path
@@ -164,6 +175,25 @@ mod tests {
             paths(&[("", "Report.pdf"), ("", "report.pdf"), ("", "report.pdf"), ("", "notes")]),
             ["Report.pdf", "report (2).pdf", "report (3).pdf", "notes"]
         );
+    }
+
+    /// Names an uploader can choose so that they all clean to one path: numbering them must not
+    /// cost quadratic time (20,000 of them took minutes when each counted up from 2).
+    #[test]
+    fn many_names_cleaned_to_one_path_are_numbered_in_linear_time() {
+        let specials = ['?', '*', ':', '<', '>', '|', '"'];
+        let raw: Vec<(String, String)> = (0..20_000usize)
+            .map(|i| {
+                let name: String = (0..6).map(|digit| specials[(i / 7usize.pow(digit)) % 7]).collect();
+                (String::new(), format!("x{name}"))
+            })
+            .collect();
+        let started = std::time::Instant::now();
+        let paths = safe_paths(&raw);
+        assert!(started.elapsed() < std::time::Duration::from_secs(5), "took {:?}", started.elapsed());
+        let distinct: HashSet<String> = paths.iter().map(|path| path.to_lowercase()).collect();
+        assert_eq!(distinct.len(), raw.len());
+        assert_eq!(paths[..3], ["x______", "x______ (2)", "x______ (3)"]);
     }
 
     #[test]

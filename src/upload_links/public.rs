@@ -214,6 +214,8 @@ impl UploadLinks {
         drop(reservation);
         match stored {
             Ok(row) => Ok(Delivered { name: name.as_str().to_owned(), size: u64::try_from(row.size).unwrap_or(0) }),
+            // The link ended (or its folder moved or went) while the file streamed.
+            Err(FileError::CredentialsEnded) => Err(LinkError::NotFound),
             Err(err) => Err(self.refused(&link.id, upload.ip, err.into()).await),
         }
     }
@@ -221,11 +223,13 @@ impl UploadLinks {
     /// What the commit's transaction checks and records for a file through this link.
     fn commit_check(&self, entry: &UploadLinkEntry, ip: &str) -> crate::files::LinkCheck {
         let (id, version, ip, now) = (entry.link.id.clone(), entry.link.password_version, ip.to_owned(), self.now());
+        let folder = entry.link.folder.clone();
         let mailer = self.inner.mailer.clone();
         Box::new(move |tx, row| {
             let Some(current) = upload_links::by_id(tx, &id)? else { return Ok(Err(FileError::CredentialsEnded)) };
             let link = &current.link;
-            if link.disabled || current.owner_disabled || link.password_version != version {
+            // A folder moved while the file streamed: its old path is no longer the link's.
+            if link.disabled || current.owner_disabled || link.password_version != version || link.folder != folder {
                 return Ok(Err(FileError::CredentialsEnded));
             }
             if link.files_received >= link.max_files {

@@ -402,3 +402,25 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     }
     files
 }
+
+/// A folder link ends with its folder: deleting the folder revokes it, so a new folder made
+/// later under the same name (with other, private files) is never served through the old link.
+#[tokio::test]
+async fn deleting_a_folder_ends_its_links_so_a_new_folder_of_that_name_stays_private() {
+    let app = spawn_default();
+    let admin = admin_token(&app).await;
+    upload_to(&app, &admin, "party", "invite.txt", b"come along").await;
+    let (id, token) = made(&app, &admin, json!({"folder": "party"})).await;
+    assert_eq!(paths(&listing(&app, &token, &[]).await), ["invite.txt"]);
+
+    let (status, deleted) = call(&app, "DELETE", "/api/v1/folders?path=party&recursive=true", &admin, None).await;
+    assert_eq!(status, 200, "{deleted}");
+    upload_to(&app, &admin, "party", "private-budget.txt", b"not for the guests").await;
+
+    for path in [format!("/s/{token}"), format!("/s/{token}/download")] {
+        let response = fetch(&app, "GET", &path, &[("accept", "application/json")]).await;
+        assert_eq!(response.status(), 404, "{path} still answers for the deleted folder");
+    }
+    let (status, _) = call(&app, "GET", &format!("/api/v1/shares/{id}"), &admin, None).await;
+    assert_eq!(status, 404, "the link went with its folder");
+}

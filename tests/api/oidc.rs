@@ -375,3 +375,35 @@ async fn e_mail_and_groups_missing_from_the_id_token_are_taken_from_userinfo() {
     let landing = provider_sign_in(&app, &op, "eve").await;
     assert_eq!(landing.status, StatusCode::FORBIDDEN, "eve's groups (from userinfo) are not allowed");
 }
+
+/// The password that starts a link is throttled like sign-in: a stolen session cannot guess the
+/// account's password through it without limit (here the provider is not even running: the
+/// password is checked before anything goes to it).
+#[tokio::test]
+async fn guessing_the_password_through_the_link_confirmation_is_throttled() {
+    let op = OpServer::prepare();
+    let toml = format!("[auth]\nlogin_free_failures = 3\n{}", op.provider_toml(""));
+    let app = spawn_app(Options { toml, ..Options::default() });
+    let admin = admin_bearer(&app).await;
+    make_user(&app, &admin, "alice", "alice@example.org", "user").await;
+    let (status, set) = browser_sign_in(&app, "alice", PASSWORD).await;
+    assert_eq!(status, 204);
+    let alice_cookie = set.unwrap().split(';').next().unwrap().to_owned();
+    let link = |password: &str| {
+        app.client
+            .post(app.url("/api/v1/me/identities/test"))
+            .header("cookie", &alice_cookie)
+            .header("sec-fetch-site", "same-origin")
+            .header("x-coffer-csrf", "1")
+            .json(&json!({"password": password}))
+            .send()
+    };
+    for _ in 0..4 {
+        let wrong = link("not the password at all").await.unwrap();
+        assert_eq!(wrong.status(), StatusCode::BAD_REQUEST);
+    }
+    let right = link(PASSWORD).await.unwrap();
+    assert_eq!(right.status(), StatusCode::TOO_MANY_REQUESTS, "even the right password waits");
+    assert!(right.headers().contains_key("retry-after"));
+    assert_eq!(right.json::<Value>().await.unwrap()["error"], "too_many_requests");
+}

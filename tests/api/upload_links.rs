@@ -410,3 +410,36 @@ async fn admins_list_everyones_upload_links_and_users_only_their_own() {
     let revoked = audit_of(&app, &admin, "upload_link_revoked").await;
     assert!(revoked[0]["detail"].as_str().unwrap().starts_with("by_admin"), "{revoked:?}");
 }
+
+/// A link writes into its folder wherever the owner moves it, and ends when the folder is
+/// deleted: strangers' files never land at the folder's old path, nor in a new folder made
+/// there later.
+#[tokio::test]
+async fn a_link_follows_its_folder_when_moved_and_ends_when_it_is_deleted() {
+    let app = spawn_default();
+    let admin = admin_token(&app).await;
+    call(&app, "POST", "/api/v1/folders", &admin, Some(json!({"path": "inbox"}))).await;
+    let created = link(&app, &admin, json!({"folder": "inbox"})).await;
+    let id = created["id"].as_str().unwrap();
+
+    let (status, moved) =
+        call(&app, "POST", "/api/v1/folders/move", &admin, Some(json!({"from": "inbox", "to": "done/inbox"}))).await;
+    assert_eq!(status, 200, "{moved}");
+    let (status, answer) = send(&app, &created, "after-move.txt", b"x".to_vec(), None).await;
+    assert_eq!(status, 201, "{answer}");
+    assert_eq!(names(&app, &admin, "done/inbox").await, ["after-move.txt"]);
+    let (_, top) = call(&app, "GET", "/api/v1/files?folder=", &admin, None).await;
+    let folders: Vec<&str> = top["folders"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    assert!(!folders.contains(&"inbox"), "nothing recreated the old path: {top}");
+    let (_, info) = call(&app, "GET", &format!("/api/v1/upload-links/{id}"), &admin, None).await;
+    assert_eq!(info["folder"], "done/inbox", "{info}");
+
+    let (status, deleted) = call(&app, "DELETE", "/api/v1/folders?path=done&recursive=true", &admin, None).await;
+    assert_eq!(status, 200, "{deleted}");
+    call(&app, "POST", "/api/v1/folders", &admin, Some(json!({"path": "done/inbox"}))).await;
+    let (status, answer) = send(&app, &created, "after-delete.txt", b"x".to_vec(), None).await;
+    assert_eq!(status, 404, "{answer}");
+    assert_eq!(names(&app, &admin, "done/inbox").await, Vec::<String>::new());
+    let (status, _) = call(&app, "GET", &format!("/api/v1/upload-links/{id}"), &admin, None).await;
+    assert_eq!(status, 404, "the link went with its folder");
+}
