@@ -105,6 +105,7 @@ impl Shares {
             start: 0,
             length: None,
             progress: None,
+            password_version: opened.entry.share.password_version,
         };
         let body: ByteStream = Box::pin(self.watch(download, Box::pin(stream)));
         Ok(Archive { opened, body: Some(body), cookies, name })

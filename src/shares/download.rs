@@ -184,6 +184,7 @@ impl Shares {
             start,
             length: Some(length),
             progress: Some(progress),
+            password_version: opened.entry.share.password_version,
         };
         let body: ByteStream = Box::pin(self.watch(download, Box::pin(stream)));
         Ok(Served { opened, file: Some(file), body: Some(body), cookies })

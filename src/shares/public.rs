@@ -164,11 +164,12 @@ impl Shares {
         Ok(Some(self.issue(CookieKind::Unlock, opened, self.policy().unlock_lifetime, None, name)))
     }
 
-    /// Whether a download in flight may go on: the share still exists, is enabled and still
-    /// holds the same contents: the file `file` (id, SHA-256), or for a ZIP (`None`) anything, as
-    /// long as the share has not expired. Expiry does not stop a single file's download that
-    /// started in time; it does stop a ZIP, which could otherwise go on reading a folder.
-    pub async fn still_served(&self, share_id: &str, file: Option<(&FileId, &str)>) -> bool {
+    /// Whether a download in flight may go on: the share still exists, is enabled, has the
+    /// password it had when the download started (`password_version`), and still holds the same
+    /// contents: the file `file` (id, SHA-256), or for a ZIP (`None`) anything, as long as the
+    /// share has not expired. Expiry does not stop a single file's download that started in
+    /// time; it does stop a ZIP, which could otherwise go on reading a folder.
+    pub async fn still_served(&self, share_id: &str, file: Option<(&FileId, &str)>, password_version: i64) -> bool {
         let id = share_id.to_owned();
         let file = file.map(|(file, sha256)| (file.clone(), sha256.to_owned()));
         let now = self.now();
@@ -177,7 +178,8 @@ impl Shares {
             .db
             .read(move |conn| {
                 let Some(entry) = shares::by_id(conn, &id)? else { return Ok(false) };
-                let standing = !entry.share.disabled && !entry.owner_disabled;
+                let standing =
+                    !entry.share.disabled && !entry.owner_disabled && entry.share.password_version == password_version;
                 let Some((file, sha256)) = file else { return Ok(standing && entry.share.expires_at > now) };
                 let held = match &entry.share.file_id {
                     Some(own) => own == &file,

@@ -59,6 +59,9 @@ pub struct Download {
     pub length: Option<u64>,
     /// Where the counted download this request belongs to has got to (not for a ZIP).
     pub progress: Option<Arc<Progress>>,
+    /// The share's password version when the download started: a new password (or one set or
+    /// removed) ends it, so whoever knew only the old one is cut off.
+    pub password_version: i64,
 }
 
 impl Shares {
@@ -83,7 +86,7 @@ impl Shares {
             ended: false,
             outcome: None,
         };
-        let (start, progress) = (download.start, download.progress);
+        let (start, progress, password_version) = (download.start, download.progress, download.password_version);
         let state = (inner, tally, download.file, 0u64, false);
         futures_util::stream::unfold(state, move |(mut inner, mut tally, file, mut unchecked, done)| {
             let progress = progress.clone();
@@ -94,7 +97,7 @@ impl Shares {
                 if unchecked >= RECHECK_EVERY {
                     unchecked = 0;
                     let served = file.as_ref().map(|(id, sha256)| (id, sha256.as_str()));
-                    if !tally.shares.still_served(&tally.share_id, served).await {
+                    if !tally.shares.still_served(&tally.share_id, served, password_version).await {
                         tally.outcome = Some("revoked");
                         let err = io::Error::other("the share was revoked or expired during the download");
                         return Some((Err(err), (inner, tally, file, unchecked, true)));

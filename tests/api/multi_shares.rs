@@ -299,6 +299,19 @@ async fn revoking_or_expiring_a_link_cuts_its_zip_download_with_an_error() {
 }
 
 #[tokio::test]
+async fn a_new_password_cuts_a_running_zip_download() {
+    let app = spawn_default();
+    let admin = admin_token(&app).await;
+    let (id, token) = large_folder(&app, &admin).await;
+    cut_while_reading(&app, &token, async || {
+        let body = json!({"password": "a-new-secret-phrase"});
+        let (status, _) = call(&app, "PATCH", &format!("/api/v1/shares/{id}"), &admin, Some(body)).await;
+        assert_eq!(status, 200);
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_protected_multi_file_link_asks_for_the_password_on_every_path() {
     let app = spawn_default();
     let admin = admin_token(&app).await;

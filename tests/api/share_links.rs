@@ -341,3 +341,36 @@ async fn unknown_tokens_get_the_same_not_found_page() {
     assert_eq!(response.status(), 405);
     assert_eq!(response.headers()["allow"], HeaderValue::from_static("GET, HEAD"));
 }
+
+#[tokio::test]
+async fn a_new_password_cuts_a_download_in_flight_so_only_the_new_one_goes_on() {
+    let app = spawn_default();
+    let admin = admin_token(&app).await;
+    let data: Vec<u8> = (0..48u32 << 20).map(|index| (index % 251) as u8).collect();
+    let file = upload(&app, &admin, "big.bin", data.clone()).await;
+    let made = share(&app, &admin, &file, json!({})).await;
+    let (id, link) = (made["id"].as_str().unwrap(), format!("/s/{}/download", made["token"].as_str().unwrap()));
+
+    let first = app.get(&link).await;
+    assert_eq!(first.status(), 200);
+    let mut stream = first.bytes_stream();
+    let mut received = stream.next().await.unwrap().unwrap().len();
+
+    // The owner sets a password: whoever had the link without it is cut off mid-download.
+    let (status, _) =
+        call(&app, "PATCH", &format!("/api/v1/shares/{id}"), &admin, Some(json!({"password": "a-new-secret-phrase"})))
+            .await;
+    assert_eq!(status, 200);
+    let mut cut = false;
+    while let Some(chunk) = stream.next().await {
+        match chunk {
+            Ok(chunk) => received += chunk.len(),
+            Err(_) => {
+                cut = true;
+                break;
+            }
+        }
+    }
+    assert!(cut && received < data.len(), "received {received} of {} bytes after the password changed", data.len());
+    assert_eq!(app.get(&link).await.status(), StatusCode::UNAUTHORIZED, "and the link now asks for it");
+}
