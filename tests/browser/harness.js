@@ -189,6 +189,15 @@ export async function throttle(page, bytesPerSecond) {
   return cdp;
 }
 
+// Waits until the upload row's <progress> shows more than `above`; returns its value.
+export async function progressAbove(page, name, above) {
+  const handle = await page.waitForFunction(([label, floor]) => {
+    const bar = document.querySelector(`progress[aria-label="${CSS.escape(label)}"]`);
+    return bar && bar.value > floor && bar.value;
+  }, [`Uploading ${name}`, above], { polling: 'raf', timeout: 20_000 });
+  return handle.jsonValue();
+}
+
 // Deterministic bytes.
 export function bytesOf(length, seed = 1) {
   const out = Buffer.alloc(length);

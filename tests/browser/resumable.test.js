@@ -6,18 +6,9 @@ import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Upload, DefaultHttpStack } from 'tus-js-client';
-import { startCoffer, launch, context, signIn, throttle, bytesOf, sha256 } from './harness.js';
+import { startCoffer, launch, context, signIn, throttle, bytesOf, sha256, progressAbove } from './harness.js';
 
 const MiB = 1024 * 1024;
-
-// Resolves when the upload's <progress> shows more than `above`; returns its value.
-async function progressAbove(page, name, above) {
-  const handle = await page.waitForFunction(([label, floor]) => {
-    const bar = document.querySelector(`progress[aria-label="${CSS.escape(label)}"]`);
-    return bar && bar.value > floor && bar.value;
-  }, [`Uploading ${name}`, above], { polling: 'raf', timeout: 20_000 });
-  return handle.jsonValue();
-}
 
 // The Upload-Offset of every PATCH the page sends.
 function patchOffsets(page) {

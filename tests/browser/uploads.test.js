@@ -4,18 +4,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { startCoffer, launch, context, signIn, throttle, bytesOf, sha256 } from './harness.js';
+import { startCoffer, launch, context, signIn, throttle, bytesOf, sha256, progressAbove } from './harness.js';
 
 const MiB = 1024 * 1024;
-
-// Waits until the upload's <progress> shows more than `above`; returns its value.
-async function progressAbove(page, name, above) {
-  const handle = await page.waitForFunction(([label, floor]) => {
-    const bar = document.querySelector(`progress[aria-label="${CSS.escape(label)}"]`);
-    return bar && bar.value > floor && bar.value;
-  }, [`Uploading ${name}`, above], { polling: 'raf', timeout: 20_000 });
-  return handle.jsonValue();
-}
 
 test('2. a throttled 8 MiB upload shows rising progress and a speed; files by picker and by drop arrive byte for byte', async (t) => {
   const coffer = await startCoffer(t);
