@@ -38,11 +38,23 @@ pub struct OpServer {
     redirect_uri: Option<String>,
 }
 
+/// A free port under Linux's ephemeral range (32768-60999). One picked with port 0 and
+/// released can be taken by any test's outgoing connection before node binds it (seen once in
+/// CI: the provider never said it was listening); servers and clients never get these.
+fn free_port_below_ephemeral_range() -> u16 {
+    loop {
+        let port = rand::random_range(20_000..32_000);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
 impl OpServer {
     /// Picks the provider's port (free now; the provider binds it when started) and writes
     /// the client secret and accounts; the provider starts once Coffer's address is known.
     pub fn prepare() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = free_port_below_ephemeral_range();
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("client-secret"), format!("{CLIENT_SECRET}\n")).unwrap();
         let op = Self { child: None, port, dir, redirect_uri: None };
