@@ -84,6 +84,11 @@ enum Command {
         max_chars: usize,
         #[arg(long)]
         max_bytes: u64,
+        /// Address space limit, in bytes.
+        #[arg(long)]
+        memory: u64,
+        #[arg(long)]
+        cpu_seconds: u64,
     },
     /// Print the manual page (roff), for packaging.
     #[command(hide = true)]
@@ -145,8 +150,9 @@ fn main() -> ExitCode {
         Command::Backup { config, command } => with_settings(&config, |file, settings| {
             report_outcome(coffer::backup::command::run(settings, file, command))
         }),
-        Command::Extract { kind, max_chars, max_bytes } => {
-            coffer::search::extract::child::run(kind, max_chars, max_bytes)
+        Command::Extract { kind, max_chars, max_bytes, memory, cpu_seconds } => {
+            let limits = coffer::search::extract::child::ChildLimits { max_chars, max_bytes, memory, cpu_seconds };
+            coffer::search::extract::child::run(kind, &limits)
         }
         Command::Reindex(args) => with_settings(&args, |_, settings| match coffer::reindex::run(&settings) {
             Ok(()) => ExitCode::SUCCESS,

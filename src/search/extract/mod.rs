@@ -2,10 +2,12 @@
 //!
 //! A file's kind comes from its first bytes, then its media type and name. Plain text is
 //! decoded in the server, reading only a bounded prefix. PDF, DOCX, ODT and HTML go to a child
-//! process (`coffer extract`, the same binary) with the file on standard input and, set
-//! between fork and exec, limits on its address space (`search.extract_memory`), CPU time and
-//! wall-clock time (`search.extract_timeout`), no file writes and few descriptors; it is
-//! killed when time runs out. One child runs at a time. The outcome is cached per content
+//! process (`coffer extract`, the same binary) with the file on standard input; the child puts
+//! limits on its own address space (`search.extract_memory`) and CPU time, file writes and
+//! descriptors before it reads a byte, and the server kills it when the wall-clock time
+//! (`search.extract_timeout`) runs out. The child sets its own limits so that no code has to
+//! run between fork and exec: the child is started with `posix_spawn` (a vfork), not a fork
+//! that copies the page tables of a large server on an async worker for every file. One child runs at a time. The outcome is cached per content
 //! hash by the caller, so a file is tried once per extractor version.
 //!
 //! Never parses a document format in the server process, never passes the child anything but
@@ -144,16 +146,15 @@ pub async fn isolated(store: &BlobStore, sha256: &str, kind: Kind, limits: &Limi
         .arg(limits.max_text_chars.to_string())
         .arg("--max-bytes")
         .arg(limits.max_extract_size.to_string())
+        .arg("--memory")
+        .arg(limits.memory.to_string())
+        .arg("--cpu-seconds")
+        .arg(limits.timeout.as_secs().max(1).to_string())
         .env_clear()
         .stdin(Stdio::from(blob))
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .kill_on_drop(true);
-    let (memory, cpu) = (limits.memory, limits.timeout.as_secs().max(1));
-    // SAFETY: between fork and exec only prlimit64 system calls run (no allocation, no locks).
-    unsafe {
-        command.pre_exec(move || apply_child_limits(memory, cpu));
-    }
     let mut child = command.spawn()?;
     let mut stdout = child.stdout.take().ok_or_else(|| io::Error::other("no pipe to the child"))?;
     let cap = (limits.max_text_chars as u64).saturating_mul(4);
@@ -177,19 +178,6 @@ pub async fn isolated(store: &BlobStore, sha256: &str, kind: Kind, limits: &Limi
             _ => Extracted::Failed,
         },
     })
-}
-
-/// The child's limits. Runs between fork and exec: only system calls. Uses prlimit64, which
-/// the service's system call filter allows (it refuses `setrlimit`).
-fn apply_child_limits(memory: u64, cpu_seconds: u64) -> io::Result<()> {
-    use rustix::process::{Resource, Rlimit, setrlimit};
-    let limit = |value: u64| Rlimit { current: Some(value), maximum: Some(value) };
-    setrlimit(Resource::As, limit(memory))?;
-    setrlimit(Resource::Cpu, Rlimit { current: Some(cpu_seconds), maximum: Some(cpu_seconds + 1) })?;
-    setrlimit(Resource::Fsize, limit(0))?;
-    setrlimit(Resource::Core, limit(0))?;
-    setrlimit(Resource::Nofile, limit(16))?;
-    Ok(())
 }
 
 #[cfg(test)]
