@@ -299,6 +299,7 @@ impl Application {
             self.settings.audit.retention.0,
             shutdown.clone(),
         ));
+        let checkpoint = tokio::spawn(crate::db::checkpoint::run(self.db.path().to_owned(), shutdown.clone()));
         let mail = self.mail.clone().map(|(transport, mailer)| {
             let (db, clock) = (self.db.clone(), self.clock.clone());
             tokio::spawn(crate::mail::run_sender(db, clock, mailer, transport, shutdown.clone()))
@@ -340,6 +341,7 @@ impl Application {
         let _ = rate_limits.await;
         let _ = oidc_keys.await;
         let _ = retention.await;
+        let _ = checkpoint.await;
         if let Some(mail) = mail {
             let _ = mail.await;
         }

@@ -345,6 +345,8 @@ pub enum MigrationError {
     Backup { copy: String, source: rusqlite::Error },
     #[error("migration to schema version {version} failed, the database is unchanged at version {from}: {source}")]
     Step { version: u32, from: u32, source: rusqlite::Error },
+    #[error("cannot start the database threads: {0}")]
+    Threads(String),
 }
 
 pub(super) fn schema_version(conn: &Connection) -> rusqlite::Result<u32> {

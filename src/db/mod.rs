@@ -2,11 +2,13 @@
 //!
 //! Every connection runs WAL with `synchronous=FULL`, foreign keys on and a busy timeout.
 //! Async code reaches the database only through [`Db::read`] and [`Db::write`], which run the
-//! closure on the blocking pool, so no SQLite call ever runs on an async worker; writes run in
-//! an IMMEDIATE transaction so they take the write lock up front instead of failing halfway.
+//! closure on one of the database's own threads (`threads`), so no SQLite call ever runs on an
+//! async worker; writes run in an IMMEDIATE transaction so they take the write lock up front
+//! instead of failing halfway.
 
 pub mod api_tokens;
 pub mod audit;
+pub mod checkpoint;
 pub mod files;
 pub mod folders;
 pub mod mail;
@@ -16,16 +18,16 @@ mod migrations;
 pub mod oidc;
 pub mod sessions;
 pub mod shares;
+mod threads;
 pub mod upload_links;
 pub mod uploads;
 pub mod users;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
-use tokio::sync::Semaphore;
 
 pub use migrations::{LATEST_VERSION, MigrationError};
 
@@ -44,10 +46,9 @@ pub struct Db {
 
 struct Inner {
     path: PathBuf,
-    busy_timeout: Duration,
-    idle: Mutex<Vec<Connection>>,
-    /// Bounds open connections and blocking threads busy with the database at once.
-    permits: Semaphore,
+    /// To the database threads, one connection each: their number bounds the connections
+    /// open and the calls running at once.
+    jobs: crossbeam_channel::Sender<threads::Job>,
 }
 
 /// Opens a connection with the pragmas every connection must have.
@@ -69,21 +70,16 @@ impl Db {
     pub fn open(path: &Path, busy_timeout: Duration, max_connections: usize) -> Result<Self, MigrationError> {
         let mut conn = connect(path, busy_timeout).map_err(MigrationError::Open)?;
         migrations::apply(&mut conn, path)?;
-        Ok(Self {
-            inner: Arc::new(Inner {
-                path: path.to_owned(),
-                busy_timeout,
-                idle: Mutex::new(vec![conn]),
-                permits: Semaphore::new(max_connections.max(1)),
-            }),
-        })
+        let jobs = threads::start(max_connections, path.to_owned(), busy_timeout, conn)
+            .map_err(|err| MigrationError::Threads(err.to_string()))?;
+        Ok(Self { inner: Arc::new(Inner { path: path.to_owned(), jobs }) })
     }
 
     pub fn path(&self) -> &Path {
         &self.inner.path
     }
 
-    /// Runs `f` with a connection on the blocking pool.
+    /// Runs `f` with a connection on a database thread.
     pub async fn read<T, F>(&self, f: F) -> Result<T, DbError>
     where
         T: Send + 'static,
@@ -92,7 +88,7 @@ impl Db {
         self.with_connection(move |conn| f(conn)).await
     }
 
-    /// Runs `f` inside an IMMEDIATE transaction on the blocking pool; commits when `f` returns
+    /// Runs `f` inside an IMMEDIATE transaction on a database thread; commits when `f` returns
     /// `Ok`, rolls back otherwise.
     pub async fn write<T, F>(&self, f: F) -> Result<T, DbError>
     where
@@ -113,26 +109,14 @@ impl Db {
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, DbError> + Send + 'static,
     {
-        let permit = self.inner.permits.acquire().await.map_err(|err| DbError::Task(err.to_string()))?;
-        let inner = Arc::clone(&self.inner);
-        let result = tokio::task::spawn_blocking(move || {
-            let pooled = inner.idle.lock().map(|mut idle| idle.pop()).unwrap_or(None);
-            let mut conn = match pooled {
-                Some(conn) => conn,
-                None => connect(&inner.path, inner.busy_timeout)?,
-            };
-            let result = f(&mut conn);
-            // A connection left inside a transaction (a panic mid-way) is not reused.
-            if conn.is_autocommit()
-                && let Ok(mut idle) = inner.idle.lock()
-            {
-                idle.push(conn);
-            }
-            result
-        })
-        .await
-        .map_err(|err| DbError::Task(err.to_string()))?;
-        drop(permit);
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let job: threads::Job = Box::new(move |conn| {
+            let _ = answer.send(conn.and_then(f));
+        });
+        let stopped = || DbError::Task("the database threads stopped".into());
+        self.inner.jobs.send(job).map_err(|_| stopped())?;
+        // A dropped answer means the closure panicked (its thread carries on).
+        let result = answered.await.unwrap_or_else(|_| Err(DbError::Task("a database call panicked".into())));
         if matches!(result, Err(DbError::Sqlite(_))) {
             crate::metrics::get().database_errors.inc();
         }
@@ -184,5 +168,26 @@ mod tests {
             .await
             .unwrap();
         assert_ne!(id, "changed", "the failed transaction left nothing behind");
+    }
+
+    #[tokio::test]
+    async fn a_call_that_panics_mid_transaction_answers_an_error_and_leaves_no_lock_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("coffer.db"), Duration::from_millis(200), 1).unwrap();
+        let panicked = db
+            .write(|tx| -> Result<(), DbError> {
+                tx.execute("UPDATE instance SET instance_id = 'changed'", [])?;
+                panic!("a bug in a database call");
+            })
+            .await;
+        assert!(matches!(panicked, Err(DbError::Task(_))), "{panicked:?}");
+        // The only thread carries on; had it kept the connection, the transaction would still
+        // hold the write lock and this write would time out as busy.
+        db.write(|tx| Ok(tx.execute("UPDATE instance SET instance_id = 'after'", [])?)).await.unwrap();
+        let id: String = db
+            .read(|conn| Ok(conn.query_row("SELECT instance_id FROM instance", [], |row| row.get(0))?))
+            .await
+            .unwrap();
+        assert_eq!(id, "after");
     }
 }
