@@ -160,20 +160,41 @@ pub fn list_folder(
 /// those a user made (`folders`).
 pub fn subfolders(conn: &Connection, owner: &UserId, folder: &FolderPath) -> Result<Vec<String>, DbError> {
     let prefix = if folder.is_root() { String::new() } else { format!("{}/", folder.as_str()) };
-    let mut statement = conn.prepare_cached(
-        "SELECT DISTINCT substr(folder, length(?2) + 1) FROM files
-         WHERE owner_id = ?1 AND folder != ?3 AND substr(folder, 1, length(?2)) = ?2
-         UNION SELECT substr(path, length(?2) + 1) FROM folders
-         WHERE owner_id = ?1 AND path != ?3 AND substr(path, 1, length(?2)) = ?2",
-    )?;
-    let rows = statement.query_map(params![owner.0, prefix, folder.as_str()], |row| row.get::<_, String>(0))?;
     let mut names: Vec<String> = Vec::new();
-    for rest in rows {
-        let rest = rest?;
-        let first = rest.split('/').next().unwrap_or_default().to_owned();
-        if !first.is_empty() && !names.contains(&first) {
-            names.push(first);
+    let mut add = |path: &str| {
+        let first = path[prefix.len()..].split('/').next().unwrap_or_default();
+        if !first.is_empty() && !names.iter().any(|name| name == first) {
+            names.push(first.to_owned());
         }
+    };
+    // One index seek per subfolder, jumping over each one's subtree, instead of reading every
+    // file of the owner: a listing costs the same with ten files or a million in subfolders.
+    // In byte order a subtree `a/...` comes after every sibling that extends `a` with a
+    // character before `/` (`a-x`, `a.b`), and ends before `a0`.
+    // (bound, whether the bound itself is excluded)
+    let mut bound = (prefix.clone(), true);
+    loop {
+        let sql = if bound.1 {
+            "SELECT folder FROM files WHERE owner_id = ?1 AND folder > ?2 ORDER BY folder LIMIT 1"
+        } else {
+            "SELECT folder FROM files WHERE owner_id = ?1 AND folder >= ?2 ORDER BY folder LIMIT 1"
+        };
+        let found = conn.prepare_cached(sql)?.query_row(params![owner.0, bound.0], |row| row.get::<_, String>(0));
+        let Some(found) = found.optional()? else { break };
+        if !found.starts_with(&prefix) {
+            break;
+        }
+        add(&found);
+        let first = found[prefix.len()..].split('/').next().unwrap_or_default();
+        bound =
+            if found.len() > prefix.len() + first.len() { (format!("{prefix}{first}0"), false) } else { (found, true) };
+    }
+    let mut explicit = conn.prepare_cached(
+        "SELECT path FROM folders WHERE owner_id = ?1 AND path != ?3 AND substr(path, 1, length(?2)) = ?2",
+    )?;
+    let rows = explicit.query_map(params![owner.0, prefix, folder.as_str()], |row| row.get::<_, String>(0))?;
+    for path in rows {
+        add(&path?);
     }
     names.sort();
     Ok(names)
@@ -278,4 +299,48 @@ pub fn content_refs(conn: &Connection) -> Result<Vec<ContentRef>, DbError> {
 /// Whether any file row references the blob (inside the collector's write transaction).
 pub fn is_referenced(conn: &Connection, sha256: &str) -> Result<bool, DbError> {
     Ok(conn.query_row("SELECT 1 FROM files WHERE sha256 = ?1 LIMIT 1", [sha256], |_| Ok(())).optional()?.is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subfolders_are_each_first_component_once_including_names_around_the_slash() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("coffer.db");
+        drop(crate::db::Db::open(&path, std::time::Duration::from_secs(1), 1).unwrap());
+        let conn = crate::db::connect(&path, std::time::Duration::from_secs(1)).unwrap();
+        conn.execute(
+            "INSERT INTO users (id, username, username_key, password_hash, role, created_at)
+             VALUES ('u', 'u', 'u', 'x', 'user', 0)",
+            [],
+        )
+        .unwrap();
+        // `a-x` and `a.b` sort between `a` and `a/...`; `a0` right after the subtree of `a`.
+        let folders = ["", "a", "a-x", "a.b", "a/b", "a/b/c", "a/z", "a0", "b/c/d", "é"];
+        for (index, folder) in folders.iter().enumerate() {
+            let row = FileRow {
+                id: FileId(format!("f{index}")),
+                owner_id: UserId("u".into()),
+                folder: (*folder).into(),
+                name: "n.txt".into(),
+                size: 1,
+                sha256: "0".repeat(64),
+                content_type: "text/plain".into(),
+                description: String::new(),
+                created_at: 0,
+                modified_at: 0,
+            };
+            insert(&conn, &row).unwrap();
+        }
+        let owner = UserId("u".into());
+        let list = |folder: &str| subfolders(&conn, &owner, &FolderPath::parse(folder).unwrap()).unwrap();
+        assert_eq!(list(""), ["a", "a-x", "a.b", "a0", "b", "é"]);
+        assert_eq!(list("a"), ["b", "z"]);
+        assert_eq!(list("a/b"), ["c"]);
+        assert_eq!(list("b"), ["c"]);
+        assert!(list("a-x").is_empty());
+        assert!(list("nothing").is_empty());
+    }
 }

@@ -78,11 +78,28 @@ fn columns() -> String {
         "s.id, s.token_hash, s.sealed_token, s.file_id, s.owner_id, s.created_at, s.expires_at, \
          s.password_hash, s.password_version, s.max_downloads, s.downloads, s.last_access_at, s.note, s.disabled, \
          f.name, f.size, u.disabled, s.views, s.notify_downloads, s.kind, s.folder, \
-         (SELECT count(*) FROM files g WHERE {MEMBER}), \
-         (SELECT coalesce(sum(g.size), 0) FROM files g WHERE {MEMBER}), \
-         (SELECT count(*) FROM files g LEFT JOIN share_file_downloads d ON d.share_id = s.id AND d.file_id = g.id \
-          WHERE {MEMBER} AND (s.max_downloads IS NULL OR coalesce(d.downloads, 0) < s.max_downloads)), \
-         (SELECT group_concat(file_id, '/') FROM share_files WHERE share_id = s.id)"
+         {count}, {bytes}, {left}, \
+         (SELECT group_concat(file_id, '/') FROM share_files WHERE share_id = s.id)",
+        count = over_members("count(*)", "", ""),
+        bytes = over_members("coalesce(sum(g.size), 0)", "", ""),
+        left = over_members(
+            "count(*)",
+            "LEFT JOIN share_file_downloads d ON d.share_id = s.id AND d.file_id = g.id",
+            "AND (s.max_downloads IS NULL OR coalesce(d.downloads, 0) < s.max_downloads)"
+        ),
+    )
+}
+
+/// `what` over the share's member files (as [`MEMBER`] has them), `join`ed and filtered by
+/// `filter`. A share without a folder is driven from its listed files, so looking up a
+/// single file's or a few files' link costs the same however many files the owner has; only
+/// a folder link looks through the owner's files.
+fn over_members(what: &str, join: &str, filter: &str) -> String {
+    format!(
+        "CASE WHEN s.folder IS NULL \
+         THEN (SELECT {what} FROM share_files sf JOIN files g ON g.id = sf.file_id {join} \
+               WHERE sf.share_id = s.id AND g.owner_id = s.owner_id {filter}) \
+         ELSE (SELECT {what} FROM files g {join} WHERE {MEMBER} {filter}) END"
     )
 }
 
@@ -187,7 +204,7 @@ pub fn by_id(conn: &Connection, id: &str) -> Result<Option<ShareEntry>, DbError>
 
 pub fn by_token_hash(conn: &Connection, hash: &[u8]) -> Result<Option<ShareEntry>, DbError> {
     let sql = format!("SELECT {} {FROM} WHERE s.token_hash = ?1", columns());
-    Ok(conn.query_row(&sql, [hash], from_row).optional()?)
+    Ok(conn.prepare_cached(&sql)?.query_row([hash], from_row).optional()?)
 }
 
 /// Newest first, continuing after `(created_at, id)`; `owner = None` lists everyone's.
