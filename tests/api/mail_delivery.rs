@@ -104,11 +104,14 @@ async fn mail_queued_while_the_server_is_down_goes_out_when_it_is_back_and_a_res
     smtp.resume();
     app.advance_clock(70);
     assert_eq!(smtp.wait_for(1).await[0]["to"], "carol@example.test");
-    // The server has the message a moment before the sender marks it sent.
+    // The server has the message a moment before the sender marks it sent, and the outbox
+    // row (read from the database) changes a moment before the sender counts the attempt.
     let deadline = Instant::now() + Duration::from_secs(10);
     let metrics = loop {
         let metrics = scrape(&app, None).await.text().await.unwrap();
-        if sample(&metrics, "coffer_mail_outbox_pending") == Some(0.0) || Instant::now() > deadline {
+        let settled = sample(&metrics, "coffer_mail_outbox_pending") == Some(0.0)
+            && sample(&metrics, r#"coffer_mail_attempts_total{outcome="sent"}"#).is_some();
+        if settled || Instant::now() > deadline {
             break metrics;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
