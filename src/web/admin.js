@@ -106,10 +106,14 @@ async function auditTab(body) {
     field('User id', { name: 'user', autocomplete: 'off' }),
     h('button', { type: 'submit', text: 'Filter' }));
   let cursor = null;
+  // A filter submitted while an earlier page is still on its way wins over that page.
+  let loading = 0;
   async function load(next) {
+    const turn = ++loading;
     clear(problem);
     try {
       const page = await api('GET', `/audit${query({ event: filters.event.value.trim(), user: filters.user.value.trim(), cursor: next ? cursor : undefined, limit: 100 })}`);
+      if (turn !== loading) return;
       if (!next) clear(tbody);
       tbody.append(...page.entries.map((entry) => h('tr', {},
         h('td', { text: formatDate(entry.at) }), h('td', { text: entry.event }), h('td', { text: entry.actor_id || '' }),

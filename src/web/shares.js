@@ -118,9 +118,12 @@ export async function mySharesPage(main) {
             await load(false);
           }) })));
   }
+  let loading = 0;
   async function load(next) {
+    const turn = ++loading;
     try {
       const page = await api('GET', `/shares${query({ cursor: next ? cursor : undefined })}`);
+      if (turn !== loading) return;
       if (!next) clear(tbody);
       tbody.append(...page.shares.map(row));
       if (!tbody.rows.length) tbody.append(h('tr', {}, h('td', { colspan: 7, class: 'empty', text: 'You have no share links. Share a file from its row in Files.' })));
