@@ -16,6 +16,7 @@ pub mod mail;
 mod migration_tests;
 mod migrations;
 pub mod oidc;
+mod schema_history;
 pub mod sessions;
 pub mod shares;
 mod threads;
