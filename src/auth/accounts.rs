@@ -1,18 +1,16 @@
-//! Account management: a user's own password and sessions, and what admins (or the `coffer
-//! user` command on the server) do to accounts.
+//! Account management: what admins (or the `coffer user` command on the server) do to accounts.
 //!
 //! The rules live here, not in the API: the last enabled admin cannot be demoted, disabled or
 //! deleted; a new password, a role change or disabling ends the user's sessions. Every change
 //! is audited in the same transaction that makes it, and the checks come before any write.
 
 use super::password::Verdict;
-use super::throttle::Keys;
-use super::{Auth, AuthError, Principal, Tokens, start_session};
+use super::{Auth, AuthError, Principal};
+use crate::db::DbError;
 use crate::db::audit::{self, AuditEvent, AuditRow};
-use crate::db::sessions::{self, SessionRow};
+use crate::db::sessions;
 use crate::db::users::{self, NewUser, UserRow};
-use crate::db::{DbError, api_tokens};
-use crate::domain::{Password, PasswordError, Role, SessionId, UserId, Username, UsernameError};
+use crate::domain::{Password, PasswordError, Role, UserId, Username, UsernameError};
 use crate::mail::messages::Notice;
 
 /// Who makes a change: a signed-in user, or the server's own command line.
@@ -110,105 +108,6 @@ pub(super) fn check_email(email: Option<&str>) -> Result<Option<String>, Account
 }
 
 impl Auth {
-    /// Changes the caller's password after checking the current one. Every session of the
-    /// user ends, the caller's included; the caller gets the tokens of a new session.
-    pub async fn change_own_password(
-        &self,
-        principal: &Principal,
-        current: &str,
-        new: String,
-        ip: &str,
-        browser: bool,
-    ) -> Result<Tokens, AccountError> {
-        let user = self.user(&principal.user_id).await?.ok_or(AccountError::NotFound)?;
-        let keys = Keys::for_account(&user.username, ip, self.throttle.policy().free_failures);
-        self.throttle.check(&keys).map_err(AuthError::Throttled)?;
-        let verdict = self.hasher.verify(current, Some(user.password_hash.clone())).await?;
-        let (now, ip) = (self.now(), ip.to_owned());
-        if verdict == Verdict::Mismatch {
-            self.throttle.record_failure(&keys);
-            let id = user.id.0.clone();
-            self.db
-                .write(move |tx| {
-                    let event = AuditEvent {
-                        event: "password_change_failed",
-                        actor_id: Some(&id),
-                        subject: Some(&id),
-                        ip: &ip,
-                        detail: "",
-                    };
-                    audit::record(tx, now, &event)
-                })
-                .await?;
-            return Err(AccountError::WrongPassword);
-        }
-        if new == current {
-            return Err(AccountError::PasswordUnchanged);
-        }
-        let hash = self.hasher.hash(&Password::parse(new)?).await?;
-        let lifetime = self.lifetimes.refresh_absolute;
-        let user_id = user.id.clone();
-        let cookie = browser.then(super::browser::new_cookie_secret);
-        let cookie_hash = cookie.as_ref().map(|(_, hash)| hash.clone());
-        let mailer = self.mailer.clone();
-        let (session, refresh_token, expires_at) = self
-            .db
-            .write(move |tx| {
-                users::set_password_hash(tx, &user_id, &hash)?;
-                super::queue_notice(
-                    &mailer,
-                    tx,
-                    now,
-                    &user_id,
-                    &Notice::PasswordChanged { how: "by the account itself" },
-                )?;
-                let ended = sessions::revoke_all_for_user(tx, &user_id, None, now, "password_changed")?;
-                let started = start_session(tx, &user_id, &ip, now, lifetime, cookie_hash.as_deref())?;
-                let detail = format!("{ended} sessions ended");
-                let event = AuditEvent {
-                    event: "password_changed",
-                    actor_id: Some(&user_id.0),
-                    subject: Some(&user_id.0),
-                    ip: &ip,
-                    detail: &detail,
-                };
-                audit::record(tx, now, &event)?;
-                Ok(started)
-            })
-            .await?;
-        let mut tokens = self.tokens(&user.id, &session, user.role, refresh_token, now, expires_at);
-        tokens.session_cookie = cookie.map(|(secret, _)| secret);
-        Ok(tokens)
-    }
-
-    pub async fn own_sessions(&self, principal: &Principal) -> Result<Vec<SessionRow>, AccountError> {
-        let (user, now) = (principal.user_id.clone(), self.now());
-        Ok(self.db.read(move |conn| sessions::list_live(conn, &user, now)).await?)
-    }
-
-    /// Ends one of the caller's sessions; `false` if there is no such live session of theirs.
-    pub async fn end_own_session(&self, principal: &Principal, session: &str, ip: &str) -> Result<bool, AccountError> {
-        let (user, session, ip, now) =
-            (principal.user_id.clone(), SessionId(session.to_owned()), ip.to_owned(), self.now());
-        Ok(self
-            .db
-            .write(move |tx| {
-                let ended = sessions::revoke_own(tx, &user, &session, now, "revoked_by_user")?;
-                if ended {
-                    let event = AuditEvent {
-                        event: "session_revoked",
-                        actor_id: Some(&user.0),
-                        subject: Some(&session.0),
-                        ip: &ip,
-                        detail: "",
-                    };
-                    audit::record(tx, now, &event)?;
-                }
-                Ok(ended)
-            })
-            .await?)
-    }
-
     pub async fn list_users(&self, after: Option<String>, limit: u32) -> Result<Vec<UserRow>, AccountError> {
         Ok(self.db.read(move |conn| users::list(conn, after.as_deref(), limit)).await?)
     }
@@ -382,27 +281,5 @@ impl Auth {
         event: Option<String>,
     ) -> Result<Vec<AuditRow>, AccountError> {
         Ok(self.db.read(move |conn| audit::list(conn, before, limit, user.as_deref(), event.as_deref())).await?)
-    }
-
-    /// Revokes one of the caller's API tokens; `false` if they have no such live token.
-    pub async fn revoke_api_token(&self, principal: &Principal, id: &str, ip: &str) -> Result<bool, AccountError> {
-        let (user, id, ip, now) = (principal.user_id.clone(), id.to_owned(), ip.to_owned(), self.now());
-        Ok(self
-            .db
-            .write(move |tx| {
-                let revoked = api_tokens::revoke(tx, &user, &id, now)?;
-                if revoked {
-                    let event = AuditEvent {
-                        event: "api_token_revoked",
-                        actor_id: Some(&user.0),
-                        subject: Some(&id),
-                        ip: &ip,
-                        detail: "",
-                    };
-                    audit::record(tx, now, &event)?;
-                }
-                Ok(revoked)
-            })
-            .await?)
     }
 }

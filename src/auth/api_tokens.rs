@@ -75,4 +75,26 @@ impl Auth {
         let (user, now) = (principal.user_id.clone(), self.now());
         Ok(self.db.read(move |conn| api_tokens::list_live(conn, &user, now)).await?)
     }
+
+    /// Revokes one of the caller's API tokens; `false` if they have no such live token.
+    pub async fn revoke_api_token(&self, principal: &Principal, id: &str, ip: &str) -> Result<bool, AccountError> {
+        let (user, id, ip, now) = (principal.user_id.clone(), id.to_owned(), ip.to_owned(), self.now());
+        Ok(self
+            .db
+            .write(move |tx| {
+                let revoked = api_tokens::revoke(tx, &user, &id, now)?;
+                if revoked {
+                    let event = AuditEvent {
+                        event: "api_token_revoked",
+                        actor_id: Some(&user.0),
+                        subject: Some(&id),
+                        ip: &ip,
+                        detail: "",
+                    };
+                    audit::record(tx, now, &event)?;
+                }
+                Ok(revoked)
+            })
+            .await?)
+    }
 }

@@ -15,6 +15,7 @@ mod api_tokens;
 pub mod browser;
 pub mod device;
 mod mail_account;
+mod own_account;
 pub mod password;
 mod password_login;
 mod provider_sign_in;
